@@ -1,0 +1,447 @@
+//! The command line: argument parsing and the order in which the stages are called.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ConfigError;
+use crate::grade::CompiledGrader;
+use crate::grade::stored::grade_run;
+use crate::providers::{ProviderConfig, load_providers};
+use crate::report::{self, Format, ReportOptions};
+use crate::run::{self, CacheMode, RunOptions};
+use crate::store::Store;
+use crate::suite::{Suite, load_suite};
+
+/// Documented exit codes.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// An internal or I/O error.
+    pub const INTERNAL: i32 = 1;
+    /// Invalid usage or configuration.
+    pub const CONFIG: i32 = 2;
+    /// Some outcomes got no answer (provider failures, replay misses) above the allowed share.
+    pub const PROVIDER_FAILURES: i32 = 4;
+    /// Stopped by Ctrl-C; run the same command again to resume.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// costbench: which LLM provider should own which workload, by cost per accepted outcome.
+#[derive(Parser, Debug)]
+#[command(name = "costbench", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// SQLite database holding runs, attempts, grades and the record/replay cache.
+    #[arg(long, global = true, default_value = "results/costbench.db", env = "COSTBENCH_DB")]
+    pub db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay suites across providers, store every attempt, grade, and print the report.
+    Run(RunArgs),
+    /// Print the report of a stored run (the latest by default).
+    Report(ReportArgs),
+    /// Re-grade a run's stored outputs with the suites' current graders; calls no provider.
+    Grade(GradeArgs),
+    /// List runs.
+    Runs,
+    /// Check suite and provider files; calls nothing.
+    Validate(ValidateArgs),
+    /// Move recorded answers between the database and a JSONL cassette.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Suite files.
+    #[arg(required = true)]
+    suites: Vec<PathBuf>,
+    /// Providers file.
+    #[arg(long, short)]
+    providers: PathBuf,
+    /// Only these provider ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// rw: serve recorded answers, call and record the rest; replay: offline, a missing
+    /// answer is an error; off: call everything, record nothing.
+    #[arg(long, value_enum, default_value = "rw")]
+    cache: CacheMode,
+    /// JSONL cassette loaded into the cache first; in rw mode it is rewritten with new answers.
+    #[arg(long)]
+    cassette: Option<PathBuf>,
+    /// Start a new run even if an unfinished run of the same inputs exists.
+    #[arg(long)]
+    new: bool,
+    /// Never draw the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Share of outcomes allowed to end without an answer before exiting with code 4.
+    #[arg(long, default_value_t = 0.0)]
+    max_failed_share: f64,
+    #[command(flatten)]
+    report: ReportFlags,
+}
+
+#[derive(Args, Debug)]
+struct ReportFlags {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Confidence level of every interval.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples for the cost-per-accepted interval.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 20261127)]
+    seed: u64,
+}
+
+impl ReportFlags {
+    fn options(&self) -> Result<ReportOptions> {
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            bail!(UsageError(format!(
+                "--confidence must be between 0 and 1 (got {})",
+                self.confidence
+            )));
+        }
+        if self.bootstrap < 100 {
+            bail!(UsageError("--bootstrap must be at least 100".into()));
+        }
+        Ok(ReportOptions {
+            confidence: self.confidence,
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    #[command(flatten)]
+    report: ReportFlags,
+}
+
+#[derive(Args, Debug)]
+struct GradeArgs {
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    /// Suite files to take graders from (default: the paths recorded with the run).
+    #[arg(long = "suite")]
+    suites: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    /// Suite files.
+    suites: Vec<PathBuf>,
+    /// Providers file.
+    #[arg(long, short)]
+    providers: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum CacheCommand {
+    /// Write every recorded answer to a JSONL cassette.
+    Export {
+        /// Output file.
+        file: PathBuf,
+    },
+    /// Load a JSONL cassette into the database.
+    Import {
+        /// Input file.
+        file: PathBuf,
+    },
+}
+
+/// A usage error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = format!("error: {e}");
+            for cause in e.chain().skip(1) {
+                msg.push_str(&format!("\n  caused by: {cause}"));
+            }
+            eprintln!("{msg}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
+            let config = e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some()
+                || matches!(
+                    e.downcast_ref::<crate::store::StoreError>(),
+                    Some(
+                        crate::store::StoreError::TooNew { .. }
+                            | crate::store::StoreError::Foreign { .. }
+                            | crate::store::StoreError::Missing { .. }
+                            | crate::store::StoreError::NoRun(_)
+                    )
+                );
+            if config { exit::CONFIG } else { exit::INTERNAL }
+        }
+    }
+}
+
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    if e.downcast_ref::<ConfigError>().is_some() {
+        Some("the README documents every suite and provider field")
+    } else {
+        None
+    }
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Run(a) => cmd_run(&cli.db, a),
+        Command::Report(a) => {
+            let store = Store::open_existing(&cli.db)?;
+            let run = store.run(a.run)?;
+            let r = report::build(&store, &run, a.report.options()?)?;
+            println!("{}", report::render(&r, a.report.format));
+            Ok(exit::OK)
+        }
+        Command::Grade(a) => cmd_grade(&cli.db, a),
+        Command::Runs => cmd_runs(&cli.db),
+        Command::Validate(a) => cmd_validate(a),
+        Command::Cache(c) => cmd_cache(&cli.db, c),
+    }
+}
+
+/// Loads every suite and the providers file, gathering all problems from all files.
+fn load_all(suites: &[PathBuf], providers: Option<&Path>) -> Result<(Vec<Suite>, Vec<ProviderConfig>)> {
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for s in suites {
+        match load_suite(s) {
+            Ok(s) => loaded.push(s),
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    let mut names = HashMap::new();
+    for s in &loaded {
+        if let Some(other) = names.insert(s.name.clone(), s.path.clone()) {
+            problems.push(crate::config::Problem {
+                file: s.path.clone(),
+                line_col: None,
+                path: crate::config::DocPath::default().key("suite"),
+                message: format!("suite name `{}` is also used by {}", s.name, other.display()),
+            });
+        }
+    }
+    let provs = match providers.map(load_providers) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            problems.extend(e.problems);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    if !problems.is_empty() {
+        return Err(ConfigError { problems }.into());
+    }
+    Ok((loaded, provs))
+}
+
+fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
+    let opts = a.report.options()?;
+    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers))?;
+    if !a.only.is_empty() {
+        let unknown: Vec<&String> = a
+            .only
+            .iter()
+            .filter(|id| !providers.iter().any(|p| &&p.id == id))
+            .collect();
+        if !unknown.is_empty() {
+            bail!(UsageError(format!(
+                "--only names unknown provider(s): {}",
+                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        providers.retain(|p| a.only.contains(&p.id));
+    }
+    let summary = run::execute(
+        &suites,
+        &providers,
+        &RunOptions {
+            db: db.to_path_buf(),
+            cache: a.cache,
+            cassette: a.cassette.clone(),
+            progress: !a.no_progress,
+            fresh: a.new,
+        },
+    )?;
+
+    let mut store = Store::open(db)?;
+    let graders: HashMap<String, &[CompiledGrader]> = suites
+        .iter()
+        .map(|s| (s.name.clone(), s.graders.as_slice()))
+        .collect();
+    let graded = grade_run(&mut store, summary.run_id, &graders, false)?;
+
+    let mut err = std::io::stderr().lock();
+    for m in &summary.cache_misses {
+        writeln!(err, "error: no recorded answer for {m}")?;
+    }
+    writeln!(
+        err,
+        "run {}{}: {} HTTP calls, {} replayed, {} skipped (answered earlier), {} without answer, {} graded; spent {} in {:.1}s",
+        summary.run_id,
+        if summary.resumed { " (resumed)" } else { "" },
+        summary.calls,
+        summary.replayed,
+        summary.skipped,
+        summary.failed_slots,
+        graded.graded,
+        summary.spent.map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+        summary.elapsed_s
+    )?;
+    drop(err);
+
+    let run = store.run(Some(summary.run_id))?;
+    let r = report::build(&store, &run, opts)?;
+    println!("{}", report::render(&r, a.report.format));
+
+    if summary.interrupted {
+        eprintln!("interrupted: everything finished so far is saved; run the same command again to resume");
+        return Ok(exit::INTERRUPTED);
+    }
+    let outcomes: u64 = r.rows.iter().map(|r| r.outcomes).sum();
+    let unanswered: u64 = r.rows.iter().map(|r| r.unanswered).sum();
+    if outcomes > 0 && unanswered as f64 / outcomes as f64 > a.max_failed_share {
+        eprintln!(
+            "error: {unanswered} of {outcomes} outcomes got no answer (allowed share {}); see `costbench report --format json`",
+            a.max_failed_share
+        );
+        return Ok(exit::PROVIDER_FAILURES);
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
+    let mut store = Store::open_existing(db)?;
+    let run = store.run(a.run)?;
+    let paths: Vec<PathBuf> = if a.suites.is_empty() {
+        run.plan["suites"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s["path"].as_str().map(PathBuf::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        a.suites.clone()
+    };
+    let (suites, _) = load_all(&paths, None)
+        .with_context(|| format!("loading the graders of run {}", run.id))?;
+    let graders: HashMap<String, &[CompiledGrader]> = suites
+        .iter()
+        .map(|s| (s.name.clone(), s.graders.as_slice()))
+        .collect();
+    let sum = grade_run(&mut store, run.id, &graders, true)?;
+    eprintln!(
+        "run {}: re-graded {} answers, {} accepted{}",
+        run.id,
+        sum.graded,
+        sum.accepted,
+        if sum.skipped > 0 {
+            format!("; {} answers of suites not given were left as they were", sum.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(exit::OK)
+}
+
+fn cmd_runs(db: &Path) -> Result<i32> {
+    let store = Store::open_existing(db)?;
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(["id", "started", "status", "cache", "suites", "providers"]);
+    for r in store.runs()? {
+        let names = |k: &str, f: &str| {
+            r.plan[k]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|x| x[f].as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        t.add_row([
+            r.id.to_string(),
+            r.created_at.clone(),
+            r.status.clone(),
+            r.cache_mode.clone(),
+            names("suites", "name"),
+            names("providers", "id"),
+        ]);
+    }
+    println!("{t}");
+    Ok(exit::OK)
+}
+
+fn cmd_validate(a: &ValidateArgs) -> Result<i32> {
+    if a.suites.is_empty() && a.providers.is_none() {
+        bail!(UsageError("give suite files and/or --providers".into()));
+    }
+    let (suites, providers) = load_all(&a.suites, a.providers.as_deref())?;
+    for s in &suites {
+        println!(
+            "ok  suite {} ({}): {} tasks × {} repeats, {} graders, workload {}",
+            s.name,
+            s.path.display(),
+            s.tasks.len(),
+            s.repeats,
+            s.graders.len(),
+            s.workload
+        );
+    }
+    for p in &providers {
+        let key = match &p.api_key_env {
+            None => "no key needed".to_string(),
+            Some(v) if std::env::var_os(v).is_some() => format!("{v} is set"),
+            Some(v) => format!("{v} is NOT set (needed unless --cache replay)"),
+        };
+        let price = if p.price.is_some() { "priced" } else { "no price: costs will be unknown" };
+        println!("ok  provider {} ({} {}): {key}; {price}", p.id, p.protocol, p.model);
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_cache(db: &Path, c: &CacheCommand) -> Result<i32> {
+    match c {
+        CacheCommand::Export { file } => {
+            let store = Store::open_existing(db)?;
+            let n = run::cache::export_cassette(&store, file)?;
+            eprintln!("wrote {n} recorded answers to {}", file.display());
+        }
+        CacheCommand::Import { file } => {
+            let mut store = Store::open(db)?;
+            let n = run::cache::import_cassette(&mut store, file)?;
+            eprintln!("imported {n} new recorded answers from {}", file.display());
+        }
+    }
+    Ok(exit::OK)
+}

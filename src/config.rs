@@ -1,0 +1,351 @@
+//! YAML loading for every user-written file (suites, providers), behind one door.
+//!
+//! serde stops at the first error, but users fix config files faster when they see every
+//! problem at once. So a file is parsed in two passes: serde-saphyr reads it into a
+//! `serde_json::Value` (YAML syntax errors carry their own line and column), and the
+//! granit parser underneath it records where every node starts. Callers then deserialize
+//! each section on its own through [`Loader::field`], which collects type errors and unknown
+//! keys with their dotted path (`tasks[3].vars`) and location instead of stopping.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// One segment of a dotted path into a YAML document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
+}
+
+/// A path into a document, printed as `tasks[3].vars.ticket`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct DocPath(pub Vec<Seg>);
+
+impl DocPath {
+    /// The path of a child key.
+    pub fn key(&self, k: &str) -> DocPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(k.to_string()));
+        p
+    }
+    /// The path of a child index.
+    pub fn index(&self, i: usize) -> DocPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(i));
+        p
+    }
+}
+
+impl fmt::Display for DocPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(top level)");
+        }
+        for (i, s) in self.0.iter().enumerate() {
+            match s {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One problem found in a config file, with its location when known.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// 1-based line and column, when the path could be located.
+    pub line_col: Option<(usize, usize)>,
+    /// Dotted path to the offending key or value.
+    pub path: DocPath,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line_col {
+            Some((l, c)) => write!(f, "{}:{l}:{c}: ", self.file.display())?,
+            None => write!(f, "{}: ", self.file.display())?,
+        }
+        if self.path.0.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in one or more config files.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{n} problem{} in config", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed YAML file with node locations, collecting problems as sections are read.
+pub struct Loader {
+    /// The file being read.
+    pub file: PathBuf,
+    /// The whole document as JSON-like data.
+    pub root: Value,
+    locations: HashMap<DocPath, (usize, usize)>,
+    /// Problems found so far.
+    pub problems: Vec<Problem>,
+}
+
+impl Loader {
+    /// Reads and parses a YAML file; an unreadable or syntactically invalid file is one problem.
+    pub fn open(file: &Path) -> Result<Loader, ConfigError> {
+        let src = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                line_col: None,
+                path: DocPath::default(),
+                message: format!("cannot read file: {e}"),
+            }],
+        })?;
+        Self::from_str(file, &src)
+    }
+
+    /// Parses YAML text that came from `file` (used in messages only).
+    pub fn from_str(file: &Path, src: &str) -> Result<Loader, ConfigError> {
+        let root: Value = serde_saphyr::from_str(src).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                line_col: None,
+                path: DocPath::default(),
+                message: format!("invalid YAML: {e}"),
+            }],
+        })?;
+        Ok(Loader {
+            file: file.to_path_buf(),
+            root,
+            locations: index_locations(src),
+            problems: Vec::new(),
+        })
+    }
+
+    /// Records a problem at `path`, located at the nearest known ancestor.
+    pub fn problem(&mut self, path: &DocPath, message: impl Into<String>) {
+        let mut probe = path.clone();
+        let line_col = loop {
+            if let Some(lc) = self.locations.get(&probe) {
+                break Some(*lc);
+            }
+            if probe.0.pop().is_none() {
+                break None;
+            }
+        };
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line_col,
+            path: path.clone(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes `value` (found at `path`) into `T`, recording unknown keys and type errors.
+    ///
+    /// Returns `None` when `T` could not be built; unknown keys are problems but do not stop it.
+    pub fn field<T: DeserializeOwned>(&mut self, path: &DocPath, value: &Value) -> Option<T> {
+        let mut unknown = Vec::new();
+        let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
+        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        for u in unknown {
+            let mut full = path.clone();
+            full.0.extend(u.0);
+            self.problem(&full, "unknown key");
+        }
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let mut full = path.clone();
+                for seg in e.path().iter() {
+                    match seg {
+                        serde_path_to_error::Segment::Seq { index } => {
+                            full.0.push(Seg::Index(*index))
+                        }
+                        serde_path_to_error::Segment::Map { key } => {
+                            full.0.push(Seg::Key(key.clone()))
+                        }
+                        _ => {}
+                    }
+                }
+                self.problem(&full, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    /// Turns collected problems into an error, or returns `value` when there were none.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ConfigError> {
+        match value {
+            Some(v) if self.problems.is_empty() => Ok(v),
+            _ => Err(ConfigError {
+                problems: self.problems,
+            }),
+        }
+    }
+}
+
+fn ignored_path(p: &serde_ignored::Path<'_>) -> DocPath {
+    fn walk(p: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+        use serde_ignored::Path as P;
+        match p {
+            P::Root => {}
+            P::Seq { parent, index } => {
+                walk(parent, out);
+                out.push(Seg::Index(*index));
+            }
+            P::Map { parent, key } => {
+                walk(parent, out);
+                out.push(Seg::Key(key.clone()));
+            }
+            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+                walk(parent, out)
+            }
+        }
+    }
+    let mut segs = Vec::new();
+    walk(p, &mut segs);
+    DocPath(segs)
+}
+
+/// Maps every node path to its 1-based (line, column). Keys map to the key's own position,
+/// so "unknown key" and "wrong type" point at the line the user wrote.
+fn index_locations(src: &str) -> HashMap<DocPath, (usize, usize)> {
+    use serde_saphyr::granit_parser::{Event, Parser};
+    enum Kind {
+        Seq(usize),
+        Map(Option<String>),
+    }
+    // `pushed`: whether entering this collection added a segment to `path` (not at the root).
+    struct Frame {
+        kind: Kind,
+        pushed: bool,
+    }
+    // The segment the next node gets: Some(None) at the root, None when it is a mapping key.
+    fn next_seg(stack: &mut [Frame]) -> Option<Option<Seg>> {
+        match stack.last_mut().map(|f| &mut f.kind) {
+            None => Some(None),
+            Some(Kind::Seq(i)) => {
+                *i += 1;
+                Some(Some(Seg::Index(*i - 1)))
+            }
+            Some(Kind::Map(pending)) => pending.take().map(|k| Some(Seg::Key(k))),
+        }
+    }
+    let mut out = HashMap::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut path: Vec<Seg> = Vec::new();
+    for ev in Parser::new_from_str(src) {
+        let Ok((event, span)) = ev else { break };
+        let at = (span.start.line(), span.start.col() + 1);
+        match event {
+            Event::Scalar(text, ..) => match next_seg(&mut stack) {
+                Some(seg) => {
+                    let mut p = path.clone();
+                    p.extend(seg);
+                    out.entry(DocPath(p)).or_insert(at);
+                }
+                None => {
+                    if let Some(Frame {
+                        kind: Kind::Map(pending),
+                        ..
+                    }) = stack.last_mut()
+                    {
+                        *pending = Some(text.to_string());
+                    }
+                    let mut p = path.clone();
+                    p.push(Seg::Key(text.to_string()));
+                    out.insert(DocPath(p), at);
+                }
+            },
+            Event::Alias(_) => {
+                next_seg(&mut stack);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                let seg = next_seg(&mut stack).flatten();
+                let pushed = seg.is_some();
+                path.extend(seg);
+                out.entry(DocPath(path.clone())).or_insert(at);
+                let kind = if matches!(event, Event::SequenceStart(..)) {
+                    Kind::Seq(0)
+                } else {
+                    Kind::Map(None)
+                };
+                stack.push(Frame { kind, pushed });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if stack.pop().is_some_and(|f| f.pushed) {
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_point_at_keys_and_items() {
+        let src = "a: 1\nb:\n  - x: 2\n  - {y: 3}\n";
+        let idx = index_locations(src);
+        let p = |s: &[Seg]| DocPath(s.to_vec());
+        assert_eq!(idx[&p(&[Seg::Key("a".into())])], (1, 1));
+        assert_eq!(idx[&p(&[Seg::Key("b".into()), Seg::Index(0)])], (3, 5));
+        assert_eq!(
+            idx[&p(&[
+                Seg::Key("b".into()),
+                Seg::Index(1),
+                Seg::Key("y".into())
+            ])],
+            (4, 6)
+        );
+    }
+
+    #[test]
+    fn field_collects_unknown_keys_and_type_errors() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            n: u32,
+        }
+        let mut l = Loader::from_str(Path::new("f.yaml"), "t:\n  n: 1\n  extra: 2\nu:\n  n: x\n")
+            .unwrap();
+        let root = l.root.clone();
+        let t: Option<T> = l.field(&DocPath::default().key("t"), &root["t"]);
+        assert!(t.is_some());
+        let u: Option<T> = l.field(&DocPath::default().key("u"), &root["u"]);
+        assert!(u.is_none());
+        let msgs: Vec<String> = l.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs[0], "f.yaml:3:3: t.extra: unknown key");
+        assert!(msgs[1].starts_with("f.yaml:5:3: u.n: invalid type"), "{}", msgs[1]);
+    }
+}

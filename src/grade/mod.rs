@@ -1,0 +1,515 @@
+//! Graders: decide whether one model output is an accepted outcome.
+//!
+//! Owns the YAML grader specs ([`GraderSpec`]), their load-time validation
+//! and compilation ([`CompiledGrader`]), per-output [`Verdict`]s, and
+//! parallel batch grading ([`grade_all`]). Each grader kind lives in its own
+//! file; shared template and text helpers live in `template.rs` / `text.rs`.
+
+pub mod contains;
+pub mod equals;
+pub mod json;
+pub mod number;
+pub mod regex;
+pub mod stored;
+pub mod template;
+pub mod text;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use contains::{ContainsManySpec, ContainsSpec};
+pub use equals::EqualsSpec;
+pub use json::JsonSpec;
+pub use number::{NumberSpec, NumberValue, Pick};
+pub use regex::RegexSpec;
+pub use template::template_variables;
+pub use text::Normalize;
+
+/// Task variables that grader templates are rendered with.
+pub type Vars = serde_json::Map<String, serde_json::Value>;
+
+/// One entry of a suite's `graders:` list, as written in YAML.
+///
+/// Each variant's struct has `deny_unknown_fields`; that (not the enum-level
+/// attribute) is what rejects misspelt keys inside an internally tagged enum.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum GraderSpec {
+    /// `type: equals` — the whole output equals a value.
+    Equals(EqualsSpec),
+    /// `type: contains` — the output contains a substring.
+    Contains(ContainsSpec),
+    /// `type: contains-any` — the output contains at least one of several substrings.
+    ContainsAny(ContainsManySpec),
+    /// `type: contains-all` — the output contains every one of several substrings.
+    ContainsAll(ContainsManySpec),
+    /// `type: regex` — a regular expression matches the output.
+    Regex(RegexSpec),
+    /// `type: number` — a number extracted from the output is close to a value.
+    Number(NumberSpec),
+    /// `type: json` — the output is JSON with required keys and expected values.
+    Json(JsonSpec),
+}
+
+impl GraderSpec {
+    /// The YAML `type` of this grader ("equals", "contains-any", ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GraderSpec::Equals(_) => "equals",
+            GraderSpec::Contains(_) => "contains",
+            GraderSpec::ContainsAny(_) => "contains-any",
+            GraderSpec::ContainsAll(_) => "contains-all",
+            GraderSpec::Regex(_) => "regex",
+            GraderSpec::Number(_) => "number",
+            GraderSpec::Json(_) => "json",
+        }
+    }
+
+    /// Every template source this grader renders per task, so the suite
+    /// loader can check (with [`template_variables`]) that each task defines
+    /// the variables they use.
+    pub fn templates(&self) -> Vec<&str> {
+        match self {
+            GraderSpec::Equals(s) => vec![s.value.as_str()],
+            GraderSpec::Contains(s) => vec![s.value.as_str()],
+            GraderSpec::ContainsAny(s) | GraderSpec::ContainsAll(s) => {
+                s.values.iter().map(String::as_str).collect()
+            }
+            GraderSpec::Regex(s) => vec![s.pattern.as_str()],
+            GraderSpec::Number(s) => match &s.value {
+                NumberValue::Number(_) => Vec::new(),
+                NumberValue::Template(t) => vec![t.as_str()],
+            },
+            GraderSpec::Json(s) => s.expect.values().filter_map(|v| v.as_str()).collect(),
+        }
+    }
+
+    /// Validates the spec and precompiles its templates and regexes; call
+    /// once at suite load. Errors name the grader type and the field.
+    pub fn compile(&self) -> Result<CompiledGrader, GradeConfigError> {
+        let (negate, inner) = match self {
+            GraderSpec::Equals(s) => (s.negate, Inner::Equals(equals::EqualsGrader::compile(s)?)),
+            GraderSpec::Contains(s) => (
+                s.negate,
+                Inner::Contains(contains::ContainsGrader::compile_one(s)?),
+            ),
+            GraderSpec::ContainsAny(s) => (
+                s.negate,
+                Inner::Contains(contains::ContainsGrader::compile_many(
+                    s,
+                    contains::Mode::Any,
+                )?),
+            ),
+            GraderSpec::ContainsAll(s) => (
+                s.negate,
+                Inner::Contains(contains::ContainsGrader::compile_many(
+                    s,
+                    contains::Mode::All,
+                )?),
+            ),
+            GraderSpec::Regex(s) => (s.negate, Inner::Regex(regex::RegexGrader::compile(s)?)),
+            GraderSpec::Number(s) => (s.negate, Inner::Number(number::NumberGrader::compile(s)?)),
+            GraderSpec::Json(s) => (s.negate, Inner::Json(json::JsonGrader::compile(s)?)),
+        };
+        Ok(CompiledGrader {
+            kind: self.kind(),
+            negate,
+            inner,
+        })
+    }
+}
+
+/// A grader spec that failed validation at load time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{grader} grader, field `{field}`: {message}")]
+pub struct GradeConfigError {
+    /// Grader type, e.g. "regex".
+    pub grader: &'static str,
+    /// Offending field, e.g. "pattern" or "values[2]".
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl GradeConfigError {
+    /// Builds an error for `field` of a `grader` spec.
+    pub(crate) fn new(grader: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            grader,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result of one grader on one output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Whether the grader accepted the output.
+    pub passed: bool,
+    /// Short human-readable explanation (expected vs found), unescaped.
+    pub reason: String,
+}
+
+/// Raw outcome of a grader before `negate` is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// The condition holds.
+    Pass(String),
+    /// The condition does not hold (`negate` turns this into a pass).
+    Fail(String),
+    /// The grader could not run (template render error, bad rendered regex
+    /// or number): always a failure, even under `negate`.
+    Error(String),
+}
+
+/// The per-kind compiled graders.
+#[derive(Debug, Clone)]
+enum Inner {
+    Equals(equals::EqualsGrader),
+    Contains(contains::ContainsGrader),
+    Regex(regex::RegexGrader),
+    Number(number::NumberGrader),
+    Json(json::JsonGrader),
+}
+
+/// A validated grader with its templates and regexes compiled; cheap to
+/// run and `Send + Sync` for parallel grading.
+#[derive(Debug, Clone)]
+pub struct CompiledGrader {
+    kind: &'static str,
+    negate: bool,
+    inner: Inner,
+}
+
+impl CompiledGrader {
+    /// The YAML `type` this grader was compiled from.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Grades one output. Never panics: render errors and malformed outputs
+    /// become failing verdicts with a reason.
+    pub fn grade(&self, output: &str, vars: &Vars) -> Verdict {
+        let check = match &self.inner {
+            Inner::Equals(g) => g.check(output, vars),
+            Inner::Contains(g) => g.check(output, vars),
+            Inner::Regex(g) => g.check(output, vars),
+            Inner::Number(g) => g.check(output, vars),
+            Inner::Json(g) => g.check(output, vars),
+        };
+        match (check, self.negate) {
+            (Check::Pass(reason), false) => Verdict {
+                passed: true,
+                reason,
+            },
+            (Check::Fail(reason), false) => Verdict {
+                passed: false,
+                reason,
+            },
+            (Check::Pass(reason), true) => Verdict {
+                passed: false,
+                reason: format!("negated, but {reason}"),
+            },
+            (Check::Fail(reason), true) => Verdict {
+                passed: true,
+                reason: format!("negated: {reason}"),
+            },
+            (Check::Error(reason), _) => Verdict {
+                passed: false,
+                reason: format!("error: {reason}"),
+            },
+        }
+    }
+}
+
+/// One output to grade together with its task's variables.
+#[derive(Debug, Clone, Copy)]
+pub struct GradeInput<'a> {
+    /// The model output.
+    pub output: &'a str,
+    /// The task's template variables.
+    pub vars: &'a Vars,
+}
+
+/// All verdicts for one output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradeOutcome {
+    /// True when every grader passed (vacuously true with no graders).
+    pub accepted: bool,
+    /// One verdict per grader, in grader order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Grades every (output, vars) item against all graders in parallel with
+/// rayon; acceptance = every grader passes. Results are in input order.
+pub fn grade_all(graders: &[CompiledGrader], items: &[GradeInput<'_>]) -> Vec<GradeOutcome> {
+    items
+        .par_iter()
+        .map(|item| {
+            let verdicts: Vec<Verdict> = graders
+                .iter()
+                .map(|g| g.grade(item.output, item.vars))
+                .collect();
+            GradeOutcome {
+                accepted: verdicts.iter().all(|v| v.passed),
+                verdicts,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn spec(yaml: &str) -> GraderSpec {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    fn vars(v: serde_json::Value) -> Vars {
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => Vars::new(),
+        }
+    }
+
+    /// The example suite from the design brief.
+    const SUITE: &str = r#"
+- {type: equals, value: "{{ label }}", normalize: [trim, lowercase]}
+- {type: contains, value: "refund"}
+- {type: contains-any, values: ["yes", "yeah"], normalize: [lowercase]}
+- {type: contains-all, values: ["{{ city }}", "{{ date }}"]}
+- {type: regex, pattern: "^(billing|bug|account)$"}
+- {type: number, value: "{{ answer }}", tolerance: 0.01}
+- {type: json, required: ["name", "total"], expect: {"/total": "{{ total }}", "/currency": "EUR"}}
+"#;
+
+    fn suite() -> Vec<GraderSpec> {
+        serde_saphyr::from_str(SUITE).unwrap()
+    }
+
+    #[test]
+    fn suite_example_parses_compiles_and_reports_templates() {
+        let specs = suite();
+        let kinds: Vec<_> = specs.iter().map(GraderSpec::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "equals",
+                "contains",
+                "contains-any",
+                "contains-all",
+                "regex",
+                "number",
+                "json"
+            ]
+        );
+        let templates: Vec<&str> = specs.iter().flat_map(GraderSpec::templates).collect();
+        assert!(templates.contains(&"{{ city }}"));
+        assert!(templates.contains(&"{{ total }}"));
+        assert!(templates.contains(&"EUR"));
+        let vars: std::collections::BTreeSet<String> = templates
+            .iter()
+            .flat_map(|t| template_variables(t).unwrap())
+            .collect();
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            ["answer", "city", "date", "label", "total"]
+        );
+        for s in &specs {
+            let c = s.compile().unwrap();
+            assert_eq!(c.kind(), s.kind());
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_serde_saphyr() {
+        let err = serde_saphyr::from_str::<GraderSpec>("{type: equals, value: x, valeu: y}")
+            .unwrap_err()
+            .to_string();
+        println!("unknown key error: {err}");
+        assert!(err.contains("unknown field `valeu`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_type_is_rejected_by_serde_saphyr() {
+        let err = serde_saphyr::from_str::<GraderSpec>("{type: equal, value: x}")
+            .unwrap_err()
+            .to_string();
+        println!("unknown type error: {err}");
+        assert!(err.contains("unknown variant `equal`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_and_type_are_rejected_via_json_value() {
+        // The suite loader goes YAML -> serde_json::Value -> GraderSpec.
+        let v: serde_json::Value =
+            serde_saphyr::from_str("{type: equals, value: x, valeu: y}").unwrap();
+        let err = serde_json::from_value::<GraderSpec>(v)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "unknown field `valeu`, expected one of `value`, `normalize`, `negate`"
+        );
+        let v: serde_json::Value = serde_saphyr::from_str("{type: equal, value: x}").unwrap();
+        let err = serde_json::from_value::<GraderSpec>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("unknown variant `equal`, expected one of `equals`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_type_is_rejected() {
+        let err = serde_saphyr::from_str::<GraderSpec>("{value: x}")
+            .unwrap_err()
+            .to_string();
+        println!("missing type error: {err}");
+        assert!(err.contains("type"), "{err}");
+    }
+
+    #[test]
+    fn spec_round_trips_through_json() {
+        for s in suite() {
+            let text = serde_json::to_string(&s).unwrap();
+            let back: GraderSpec = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, s, "{text}");
+        }
+    }
+
+    #[test]
+    fn negate_flips_pass_and_fail_but_not_errors() {
+        let g = spec("{type: contains, value: 'as an AI', negate: true}")
+            .compile()
+            .unwrap();
+        let v = g.grade("Sure, here it is.", &Vars::new());
+        assert!(v.passed, "{v:?}");
+        let v = g.grade("as an AI model I cannot", &Vars::new());
+        assert!(!v.passed, "{v:?}");
+        assert!(v.reason.starts_with("negated"), "{v:?}");
+        let g = spec("{type: contains, value: '{{ x }}', negate: true}")
+            .compile()
+            .unwrap();
+        let v = g.grade("anything", &Vars::new());
+        assert!(!v.passed, "render errors must not be negated: {v:?}");
+        assert!(v.reason.starts_with("error:"), "{v:?}");
+    }
+
+    #[test]
+    fn grade_all_keeps_order_and_requires_every_grader() {
+        let graders: Vec<CompiledGrader> = [
+            "{type: contains, value: '{{ word }}'}",
+            "{type: regex, pattern: '^\\w+ \\d+$'}",
+        ]
+        .iter()
+        .map(|y| spec(y).compile().unwrap())
+        .collect();
+        let vs: Vec<Vars> = (0..200)
+            .map(|i| vars(json!({"word": format!("w{i}")})))
+            .collect();
+        let outputs: Vec<String> = (0..200)
+            .map(|i| {
+                if i % 3 == 0 {
+                    format!("w{i} {i}")
+                } else {
+                    format!("x{i} {i}")
+                }
+            })
+            .collect();
+        let items: Vec<GradeInput<'_>> = outputs
+            .iter()
+            .zip(&vs)
+            .map(|(o, v)| GradeInput { output: o, vars: v })
+            .collect();
+        let out = grade_all(&graders, &items);
+        assert_eq!(out.len(), 200);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.accepted, i % 3 == 0, "item {i}: {o:?}");
+            assert_eq!(o.verdicts.len(), 2);
+            assert!(o.verdicts[1].passed, "regex holds for all: {o:?}");
+        }
+    }
+
+    #[test]
+    fn grade_all_with_no_graders_accepts() {
+        let v = Vars::new();
+        let out = grade_all(
+            &[],
+            &[GradeInput {
+                output: "x",
+                vars: &v,
+            }],
+        );
+        assert_eq!(
+            out,
+            vec![GradeOutcome {
+                accepted: true,
+                verdicts: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn compiled_grader_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CompiledGrader>();
+    }
+
+    #[test]
+    fn grading_is_fast() {
+        // Guards the ≥2,000 calls/s target with a wide margin even in debug
+        // builds: 2,000 outputs × 7 graders must take well under a second.
+        let graders: Vec<CompiledGrader> = suite().iter().map(|s| s.compile().unwrap()).collect();
+        let v = vars(
+            json!({"label": "Bug", "city": "Paris", "date": "May 3", "answer": 42,
+                            "total": "12.5"}),
+        );
+        let output = r#"```json
+{"name": "refund yes", "total": 12.5, "currency": "EUR", "city": "Paris May 3"}
+```"#;
+        let items: Vec<GradeInput<'_>> =
+            (0..2000).map(|_| GradeInput { output, vars: &v }).collect();
+        let start = std::time::Instant::now();
+        let out = grade_all(&graders, &items);
+        let elapsed = start.elapsed();
+        assert_eq!(out.len(), 2000);
+        assert!(out[0].verdicts[6].passed, "{:?}", out[0].verdicts[6]);
+        assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
+    }
+
+    proptest! {
+        #[test]
+        fn no_grader_panics_on_arbitrary_output(output in any::<String>()) {
+            let v = vars(json!({"label": "a", "city": "b", "date": "c", "answer": 1, "total": 2}));
+            let mut specs = suite();
+            specs.push(spec("{type: number, value: 3, pick: only}"));
+            specs.push(spec("{type: json, allow_prose: true, expect: {'': {a: [1, '2']}}}"));
+            specs.push(spec("{type: equals, value: x, normalize: [trim, lowercase, collapse_whitespace, strip_punctuation, strip_code_fences], negate: true}"));
+            for s in specs {
+                let g = s.compile().unwrap();
+                let verdict = g.grade(&output, &v);
+                prop_assert!(!verdict.reason.is_empty());
+                let _ = g.grade(&output, &Vars::new());
+            }
+        }
+
+        #[test]
+        fn no_grader_panics_on_json_like_output(output in r#"[\[\]{}",:0-9a-z\- .eE`\n]{0,60}"#) {
+            let v = vars(json!({"total": "1,5"}));
+            for y in [
+                "{type: json, required: [a, /b/0], expect: {/a: '{{ total }}', /b: [1]}}",
+                "{type: json, allow_prose: true, expect: {/a: true}}",
+                "{type: number, value: '{{ total }}', relative_tolerance: 0.1}",
+            ] {
+                let g = spec(y).compile().unwrap();
+                let _ = g.grade(&output, &v);
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Providers: the providers file, the wire protocols, and the normalized usage and cost of a call.
+//!
+//! Each wire protocol is one file behind the small [`Protocol`] trait; everything above it
+//! (retries, caching, storage) sees only [`ChatRequest`], [`Completion`] and [`Usage`].
+
+pub mod openai;
+pub mod price;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{ConfigError, DocPath, Loader};
+pub use price::{Money, Rate};
+
+/// List prices of one provider, USD per 1M tokens by token class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Prompt tokens not served from a cache.
+    pub input: Rate,
+    /// Prompt tokens read from a cache; absent means cached tokens cannot be priced.
+    pub cached_input: Option<Rate>,
+    /// Prompt tokens written to a cache, where the provider bills writes (Anthropic: 5-minute).
+    pub cache_write: Option<Rate>,
+    /// Prompt tokens written to a 1-hour cache (Anthropic).
+    pub cache_write_1h: Option<Rate>,
+    /// Completion tokens, reasoning included.
+    pub output: Rate,
+}
+
+/// Retry policy for one provider.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Retries after the first try (so `max_retries + 1` tries in all).
+    pub max_retries: u32,
+    /// First backoff delay; doubles each retry, with jitter.
+    pub base_delay_ms: u64,
+    /// Cap on one backoff delay.
+    pub max_delay_ms: u64,
+    /// A `retry-after` longer than this is not waited for; the attempt fails instead.
+    pub max_retry_after_s: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        // The OpenAI SDK's policy: 0.5 s × 2ⁿ capped at 8 s; give up on retry-after > 120 s.
+        RetryPolicy {
+            max_retries: 3,
+            base_delay_ms: 500,
+            max_delay_ms: 8_000,
+            max_retry_after_s: 120,
+        }
+    }
+}
+
+/// One provider entry of the providers file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique id used in reports.
+    pub id: String,
+    /// Wire protocol: `openai` (Chat Completions and compatible servers).
+    pub protocol: String,
+    /// Base URL including the version path; `/chat/completions` is appended.
+    pub base_url: String,
+    /// Model name sent in the request.
+    pub model: String,
+    /// Name of the environment variable holding the API key; absent for local servers.
+    pub api_key_env: Option<String>,
+    /// Prices; absent means costs are unknown (never zero).
+    pub price: Option<Price>,
+    /// Calls in flight at once to this provider.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Timeout of one HTTP call, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Extra fields merged into every request body (e.g. `enable_thinking: false`).
+    #[serde(default)]
+    pub extra_body: serde_json::Map<String, Value>,
+    /// Suite params this provider rejects (e.g. `temperature` for reasoning models); not sent.
+    #[serde(default)]
+    pub drop_params: Vec<String>,
+    /// Free-form labels (jurisdiction, tier, ...).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+fn default_timeout() -> f64 {
+    60.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvidersFile {
+    providers: Vec<Value>,
+}
+
+/// Protocols this build speaks.
+pub const PROTOCOLS: &[&str] = &["openai"];
+
+/// Loads and validates a providers file, reporting every problem at once.
+pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let mut l = Loader::open(path)?;
+    let root = l.root.clone();
+    let top = DocPath::default();
+    let Some(file) = l.field::<ProvidersFile>(&top, &root) else {
+        return l.finish(None);
+    };
+    let mut out: Vec<ProviderConfig> = Vec::new();
+    for (i, v) in file.providers.iter().enumerate() {
+        let p = top.key("providers").index(i);
+        let Some(cfg) = l.field::<ProviderConfig>(&p, v) else {
+            continue;
+        };
+        if out.iter().any(|o| o.id == cfg.id) {
+            l.problem(&p.key("id"), format!("duplicate provider id `{}`", cfg.id));
+        }
+        if !PROTOCOLS.contains(&cfg.protocol.as_str()) {
+            l.problem(
+                &p.key("protocol"),
+                format!(
+                    "unknown protocol `{}`; this build speaks: {}",
+                    cfg.protocol,
+                    PROTOCOLS.join(", ")
+                ),
+            );
+        }
+        if reqwest::Url::parse(&cfg.base_url).is_err() {
+            l.problem(&p.key("base_url"), format!("`{}` is not a URL", cfg.base_url));
+        }
+        if cfg.max_concurrency == 0 {
+            l.problem(&p.key("max_concurrency"), "must be at least 1");
+        }
+        if !(cfg.timeout_s > 0.0 && cfg.timeout_s.is_finite()) {
+            l.problem(&p.key("timeout_s"), "must be a positive number of seconds");
+        }
+        out.push(cfg);
+    }
+    if file.providers.is_empty() {
+        l.problem(&top.key("providers"), "no providers listed");
+    }
+    l.finish(Some(out))
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// A protocol-neutral chat request.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Sampling and length parameters, passed through in the protocol's own names.
+    pub params: serde_json::Map<String, Value>,
+}
+
+/// Token counts of one call, normalized across providers.
+///
+/// `input` excludes cached and cache-written tokens; `output` includes reasoning tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens billed at the input rate.
+    pub input: u64,
+    /// Prompt tokens read from a cache.
+    pub cached_input: u64,
+    /// Prompt tokens written to a cache (short-lived; Anthropic's 5-minute writes).
+    pub cache_write: u64,
+    /// Prompt tokens written to a 1-hour cache (Anthropic), priced separately.
+    pub cache_write_1h: u64,
+    /// Completion tokens, reasoning included.
+    pub output: u64,
+    /// Reasoning tokens (a subset of `output`, informational).
+    pub reasoning: u64,
+}
+
+impl Usage {
+    /// The exact cost under `price`, or `None` when a used token class has no price.
+    pub fn cost(&self, price: &Price) -> Option<Money> {
+        let mut total = price.input.cost(self.input).plus(price.output.cost(self.output));
+        if self.cached_input > 0 {
+            total = total.plus(price.cached_input?.cost(self.cached_input));
+        }
+        if self.cache_write > 0 {
+            total = total.plus(price.cache_write?.cost(self.cache_write));
+        }
+        if self.cache_write_1h > 0 {
+            total = total.plus(price.cache_write_1h?.cost(self.cache_write_1h));
+        }
+        Some(total)
+    }
+}
+
+/// A parsed successful response.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// The answer text (empty when the model returned none).
+    pub text: String,
+    /// Why generation stopped, as the provider said it.
+    pub finish_reason: Option<String>,
+    /// Token usage; `None` when the provider reported none.
+    pub usage: Option<Usage>,
+    /// A cost the provider itself reported (OpenRouter `usage.cost`), taken as ground truth.
+    pub reported_cost: Option<Money>,
+}
+
+/// How an HTTP error body is read: the provider's error code, if any.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorInfo {
+    /// Machine-readable code (`insufficient_quota`, `rate_limit_exceeded`, ...).
+    pub code: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+}
+
+/// One wire protocol: how to build a request and read a response.
+pub trait Protocol: Send + Sync {
+    /// The full URL of the chat endpoint.
+    fn url(&self, cfg: &ProviderConfig) -> String;
+    /// The JSON body for a request.
+    fn body(&self, cfg: &ProviderConfig, req: &ChatRequest) -> Value;
+    /// Headers carrying the API key.
+    fn auth_headers(&self, key: &str) -> Vec<(&'static str, String)>;
+    /// Parses a 2xx response body.
+    fn parse(&self, body: &[u8]) -> Result<Completion, String>;
+    /// Reads an error body.
+    fn parse_error(&self, body: &[u8]) -> ErrorInfo;
+}
+
+/// The protocol implementation for a config's `protocol` name.
+pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
+    match name {
+        "openai" => Some(&openai::OpenAi),
+        _ => None,
+    }
+}

@@ -1,0 +1,188 @@
+//! Exact money: prices and costs as integers, never floats.
+//!
+//! Prices are written per 1M tokens in USD (`0.028`). One femto-dollar (1e-15 USD) per token is
+//! exactly one nano-dollar per 1M tokens, so any price with up to 9 decimals is an integer
+//! number of femto-dollars per token, and `tokens × rate` is exact in `i128`. Floats appear only
+//! when a figure is printed.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// An exact amount of money in femto-dollars (1e-15 USD).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(pub i128);
+
+/// Femto-dollars in one dollar.
+const PER_USD: i128 = 1_000_000_000_000_000;
+
+impl Money {
+    /// Zero dollars.
+    pub const ZERO: Money = Money(0);
+
+    /// Parses a decimal USD amount (`"0.028"`, `"12"`, `"1e-3"` is rejected) with ≤ 15 decimals.
+    pub fn parse_usd(s: &str) -> Result<Money, String> {
+        parse_decimal(s, 15).map(Money)
+    }
+
+    /// The nearest `f64` number of dollars, for display and statistics only.
+    pub fn usd(self) -> f64 {
+        // Split to keep full precision for large values.
+        (self.0 / PER_USD) as f64 + (self.0 % PER_USD) as f64 / PER_USD as f64
+    }
+
+    /// Adds, saturating rather than overflowing on absurd inputs.
+    pub fn plus(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
+
+    /// Multiplies by a count.
+    pub fn times(self, n: u64) -> Money {
+        Money(self.0.saturating_mul(n as i128))
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, Money::plus)
+    }
+}
+
+impl fmt::Display for Money {
+    /// Dollars with the fewest decimals that show the exact value (at most 15).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        let whole = a / PER_USD as u128;
+        let frac = a % PER_USD as u128;
+        if frac == 0 {
+            return write!(f, "{sign}${whole}");
+        }
+        let digits = format!("{frac:015}");
+        write!(f, "{sign}${whole}.{}", digits.trim_end_matches('0'))
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.usd())
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+        let s = decimal_text(d)?;
+        Money::parse_usd(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A price in USD per 1M tokens, stored exactly as femto-dollars per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub i128);
+
+impl Rate {
+    /// Parses a USD-per-1M-tokens decimal with at most 9 decimals.
+    pub fn parse_per_million(s: &str) -> Result<Rate, String> {
+        parse_decimal(s, 9).map(Rate)
+    }
+
+    /// The cost of `tokens` tokens at this rate.
+    pub fn cost(self, tokens: u64) -> Money {
+        Money(self.0.saturating_mul(tokens as i128))
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        let s = decimal_text(d)?;
+        Rate::parse_per_million(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // femto per token == nano per million: print as dollars per million.
+        let m = Money(self.0 * 1_000_000);
+        write!(f, "{m}/1M")
+    }
+}
+
+/// Reads a number or numeric string as its shortest decimal text.
+///
+/// YAML numbers arrive as `f64`; Rust prints the shortest text that round-trips, which is the
+/// text the user wrote for any price with ≤ 15 significant digits, so no binary error leaks in.
+fn decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        I(i64),
+        F(f64),
+        S(String),
+    }
+    Ok(match Num::deserialize(d)? {
+        Num::I(i) => i.to_string(),
+        Num::F(f) => format!("{f}"),
+        Num::S(s) => s,
+    })
+}
+
+/// Parses a non-negative decimal into an integer scaled by 10^scale, rejecting lost digits.
+fn parse_decimal(s: &str, scale: u32) -> Result<i128, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a plain non-negative decimal number");
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    if whole.is_empty() && frac.is_empty()
+        || !whole.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > scale as usize {
+        return Err(format!("`{s}` has more than {scale} decimals"));
+    }
+    let w: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let f: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i128>().map_err(|_| bad())? * 10i128.pow(scale - frac.len() as u32)
+    };
+    w.checked_mul(10i128.pow(scale))
+        .and_then(|x| x.checked_add(f))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_exact() {
+        let r = Rate::parse_per_million("0.028").unwrap();
+        assert_eq!(r.0, 28_000_000);
+        // 1M tokens at $0.028/1M cost exactly $0.028.
+        assert_eq!(r.cost(1_000_000), Money::parse_usd("0.028").unwrap());
+        assert_eq!(r.cost(1_000_000).to_string(), "$0.028");
+    }
+
+    #[test]
+    fn rejects_bad_decimals() {
+        assert!(Rate::parse_per_million("-1").is_err());
+        assert!(Rate::parse_per_million("1e-3").is_err());
+        assert!(Rate::parse_per_million("0.0000000001").is_err());
+        assert!(Rate::parse_per_million("").is_err());
+        assert!(Money::parse_usd("abc").is_err());
+    }
+
+    #[test]
+    fn yaml_float_becomes_the_written_decimal() {
+        let r: Rate = serde_json::from_value(serde_json::json!(0.1)).unwrap();
+        assert_eq!(r.0, 100_000_000);
+        let m: Money = serde_json::from_value(serde_json::json!(0.05)).unwrap();
+        assert_eq!(m.to_string(), "$0.05");
+    }
+}

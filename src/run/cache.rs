@@ -1,0 +1,146 @@
+//! The record/replay cache: answers keyed by a hash of the request, exportable as a cassette.
+//!
+//! Key: SHA-256 of the canonical JSON (object keys sorted) of
+//! `{"v": CACHE_FORMAT, "protocol", "base_url", "model", "body", "sample"}`, where `body` is the
+//! request body exactly as sent and `sample` is the repeat index (so repeated samples are
+//! distinct answers). The API key is never part of it. The same key can be recomputed with any
+//! language's SHA-256 and a sorted-keys JSON dump.
+//!
+//! A cassette is JSONL, one [`CacheEntry`] a line, sorted by key so diffs stay small.
+
+use std::path::Path;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::RunError;
+use crate::providers::{Money, Protocol, ProviderConfig};
+use crate::store::{AttemptRow, CacheEntry, Store};
+use crate::suite::{canonical_json, hex};
+
+/// Version of the cache key format; bump to invalidate every recorded answer.
+pub const CACHE_FORMAT: u32 = 1;
+
+/// How the run uses the record/replay cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CacheMode {
+    /// Serve recorded answers; call and record the rest.
+    #[value(name = "rw")]
+    ReadWrite,
+    /// Serve recorded answers only; a missing one is an error and nothing is called.
+    #[value(name = "replay")]
+    Replay,
+    /// Call every request; record nothing.
+    #[value(name = "off")]
+    Off,
+}
+
+impl CacheMode {
+    /// The name used on the command line and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::ReadWrite => "rw",
+            CacheMode::Replay => "replay",
+            CacheMode::Off => "off",
+        }
+    }
+}
+
+/// The cache key of a request.
+pub fn request_key(cfg: &ProviderConfig, body: &serde_json::Value, sample: u32) -> String {
+    let v = json!({
+        "v": CACHE_FORMAT,
+        "protocol": cfg.protocol,
+        "base_url": cfg.base_url,
+        "model": cfg.model,
+        "body": body,
+        "sample": sample,
+    });
+    hex(&Sha256::digest(canonical_json(&v).as_bytes()))
+}
+
+/// A cache entry for a fresh answer.
+pub fn entry(
+    cfg: &ProviderConfig,
+    key: &str,
+    body: &serde_json::Value,
+    response: serde_json::Value,
+    latency_ms: f64,
+) -> CacheEntry {
+    CacheEntry {
+        key: key.to_string(),
+        protocol: cfg.protocol.clone(),
+        base_url: cfg.base_url.clone(),
+        model: cfg.model.clone(),
+        request: body.clone(),
+        response,
+        latency_ms: Some(latency_ms),
+    }
+}
+
+/// The stored attempt for an answer served from the cache: its recorded usage priced at the
+/// current price (the production estimate), and nothing spent.
+pub fn replayed_row(
+    mut row: AttemptRow,
+    key: &str,
+    (response, latency_ms): (&serde_json::Value, Option<f64>),
+    cfg: &ProviderConfig,
+    protocol: &dyn Protocol,
+) -> AttemptRow {
+    row.request_hash = key.to_string();
+    row.started_at = crate::store::now();
+    row.replayed = true;
+    row.is_final = true;
+    row.spent = Some(Money::ZERO);
+    row.http_status = Some(200);
+    row.latency_ms = latency_ms.unwrap_or(0.0);
+    match protocol.parse(response.to_string().as_bytes()) {
+        Ok(c) => {
+            row.cost = super::call::price(&c, cfg);
+            row.usage = c.usage;
+            row.finish_reason = c.finish_reason;
+            row.output = Some(c.text);
+            row.answered = true;
+        }
+        Err(e) => {
+            row.error_kind = Some("bad_response".into());
+            row.error_message = Some(format!("recorded answer unreadable: {e}"));
+        }
+    }
+    row
+}
+
+/// Loads a cassette into the store's cache.
+pub fn import_cassette(store: &mut Store, path: &Path) -> Result<usize, RunError> {
+    let err = |message: String| RunError::Cassette {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: CacheEntry =
+            serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+        entries.push(e);
+    }
+    Ok(store.cache_import(&entries)?)
+}
+
+/// Writes the whole cache to a cassette (atomically: a temp file, then rename).
+pub fn export_cassette(store: &Store, path: &Path) -> Result<usize, RunError> {
+    let err = |message: String| RunError::Cassette {
+        path: path.to_path_buf(),
+        message,
+    };
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?);
+    let n = store.cache_export(&mut f, None)?;
+    use std::io::Write;
+    f.flush().map_err(|e| err(e.to_string()))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    Ok(n)
+}

@@ -1,0 +1,262 @@
+//! One call: an HTTP exchange with a provider, retried with backoff, every try recorded.
+//!
+//! Retries follow the OpenAI SDK's policy (shared/reference/providers.md §1): retry 408, 409,
+//! 429 and 5xx, timeouts and connection errors; honour `x-should-retry`, `retry-after-ms` and
+//! `retry-after`; give up when the server asks for a longer wait than the policy allows.
+//! `insufficient_quota` (a 429) and a 402 without `retry-after` are terminal.
+
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+use reqwest::header::HeaderMap;
+
+use crate::providers::{Completion, Money, Protocol, ProviderConfig};
+use crate::store::{AttemptRow, now};
+
+/// The outcome of one HTTP try, before it is stored.
+pub struct TryResult {
+    /// The stored form (run/slot fields are filled by the caller).
+    pub row: AttemptRow,
+    /// Whether another try may help.
+    pub retryable: bool,
+    /// A wait the server asked for.
+    pub retry_after: Option<Duration>,
+    /// The raw 2xx body, for the cache.
+    pub body: Option<serde_json::Value>,
+}
+
+/// Everything needed to send one request.
+pub struct CallSpec<'a> {
+    /// The provider.
+    pub cfg: &'a ProviderConfig,
+    /// Its protocol.
+    pub protocol: &'a dyn Protocol,
+    /// Shared HTTP client.
+    pub client: &'a reqwest::Client,
+    /// API key, if any.
+    pub key: Option<&'a str>,
+    /// The request body.
+    pub body: &'a serde_json::Value,
+}
+
+/// Delays between tries, with jitter, per the provider's policy.
+pub fn backoff(cfg: &ProviderConfig) -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(cfg.retry.base_delay_ms))
+        .with_max_delay(Duration::from_millis(cfg.retry.max_delay_ms.max(cfg.retry.base_delay_ms)))
+        .with_max_times(cfg.retry.max_retries as usize)
+        .with_jitter()
+        .build()
+}
+
+/// Sends the request once and classifies what came back.
+pub async fn try_once(spec: &CallSpec<'_>) -> TryResult {
+    let started_at = now();
+    let t0 = Instant::now();
+    let mut req = spec
+        .client
+        .post(spec.protocol.url(spec.cfg))
+        .timeout(Duration::from_secs_f64(spec.cfg.timeout_s))
+        .json(spec.body);
+    if let Some(k) = spec.key {
+        for (h, v) in spec.protocol.auth_headers(k) {
+            req = req.header(h, v);
+        }
+    }
+    let mut row = AttemptRow {
+        started_at,
+        ..Default::default()
+    };
+    let sent = req.send().await;
+    let (status, headers, bytes) = match sent {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            match resp.bytes().await {
+                Ok(b) => (status, headers, b),
+                Err(e) => {
+                    row.http_status = Some(status);
+                    return transport_failure(row, t0, &e);
+                }
+            }
+        }
+        Err(e) => return transport_failure(row, t0, &e),
+    };
+    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    row.http_status = Some(status);
+
+    if (200..300).contains(&status) {
+        return match spec.protocol.parse(&bytes) {
+            Ok(c) => answered(row, c, spec.cfg, &bytes),
+            Err(e) => {
+                // A body we cannot read is not retried: the same server would send it again.
+                row.error_kind = Some("bad_response".into());
+                row.error_message = Some(e);
+                row.cost = None;
+                TryResult {
+                    row,
+                    retryable: false,
+                    retry_after: None,
+                    body: None,
+                }
+            }
+        };
+    }
+
+    let info = spec.protocol.parse_error(&bytes);
+    let retry_after = retry_after(&headers);
+    let code = info.code.clone().unwrap_or_default();
+    let (kind, mut retryable) = match status {
+        429 if code == "insufficient_quota" => ("quota", false),
+        429 => ("rate_limited", true),
+        402 => ("quota", retry_after.is_some()),
+        401 | 403 => ("auth", false),
+        408 => ("timeout", true),
+        409 => ("conflict", true),
+        400 if code.contains("context_length") => ("context_length", false),
+        500..=599 => ("server_error", true),
+        _ => ("client_error", false),
+    };
+    match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
+        Some("true") => retryable = true,
+        Some("false") => retryable = false,
+        _ => {}
+    }
+    let mut message = format!(
+        "HTTP {status}{}",
+        info.message
+            .as_deref()
+            .map(|m| format!(": {}", truncate(m, 300)))
+            .unwrap_or_default()
+    );
+    if let Some(wait) = retry_after
+        && wait.as_secs() > spec.cfg.retry.max_retry_after_s
+    {
+        retryable = false;
+        message.push_str(&format!(
+            " (retry-after {}s exceeds the {}s limit)",
+            wait.as_secs(),
+            spec.cfg.retry.max_retry_after_s
+        ));
+    }
+    row.error_kind = Some(kind.into());
+    row.error_message = Some(message);
+    // Rejected requests are not billed.
+    row.cost = Some(Money::ZERO);
+    row.spent = Some(Money::ZERO);
+    TryResult {
+        row,
+        retryable,
+        retry_after,
+        body: None,
+    }
+}
+
+fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u8]) -> TryResult {
+    row.cost = price(&c, cfg);
+    row.spent = row.cost;
+    row.usage = c.usage;
+    row.finish_reason = c.finish_reason.clone();
+    // DeepSeek stops generation for lack of resources: billed, but not an answer.
+    if c.finish_reason.as_deref() == Some("insufficient_system_resource") {
+        row.error_kind = Some("incomplete".into());
+        row.error_message = Some("finish_reason insufficient_system_resource".into());
+        row.output = Some(c.text);
+        return TryResult {
+            row,
+            retryable: true,
+            retry_after: None,
+            body: None,
+        };
+    }
+    row.answered = true;
+    row.output = Some(c.text);
+    TryResult {
+        row,
+        retryable: false,
+        retry_after: None,
+        body: serde_json::from_slice(bytes).ok(),
+    }
+}
+
+/// The production cost of a parsed answer: the provider's own figure, else usage × price.
+pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
+    c.reported_cost
+        .or_else(|| c.usage.as_ref().zip(cfg.price.as_ref()).and_then(|(u, p)| u.cost(p)))
+}
+
+fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> TryResult {
+    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let (kind, cost) = if e.is_timeout() {
+        // The server may have generated (and billed) an answer we never saw.
+        ("timeout", None)
+    } else if e.is_connect() {
+        // Nothing reached the provider.
+        ("connection", Some(Money::ZERO))
+    } else {
+        ("connection", None)
+    };
+    row.error_kind = Some(kind.into());
+    row.error_message = Some(error_chain(e));
+    row.cost = cost;
+    row.spent = cost;
+    TryResult {
+        row,
+        retryable: true,
+        retry_after: None,
+        body: None,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    truncate(&s, 500)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// `retry-after-ms`, then `retry-after` in seconds (HTTP dates are ignored).
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    get("retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", "150".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+}

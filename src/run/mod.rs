@@ -1,0 +1,448 @@
+//! The run: every suite × provider × task × repeat, called concurrently, every try stored.
+//!
+//! Each provider gets its own concurrency limit and HTTP client; a failing provider only fills
+//! its own rows with failures. Attempts stream to the store's writer thread as they finish, so
+//! Ctrl-C (or a crash) keeps everything completed, and running the same command again resumes
+//! the same run and calls only the slots that have no answer yet.
+
+pub mod cache;
+pub mod call;
+pub mod progress;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::providers::{ChatRequest, Money, ProviderConfig, protocol_for};
+use crate::store::{AttemptRow, Store, StoreError, WriteOp, Writer};
+use crate::suite::{Suite, Task, canonical_json, hex};
+pub use cache::CacheMode;
+use call::{CallSpec, try_once};
+use progress::Progress;
+
+/// Options of one `costbench run`.
+pub struct RunOptions {
+    /// The database file.
+    pub db: PathBuf,
+    /// Record/replay cache mode.
+    pub cache: CacheMode,
+    /// A JSONL cassette to load before the run (and to record into in `rw` mode).
+    pub cassette: Option<PathBuf>,
+    /// Show a progress bar (only on a terminal).
+    pub progress: bool,
+    /// Always start a new run instead of resuming an unfinished one.
+    pub fresh: bool,
+}
+
+/// What a run did, for the CLI's summary and exit code.
+#[derive(Debug)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: i64,
+    /// Whether an unfinished run was resumed.
+    pub resumed: bool,
+    /// Slots answered in an earlier session of this run and skipped.
+    pub skipped: u64,
+    /// HTTP tries made now.
+    pub calls: u64,
+    /// Answers served from the cache now.
+    pub replayed: u64,
+    /// Slots that ended without an answer.
+    pub failed_slots: u64,
+    /// Replay-mode cache misses, as `suite / task / provider`.
+    pub cache_misses: Vec<String>,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
+    /// Money spent by this invocation; `None` when some spend cannot be known.
+    pub spent: Option<Money>,
+    /// Wall time.
+    pub elapsed_s: f64,
+}
+
+/// Errors that stop a run before or after calling.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading or writing the cassette failed.
+    #[error("cassette {path}: {message}")]
+    Cassette {
+        /// The cassette file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
+}
+
+/// One unit of work: a task sample for one provider.
+struct Slot<'a> {
+    suite: &'a Suite,
+    task: &'a Task,
+    repeat: u32,
+    next_try: u32,
+}
+
+/// The identity of a run's inputs; equal inputs resume the same run.
+fn run_key(suites: &[Suite], providers: &[ProviderConfig]) -> String {
+    let mut h = Sha256::new();
+    for s in suites {
+        h.update(s.fingerprint.as_bytes());
+    }
+    for p in providers {
+        h.update(canonical_json(&provider_plan(p)).as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+/// What the store keeps about a provider: everything but secrets.
+fn provider_plan(p: &ProviderConfig) -> serde_json::Value {
+    json!({
+        "id": p.id, "protocol": p.protocol, "base_url": p.base_url, "model": p.model,
+        "api_key_env": p.api_key_env,
+        "price": p.price.as_ref().map(|pr| json!({
+            "input": pr.input.to_string(),
+            "cached_input": pr.cached_input.map(|r| r.to_string()),
+            "cache_write": pr.cache_write.map(|r| r.to_string()),
+            "cache_write_1h": pr.cache_write_1h.map(|r| r.to_string()),
+            "output": pr.output.to_string(),
+        })),
+        "tags": p.tags,
+    })
+}
+
+/// The plan stored with a run; the report reads suites' metadata from it.
+fn plan_json(suites: &[Suite], providers: &[ProviderConfig]) -> serde_json::Value {
+    json!({
+        "suites": suites.iter().map(|s| json!({
+            "name": s.name,
+            "description": s.description,
+            "path": s.path,
+            "workload": s.workload,
+            "quality_threshold": s.quality_threshold,
+            "rejection_cost_femto": s.rejection_cost.0.to_string(),
+            "repeats": s.repeats,
+            "tasks": s.tasks.len(),
+            "fingerprint": s.fingerprint,
+        })).collect::<Vec<_>>(),
+        "providers": providers.iter().map(provider_plan).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs every suite against every provider and stores every attempt.
+pub fn execute(
+    suites: &[Suite],
+    providers: &[ProviderConfig],
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    let t0 = Instant::now();
+    let mut store = Store::open(&opts.db)?;
+    if let Some(c) = &opts.cassette {
+        cache::import_cassette(&mut store, c)?;
+    }
+    let key = run_key(suites, providers);
+    let resume = if opts.fresh {
+        None
+    } else {
+        store.resumable_run(&key)?
+    };
+    let run_id = match resume {
+        Some(id) => {
+            store.set_run_status(id, "running")?;
+            id
+        }
+        None => {
+            let tasks: Vec<(String, Vec<(String, String)>)> = suites
+                .iter()
+                .map(|s| {
+                    let list = s
+                        .tasks
+                        .iter()
+                        .map(|t| (t.id.clone(), serde_json::Value::Object(t.vars.clone()).to_string()))
+                        .collect();
+                    (s.name.clone(), list)
+                })
+                .collect();
+            store.create_run(&key, opts.cache.as_str(), &plan_json(suites, providers), &tasks)?
+        }
+    };
+    let progress_map = store.slot_progress(run_id)?;
+
+    // Work list per provider, skipping slots answered earlier.
+    let mut skipped = 0u64;
+    let mut per_provider: Vec<Vec<Slot<'_>>> = Vec::new();
+    let mut total = 0u64;
+    for p in providers {
+        let mut slots = Vec::new();
+        for s in suites {
+            for t in &s.tasks {
+                for r in 0..s.repeats {
+                    let k = (s.name.clone(), p.id.clone(), t.id.clone(), r);
+                    let (done, next_try) = progress_map.get(&k).copied().unwrap_or((false, 0));
+                    if done {
+                        skipped += 1;
+                    } else {
+                        slots.push(Slot {
+                            suite: s,
+                            task: t,
+                            repeat: r,
+                            next_try,
+                        });
+                    }
+                }
+            }
+        }
+        total += slots.len() as u64;
+        per_provider.push(slots);
+    }
+
+    let writer = Writer::start(&opts.db)?;
+    let reader = Mutex::new(Store::open(&opts.db)?);
+    let bar = Progress::new(total, opts.progress);
+    let state = Shared {
+        run_id,
+        mode: opts.cache,
+        tx: writer.sender(),
+        reader,
+        bar,
+        misses: Mutex::new(Vec::new()),
+        counters: Mutex::new(Counters::default()),
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Runtime(e.to_string()))?;
+    let interrupted = rt.block_on(async {
+        let all = futures_util::future::join_all(
+            providers
+                .iter()
+                .zip(per_provider)
+                .map(|(p, slots)| run_provider(&state, p, slots)),
+        );
+        tokio::select! {
+            _ = all => false,
+            _ = tokio::signal::ctrl_c() => true,
+        }
+    });
+    // Dropping the runtime cancels calls still in flight; what finished is already queued.
+    drop(rt);
+    state.bar.finish();
+    let Shared {
+        tx,
+        misses,
+        counters,
+        ..
+    } = state;
+    drop(tx);
+    writer.finish()?;
+    let c = counters.into_inner().unwrap_or_default();
+
+    let status = if interrupted { "interrupted" } else if c.failed_slots > 0 { "incomplete" } else { "complete" };
+    store.set_run_status(run_id, status)?;
+    if let Some(path) = &opts.cassette
+        && opts.cache == CacheMode::ReadWrite
+        && !interrupted
+    {
+        cache::export_cassette(&store, path)?;
+    }
+    Ok(RunSummary {
+        run_id,
+        resumed: resume.is_some(),
+        skipped,
+        calls: c.calls,
+        replayed: c.replayed,
+        failed_slots: c.failed_slots,
+        cache_misses: misses.into_inner().unwrap_or_default(),
+        interrupted,
+        spent: c.spent,
+        elapsed_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+struct Counters {
+    calls: u64,
+    replayed: u64,
+    failed_slots: u64,
+    spent: Option<Money>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            calls: 0,
+            replayed: 0,
+            failed_slots: 0,
+            spent: Some(Money::ZERO),
+        }
+    }
+}
+
+struct Shared {
+    run_id: i64,
+    mode: CacheMode,
+    tx: std::sync::mpsc::SyncSender<WriteOp>,
+    reader: Mutex<Store>,
+    bar: Progress,
+    misses: Mutex<Vec<String>>,
+    counters: Mutex<Counters>,
+}
+
+impl Shared {
+    fn record(&self, row: AttemptRow, replayed: bool) {
+        {
+            let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            if replayed {
+                c.replayed += 1;
+            } else {
+                c.calls += 1;
+            }
+            c.spent = c.spent.zip(row.spent).map(|(a, b)| a.plus(b));
+            if row.is_final && !row.answered {
+                c.failed_slots += 1;
+            }
+            self.bar.update(&row, c.spent);
+        }
+        // The writer outlives every sender; a send error means it already failed, which
+        // `Writer::finish` reports.
+        let _ = self.tx.send(WriteOp::Attempt(Box::new(row)));
+    }
+}
+
+async fn run_provider(state: &Shared, cfg: &ProviderConfig, slots: Vec<Slot<'_>>) {
+    let Some(protocol) = protocol_for(&cfg.protocol) else {
+        return; // validated at load time
+    };
+    let client = match reqwest::Client::builder()
+        .pool_max_idle_per_host(cfg.max_concurrency)
+        .build()
+    {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let key = cfg
+        .api_key_env
+        .as_ref()
+        .map(|v| (v.clone(), std::env::var(v).ok()));
+    futures_util::stream::iter(slots)
+        .for_each_concurrent(cfg.max_concurrency, |slot| {
+            let client = &client;
+            let key = &key;
+            async move {
+                run_slot(state, cfg, protocol, client, key, slot).await;
+            }
+        })
+        .await;
+}
+
+async fn run_slot(
+    state: &Shared,
+    cfg: &ProviderConfig,
+    protocol: &dyn crate::providers::Protocol,
+    client: &reqwest::Client,
+    key: &Option<(String, Option<String>)>,
+    slot: Slot<'_>,
+) {
+    let base = AttemptRow {
+        run_id: state.run_id,
+        suite: slot.suite.name.clone(),
+        provider: cfg.id.clone(),
+        task_id: slot.task.id.clone(),
+        repeat: slot.repeat,
+        try_no: slot.next_try,
+        ..Default::default()
+    };
+    let fail = |kind: &str, message: String| AttemptRow {
+        is_final: true,
+        started_at: crate::store::now(),
+        error_kind: Some(kind.into()),
+        error_message: Some(message),
+        cost: Some(Money::ZERO),
+        spent: Some(Money::ZERO),
+        ..base.clone()
+    };
+    let messages = match slot.suite.messages(slot.task) {
+        Ok(m) => m,
+        Err(e) => return state.record(fail("render_error", e), false),
+    };
+    let body = protocol.body(
+        cfg,
+        &ChatRequest {
+            messages,
+            params: slot.suite.params.clone(),
+        },
+    );
+    let hash = cache::request_key(cfg, &body, slot.repeat);
+
+    if state.mode != CacheMode::Off {
+        let hit = {
+            let reader = state.reader.lock().unwrap_or_else(|e| e.into_inner());
+            reader.cache_get(&hash).ok().flatten()
+        };
+        if let Some((resp, latency)) = hit {
+            let row = cache::replayed_row(base.clone(), &hash, (&resp, latency), cfg, protocol);
+            return state.record(row, true);
+        }
+        if state.mode == CacheMode::Replay {
+            let what = format!(
+                "suite `{}` / task `{}` / provider `{}`",
+                slot.suite.name, slot.task.id, cfg.id
+            );
+            state.misses.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
+            let mut row = fail("cache_miss", format!("no recorded answer for {what} (--cache replay makes no network call)"));
+            row.request_hash = hash;
+            return state.record(row, true);
+        }
+    }
+
+    let api_key = match key {
+        Some((var, Some(k))) if !k.is_empty() => Some(k.as_str()),
+        Some((var, _)) => {
+            let mut row = fail(
+                "missing_key",
+                format!("environment variable {var} is not set"),
+            );
+            row.request_hash = hash;
+            return state.record(row, false);
+        }
+        None => None,
+    };
+    let spec = CallSpec {
+        cfg,
+        protocol,
+        client,
+        key: api_key,
+        body: &body,
+    };
+    let mut delays = call::backoff(cfg);
+    let mut try_no = slot.next_try;
+    loop {
+        let r = try_once(&spec).await;
+        let delay = if r.retryable { delays.next() } else { None };
+        let mut row = r.row;
+        row.run_id = base.run_id;
+        row.suite = base.suite.clone();
+        row.provider = base.provider.clone();
+        row.task_id = base.task_id.clone();
+        row.repeat = base.repeat;
+        row.try_no = try_no;
+        row.request_hash = hash.clone();
+        row.is_final = row.answered || delay.is_none();
+        if let Some(resp) = r.body.filter(|_| state.mode == CacheMode::ReadWrite) {
+            let entry = cache::entry(cfg, &hash, &body, resp, row.latency_ms);
+            let _ = state.tx.send(WriteOp::Cache(Box::new(entry)));
+        }
+        state.record(row, false);
+        let Some(d) = delay else { return };
+        // The server knows when it will take us back: its wait replaces our backoff.
+        tokio::time::sleep(r.retry_after.unwrap_or(d)).await;
+        try_no += 1;
+    }
+}

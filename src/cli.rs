@@ -35,7 +35,12 @@ pub mod exit {
 #[command(name = "costbench", version, about, max_term_width = 100)]
 pub struct Cli {
     /// SQLite database holding runs, attempts, grades and the record/replay cache.
-    #[arg(long, global = true, default_value = "results/costbench.db", env = "COSTBENCH_DB")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "results/costbench.db",
+        env = "COSTBENCH_DB"
+    )]
     pub db: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -227,7 +232,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 }
 
 /// Loads every suite and the providers file, gathering all problems from all files.
-fn load_all(suites: &[PathBuf], providers: Option<&Path>) -> Result<(Vec<Suite>, Vec<ProviderConfig>)> {
+fn load_all(
+    suites: &[PathBuf],
+    providers: Option<&Path>,
+) -> Result<(Vec<Suite>, Vec<ProviderConfig>)> {
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
     for s in suites {
@@ -243,7 +251,11 @@ fn load_all(suites: &[PathBuf], providers: Option<&Path>) -> Result<(Vec<Suite>,
                 file: s.path.clone(),
                 line_col: None,
                 path: crate::config::DocPath::default().key("suite"),
-                message: format!("suite name `{}` is also used by {}", s.name, other.display()),
+                message: format!(
+                    "suite name `{}` is also used by {}",
+                    s.name,
+                    other.display()
+                ),
             });
         }
     }
@@ -273,7 +285,11 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         if !unknown.is_empty() {
             bail!(UsageError(format!(
                 "--only names unknown provider(s): {}",
-                unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                unknown
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         providers.retain(|p| a.only.contains(&p.id));
@@ -311,7 +327,9 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.skipped,
         summary.failed_slots,
         graded.graded,
-        summary.spent.map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+        summary
+            .spent
+            .map_or_else(|| "unknown".to_string(), |m| m.to_string()),
         summary.elapsed_s
     )?;
     drop(err);
@@ -321,7 +339,9 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     println!("{}", report::render(&r, a.report.format));
 
     if summary.interrupted {
-        eprintln!("interrupted: everything finished so far is saved; run the same command again to resume");
+        eprintln!(
+            "interrupted: everything finished so far is saved; run the same command again to resume"
+        );
         return Ok(exit::INTERRUPTED);
     }
     let outcomes: u64 = r.rows.iter().map(|r| r.outcomes).sum();
@@ -351,8 +371,8 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     } else {
         a.suites.clone()
     };
-    let (suites, _) = load_all(&paths, None)
-        .with_context(|| format!("loading the graders of run {}", run.id))?;
+    let (suites, _) =
+        load_all(&paths, None).with_context(|| format!("loading the graders of run {}", run.id))?;
     let graders: HashMap<String, &[CompiledGrader]> = suites
         .iter()
         .map(|s| (s.name.clone(), s.graders.as_slice()))
@@ -364,7 +384,10 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
         sum.graded,
         sum.accepted,
         if sum.skipped > 0 {
-            format!("; {} answers of suites not given were left as they were", sum.skipped)
+            format!(
+                "; {} answers of suites not given were left as they were",
+                sum.skipped
+            )
         } else {
             String::new()
         }
@@ -424,8 +447,15 @@ fn cmd_validate(a: &ValidateArgs) -> Result<i32> {
             Some(v) if std::env::var_os(v).is_some() => format!("{v} is set"),
             Some(v) => format!("{v} is NOT set (needed unless --cache replay)"),
         };
-        let price = if p.price.is_some() { "priced" } else { "no price: costs will be unknown" };
-        println!("ok  provider {} ({} {}): {key}; {price}", p.id, p.protocol, p.model);
+        let price = if p.price.is_some() {
+            "priced"
+        } else {
+            "no price: costs will be unknown"
+        };
+        println!(
+            "ok  provider {} ({} {}): {key}; {price}",
+            p.id, p.protocol, p.model
+        );
     }
     Ok(exit::OK)
 }

@@ -298,10 +298,8 @@ fn index_locations(src: &str) -> HashMap<DocPath, (usize, usize)> {
                 };
                 stack.push(Frame { kind, pushed });
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                if stack.pop().is_some_and(|f| f.pushed) {
-                    path.pop();
-                }
+            Event::SequenceEnd | Event::MappingEnd if stack.pop().is_some_and(|f| f.pushed) => {
+                path.pop();
             }
             _ => {}
         }
@@ -321,11 +319,7 @@ mod tests {
         assert_eq!(idx[&p(&[Seg::Key("a".into())])], (1, 1));
         assert_eq!(idx[&p(&[Seg::Key("b".into()), Seg::Index(0)])], (3, 5));
         assert_eq!(
-            idx[&p(&[
-                Seg::Key("b".into()),
-                Seg::Index(1),
-                Seg::Key("y".into())
-            ])],
+            idx[&p(&[Seg::Key("b".into()), Seg::Index(1), Seg::Key("y".into())])],
             (4, 6)
         );
     }
@@ -337,8 +331,8 @@ mod tests {
         struct T {
             n: u32,
         }
-        let mut l = Loader::from_str(Path::new("f.yaml"), "t:\n  n: 1\n  extra: 2\nu:\n  n: x\n")
-            .unwrap();
+        let mut l =
+            Loader::from_str(Path::new("f.yaml"), "t:\n  n: 1\n  extra: 2\nu:\n  n: x\n").unwrap();
         let root = l.root.clone();
         let t: Option<T> = l.field(&DocPath::default().key("t"), &root["t"]);
         assert!(t.is_some());
@@ -346,6 +340,10 @@ mod tests {
         assert!(u.is_none());
         let msgs: Vec<String> = l.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(msgs[0], "f.yaml:3:3: t.extra: unknown key");
-        assert!(msgs[1].starts_with("f.yaml:5:3: u.n: invalid type"), "{}", msgs[1]);
+        assert!(
+            msgs[1].starts_with("f.yaml:5:3: u.n: invalid type"),
+            "{}",
+            msgs[1]
+        );
     }
 }

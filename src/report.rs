@@ -262,11 +262,13 @@ pub fn build(store: &Store, run: &RunInfo, opts: ReportOptions) -> Result<Report
         let threshold = s["quality_threshold"].as_f64();
         for p in providers {
             let provider = p["id"].as_str().unwrap_or_default().to_string();
-            let a = acc.remove(&(suite.clone(), provider.clone())).unwrap_or_else(|| Acc {
-                cost: Some(Money::ZERO),
-                spent: Some(Money::ZERO),
-                ..Default::default()
-            });
+            let a = acc
+                .remove(&(suite.clone(), provider.clone()))
+                .unwrap_or_else(|| Acc {
+                    cost: Some(Money::ZERO),
+                    spent: Some(Money::ZERO),
+                    ..Default::default()
+                });
             rows.push(row(
                 RowInput {
                     suite: suite.clone(),
@@ -403,7 +405,7 @@ fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
 fn usd(x: Option<f64>) -> String {
     match x {
         None => "unknown".into(),
-        Some(v) if v == 0.0 => "$0".into(),
+        Some(0.0) => "$0".into(),
         Some(v) if v.abs() >= 0.01 => format!("${v:.4}"),
         Some(v) => format!("${v:.6}"),
     }
@@ -511,7 +513,9 @@ fn footnote(report: &Report) -> String {
          ✓/✗: acceptance vs the suite's quality threshold.",
     );
     if report.rows.iter().any(|r| r.unpriced_calls > 0) {
-        s.push_str(" unknown: some attempts have no usage or no price for a token class they used.");
+        s.push_str(
+            " unknown: some attempts have no usage or no price for a token class they used.",
+        );
     }
     s
 }

@@ -5,6 +5,7 @@
 //! `kill -9` from losing more than the attempts in flight and from leaving a torn file.
 //! The schema is versioned with `PRAGMA user_version`; a newer or foreign file is refused.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -135,6 +136,9 @@ const MIGRATIONS: &[&str] = &[
     );
     "#,
 ];
+
+/// A slot: (suite, provider, task id, repeat).
+pub type SlotKey = (String, String, String, u32);
 
 /// One stored HTTP attempt.
 #[derive(Debug, Clone, Default)]
@@ -413,11 +417,7 @@ impl Store {
 
     /// Slots (suite, provider, task, repeat) that already have an answer, and each slot's
     /// next try number, so a resumed run calls only what is missing.
-    pub fn slot_progress(
-        &self,
-        run_id: i64,
-    ) -> Result<std::collections::HashMap<(String, String, String, u32), (bool, u32)>, StoreError>
-    {
+    pub fn slot_progress(&self, run_id: i64) -> Result<HashMap<SlotKey, (bool, u32)>, StoreError> {
         let mut st = self
             .conn
             .prepare(
@@ -487,13 +487,20 @@ impl Store {
         let s: Option<(String, Option<f64>)> = self
             .conn
             .prepare_cached("SELECT response, latency_ms FROM cache WHERE key = ?1")
-            .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .and_then(|mut st| {
+                st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
         Ok(s.and_then(|(s, l)| Some((serde_json::from_str(&s).ok()?, l))))
     }
 
     /// Writes every cache entry as one JSON object a line; returns how many.
-    pub fn cache_export(&self, out: &mut dyn std::io::Write, keys: Option<&[String]>) -> Result<usize, StoreError> {
+    pub fn cache_export(
+        &self,
+        out: &mut dyn std::io::Write,
+        keys: Option<&[String]>,
+    ) -> Result<usize, StoreError> {
         let mut st = self
             .conn
             .prepare("SELECT key, protocol, base_url, model, request, response, latency_ms FROM cache ORDER BY key")
@@ -607,7 +614,9 @@ impl Store {
                     Ok(if n(nulls)? > 0 {
                         None
                     } else {
-                        Some(Money(i128::from(r.get::<_, Option<i64>>(sum)?.unwrap_or(0))))
+                        Some(Money(i128::from(
+                            r.get::<_, Option<i64>>(sum)?.unwrap_or(0),
+                        )))
                     })
                 };
                 Ok(SlotSummary {
@@ -708,7 +717,11 @@ impl Store {
     }
 
     /// Stores grades, replacing earlier grades of the same slots.
-    pub fn put_grades(&mut self, run_id: i64, grades: &[(&Ungraded, GradeRow)]) -> Result<(), StoreError> {
+    pub fn put_grades(
+        &mut self,
+        run_id: i64,
+        grades: &[(&Ungraded, GradeRow)],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         {
@@ -722,8 +735,15 @@ impl Store {
             let at = now();
             for (u, g) in grades {
                 st.execute(params![
-                    run_id, u.suite, u.provider, u.task_id, u.repeat, g.attempt_id, g.accepted,
-                    g.verdicts, at
+                    run_id,
+                    u.suite,
+                    u.provider,
+                    u.task_id,
+                    u.repeat,
+                    g.attempt_id,
+                    g.accepted,
+                    g.verdicts,
+                    at
                 ])
                 .map_err(|e| sql(&path, e))?;
             }

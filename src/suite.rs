@@ -280,10 +280,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
                 origin.report(
                     &mut l,
                     "vars",
-                    format!(
-                        "task `{}` lacks variable `{var}` used by {user}",
-                        task.id
-                    ),
+                    format!("task `{}` lacks variable `{var}` used by {user}", task.id),
                 );
             }
         }
@@ -362,7 +359,11 @@ fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
             Err(e) => return Ok(Err(vec![problem(1, 1, format!("invalid CSV header: {e}"))])),
         };
         let Some(id_col) = headers.iter().position(|h| h == "id") else {
-            return Ok(Err(vec![problem(1, 1, "CSV header has no `id` column".into())]));
+            return Ok(Err(vec![problem(
+                1,
+                1,
+                "CSV header has no `id` column".into(),
+            )]));
         };
         for rec in rdr.records() {
             match rec {
@@ -375,7 +376,10 @@ fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
                         }
                     }
                     let id = r.get(id_col).unwrap_or("").to_string();
-                    tasks.push((Task { id, vars }, TaskOrigin::File(file.to_path_buf(), line)));
+                    tasks.push((
+                        Task { id, vars },
+                        TaskOrigin::File(file.to_path_buf(), line),
+                    ));
                 }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line() as usize);

@@ -125,7 +125,7 @@ impl GraderSpec {
 pub struct GradeConfigError {
     /// Grader type, e.g. "regex".
     pub grader: &'static str,
-    /// Offending field, e.g. "pattern" or "values[2]".
+    /// Offending field, e.g. `pattern` or `values[2]`.
     pub field: String,
     /// What is wrong with it.
     pub message: String,

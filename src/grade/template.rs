@@ -114,7 +114,7 @@ impl TemplateSet {
         // against a caller passing the same field twice.
         let name = format!("{field}#{}", id.0);
         let invalid = |e: minijinja::Error| {
-            GradeConfigError::new(grader, field, format!("invalid template: {e}"))
+            GradeConfigError::new(grader, field, format!("invalid template: {}", describe(&e)))
         };
         self.env
             .add_template_owned(name.clone(), src.to_owned())
@@ -171,18 +171,32 @@ impl TemplateSet {
             .get_template(name)
             .and_then(|t| t.render(Value::from(ctx)));
         rendered.map(Cow::Owned).map_err(|e| {
-            let mut msg = format!("cannot render `{field}`: {}", e.kind());
-            if let Some(detail) = e.detail() {
-                msg.push_str(": ");
-                msg.push_str(detail);
+            // A missing variable is by far the common cause; say so plainly
+            // instead of minijinja's generic "undefined value".
+            if missing.is_empty() {
+                format!("cannot render `{field}`: {}", describe(&e))
+            } else {
+                format!(
+                    "cannot render `{field}`: task does not define {}",
+                    missing.join(", ")
+                )
             }
-            if !missing.is_empty() {
-                msg.push_str("; task does not define ");
-                msg.push_str(&missing.join(", "));
-            }
-            msg
         })
     }
+}
+
+/// A minijinja error as "kind: detail (line N)", without the internal
+/// template name.
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e.kind().to_string();
+    if let Some(detail) = e.detail() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    if let Some(line) = e.line() {
+        msg.push_str(&format!(" (line {line})"));
+    }
+    msg
 }
 
 /// Deserializes a template field from a string or an integer, so
@@ -285,8 +299,13 @@ mod tests {
         let mut set = TemplateSet::new();
         let id = set.add("contains", "values[1]", "{{ city }}").unwrap();
         let err = set.render(id, &vars(json!({"town": "x"}))).unwrap_err();
-        assert!(err.contains("values[1]"), "{err}");
-        assert!(err.contains("city"), "{err}");
+        assert_eq!(err, "cannot render `values[1]`: task does not define city");
+        let id = set.add("equals", "value", "{{ town | nofilter }}").unwrap();
+        let err = set.render(id, &vars(json!({"town": "x"}))).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot render `value`: unknown filter: filter nofilter is unknown (line 1)"
+        );
     }
 
     #[test]
@@ -316,7 +335,11 @@ mod tests {
         let mut set = TemplateSet::new();
         let err = set.add("equals", "value", "{{ x ").unwrap_err();
         assert_eq!(err.field, "value");
-        assert!(err.to_string().contains("invalid template"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "equals grader, field `value`: invalid template: syntax error: unexpected end of \
+             input, expected end of variable block (line 1)"
+        );
     }
 
     #[derive(Debug, serde::Deserialize)]

@@ -3,6 +3,8 @@
 //! Each wire protocol is one file behind the small [`Protocol`] trait; everything above it
 //! (retries, caching, storage) sees only [`ChatRequest`], [`Completion`] and [`Usage`].
 
+pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod price;
 
@@ -107,7 +109,7 @@ struct ProvidersFile {
 }
 
 /// Protocols this build speaks.
-pub const PROTOCOLS: &[&str] = &["openai"];
+pub const PROTOCOLS: &[&str] = &["openai", "anthropic", "gemini"];
 
 /// Loads and validates a providers file, reporting every problem at once.
 pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
@@ -137,7 +139,10 @@ pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
             );
         }
         if reqwest::Url::parse(&cfg.base_url).is_err() {
-            l.problem(&p.key("base_url"), format!("`{}` is not a URL", cfg.base_url));
+            l.problem(
+                &p.key("base_url"),
+                format!("`{}` is not a URL", cfg.base_url),
+            );
         }
         if cfg.max_concurrency == 0 {
             l.problem(&p.key("max_concurrency"), "must be at least 1");
@@ -193,7 +198,10 @@ pub struct Usage {
 impl Usage {
     /// The exact cost under `price`, or `None` when a used token class has no price.
     pub fn cost(&self, price: &Price) -> Option<Money> {
-        let mut total = price.input.cost(self.input).plus(price.output.cost(self.output));
+        let mut total = price
+            .input
+            .cost(self.input)
+            .plus(price.output.cost(self.output));
         if self.cached_input > 0 {
             total = total.plus(price.cached_input?.cost(self.cached_input));
         }
@@ -247,6 +255,8 @@ pub trait Protocol: Send + Sync {
 pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
     match name {
         "openai" => Some(&openai::OpenAi),
+        "anthropic" => Some(&anthropic::Anthropic),
+        "gemini" => Some(&gemini::Gemini),
         _ => None,
     }
 }

@@ -136,7 +136,8 @@ pub fn export_cassette(store: &Store, path: &Path) -> Result<usize, RunError> {
         message,
     };
     let tmp = path.with_extension("jsonl.tmp");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?);
     let n = store.cache_export(&mut f, None)?;
     use std::io::Write;
     f.flush().map_err(|e| err(e.to_string()))?;

@@ -43,7 +43,9 @@ pub struct CallSpec<'a> {
 pub fn backoff(cfg: &ProviderConfig) -> impl Iterator<Item = Duration> {
     backon::ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(cfg.retry.base_delay_ms))
-        .with_max_delay(Duration::from_millis(cfg.retry.max_delay_ms.max(cfg.retry.base_delay_ms)))
+        .with_max_delay(Duration::from_millis(
+            cfg.retry.max_delay_ms.max(cfg.retry.base_delay_ms),
+        ))
         .with_max_times(cfg.retry.max_retries as usize)
         .with_jitter()
         .build()
@@ -181,8 +183,12 @@ fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u
 
 /// The production cost of a parsed answer: the provider's own figure, else usage × price.
 pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
-    c.reported_cost
-        .or_else(|| c.usage.as_ref().zip(cfg.price.as_ref()).and_then(|(u, p)| u.cost(p)))
+    c.reported_cost.or_else(|| {
+        c.usage
+            .as_ref()
+            .zip(cfg.price.as_ref())
+            .and_then(|(u, p)| u.cost(p))
+    })
 }
 
 fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> TryResult {
@@ -256,7 +262,10 @@ mod tests {
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
         let mut h = HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h), None);
     }
 }

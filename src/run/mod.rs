@@ -144,7 +144,12 @@ pub fn execute(
 ) -> Result<RunSummary, RunError> {
     let t0 = Instant::now();
     let mut store = Store::open(&opts.db)?;
-    if let Some(c) = &opts.cassette {
+    // In rw mode a cassette that does not exist yet is about to be recorded.
+    if let Some(c) = opts
+        .cassette
+        .as_ref()
+        .filter(|c| c.exists() || opts.cache != CacheMode::ReadWrite)
+    {
         cache::import_cassette(&mut store, c)?;
     }
     let key = run_key(suites, providers);
@@ -165,12 +170,22 @@ pub fn execute(
                     let list = s
                         .tasks
                         .iter()
-                        .map(|t| (t.id.clone(), serde_json::Value::Object(t.vars.clone()).to_string()))
+                        .map(|t| {
+                            (
+                                t.id.clone(),
+                                serde_json::Value::Object(t.vars.clone()).to_string(),
+                            )
+                        })
                         .collect();
                     (s.name.clone(), list)
                 })
                 .collect();
-            store.create_run(&key, opts.cache.as_str(), &plan_json(suites, providers), &tasks)?
+            store.create_run(
+                &key,
+                opts.cache.as_str(),
+                &plan_json(suites, providers),
+                &tasks,
+            )?
         }
     };
     let progress_map = store.slot_progress(run_id)?;
@@ -245,7 +260,13 @@ pub fn execute(
     writer.finish()?;
     let c = counters.into_inner().unwrap_or_default();
 
-    let status = if interrupted { "interrupted" } else if c.failed_slots > 0 { "incomplete" } else { "complete" };
+    let status = if interrupted {
+        "interrupted"
+    } else if c.failed_slots > 0 {
+        "incomplete"
+    } else {
+        "complete"
+    };
     store.set_run_status(run_id, status)?;
     if let Some(path) = &opts.cassette
         && opts.cache == CacheMode::ReadWrite
@@ -395,8 +416,15 @@ async fn run_slot(
                 "suite `{}` / task `{}` / provider `{}`",
                 slot.suite.name, slot.task.id, cfg.id
             );
-            state.misses.lock().unwrap_or_else(|e| e.into_inner()).push(what.clone());
-            let mut row = fail("cache_miss", format!("no recorded answer for {what} (--cache replay makes no network call)"));
+            state
+                .misses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(what.clone());
+            let mut row = fail(
+                "cache_miss",
+                format!("no recorded answer for {what} (--cache replay makes no network call)"),
+            );
             row.request_hash = hash;
             return state.record(row, true);
         }

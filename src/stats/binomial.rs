@@ -244,7 +244,8 @@ mod tests {
     #[test]
     fn known_answers_wilson_cp_jeffreys() {
         // (x, n, wilson, clopper-pearson, jeffreys)
-        let cases: [(u64, u64, [f64; 2], [f64; 2], [f64; 2]); 4] = [
+        type Case = (u64, u64, [f64; 2], [f64; 2], [f64; 2]);
+        let cases: [Case; 4] = [
             (0, 30, [0.0, 0.113513], [0.0, 0.115703], [0.0, 0.079678]),
             (
                 27,
@@ -325,9 +326,13 @@ mod tests {
             .collect()
     }
 
-    /// Coverage check by exact enumeration: true rates 0.500, 0.501, …, 0.980.
+    /// Coverage check by exact enumeration: true rates 0.500, 0.501, …, 0.980 (481 rates).
     ///
-    /// Measured (printed with `--nocapture`): see the closing note of the stats issue.
+    /// Measured (printed with `--nocapture`), Wilson mean / worst single rate, CP minimum:
+    /// n = 30: 0.9530 / 0.9192 at p = 0.966, CP ≥ 0.9537;
+    /// n = 100: 0.9509 / 0.9275 at p = 0.945, CP ≥ 0.9504;
+    /// n = 1000: 0.9498 / 0.9405 at p = 0.961, CP ≥ 0.9507.
+    /// Wilson dips near the boundary at small n; that is why gates use Clopper–Pearson.
     #[test]
     fn coverage_by_exact_enumeration() {
         let grid: Vec<f64> = (500..=980).map(|k| k as f64 / 1000.0).collect();
@@ -422,6 +427,26 @@ mod tests {
                 prop_assert!(0.0 <= i.low && i.low <= i.estimate && i.estimate <= i.high
                     && i.high <= 1.0, "{i:?}");
                 prop_assert!((i.estimate - x as f64 / n as f64).abs() < 1e-15);
+            }
+        }
+
+        #[test]
+        fn clustered_intervals_lie_in_unit(tasks in 2usize..60, reps in 1u32..5,
+                                           seed in any::<u64>()) {
+            let mut rng = crate::stats::rng::Rng::new(seed);
+            let o: Vec<Outcome> = (0..tasks)
+                .flat_map(|t| {
+                    let p = rng.uniform();
+                    (0..reps)
+                        .map(|_| Outcome { task: t as u32, accepted: rng.bernoulli(p), cost: 0.0 })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let cl = acceptance_clustered(&o, 0.95).unwrap().interval;
+            let bt = acceptance_cluster_bootstrap(&o, 200, 0.95, seed).unwrap();
+            for i in [cl, bt] {
+                prop_assert!(0.0 <= i.low && i.low <= i.estimate && i.estimate <= i.high
+                    && i.high <= 1.0, "{i:?}");
             }
         }
 

@@ -586,10 +586,10 @@ mod tests {
     }
 
     /// Coverage of the cost-per-accepted intervals at n = 100, log-normal costs (σ = 1), failed
-    /// outcomes 1.5× dearer, acceptance 0.7; 400 simulated data sets × B = 1000, seeded.
+    /// outcomes 1.5× dearer, acceptance 0.7; 1000 simulated data sets × B = 1000, seeded.
     #[test]
     fn cost_per_accepted_coverage_n100() {
-        let (p, n, datasets, b) = (0.7, 100, 400, 1000);
+        let (p, n, datasets, b) = (0.7, 100, 1000, 1000);
         // E[cost] = e^{1/2}·(p + 1.5(1 − p)); R = E[cost] / p.
         let truth = 0.5f64.exp() * (p + 1.5 * (1.0 - p)) / p;
         let hits: Vec<(bool, bool)> = (0..datasets)

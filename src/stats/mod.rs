@@ -27,19 +27,28 @@ pub mod power;
 pub mod rng;
 pub mod sequential;
 
-pub use agreement::{AgreementCi, AgreementTable, GraderAccuracy, agreement_bootstrap};
+pub use agreement::{
+    AgreementCi, AgreementTable, GraderAccuracy, agreement_bootstrap, rogan_gladen,
+    rogan_gladen_interval,
+};
 pub use binomial::{
     ClusteredRate, acceptance_cluster_bootstrap, acceptance_clustered, agresti_coull,
     clopper_pearson, jeffreys, wilson,
 };
-pub use bootstrap::{CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log};
+pub use bootstrap::{
+    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, try_cost_per_accepted_bca,
+};
 pub use multiple::{Adjusted, benjamini_hochberg, benjamini_yekutieli, holm};
 pub use noninferiority::{NonInferiority, Verdict, noninferiority, noninferiority_paired};
 pub use paired::{
-    McNemar, PairedCostCi, PairedCounts, mcnemar, paired_acceptance_bootstrap,
-    paired_cost_per_accepted, tango_difference,
+    Estimate, McNemar, PairedCostCi, PairedCounts, check_aligned, mcnemar,
+    paired_acceptance_bootstrap, paired_cost_per_accepted, tango_difference,
 };
-pub use sequential::{Sprt, SprtDecision, SprtOperatingPoint};
+pub use power::{
+    MillerVariance, design_effect, miller_mde, miller_sample_size, noninferiority_sample_size,
+    paired_mde, paired_sample_size, unpaired_mde, unpaired_sample_size,
+};
+pub use sequential::{Sprt, SprtDecision, SprtOperatingPoint, fixed_n_one_sided};
 
 use serde::Serialize;
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
@@ -59,7 +68,9 @@ pub struct Interval {
     pub low: f64,
     /// Upper bound.
     pub high: f64,
-    /// Short machine-readable name of the method that produced the bounds.
+    /// Short machine-readable name of the method that produced the bounds: "wilson",
+    /// "jeffreys", "clopper-pearson", "agresti-coull", "wilson-clustered", "cluster-bootstrap",
+    /// "tango-score", "paired-cluster-bootstrap" or "rogan-gladen-bootstrap".
     pub method: &'static str,
 }
 
@@ -159,7 +170,7 @@ pub(crate) fn z_two_sided(confidence: f64) -> Result<f64, StatsError> {
 /// Two-sided Student-t critical value with `df` degrees of freedom (normal when df is huge).
 pub(crate) fn t_two_sided(confidence: f64, df: f64) -> Result<f64, StatsError> {
     let c = check_level(confidence)?;
-    if !(df >= 1.0) {
+    if df.is_nan() || df < 1.0 {
         return Err(StatsError::InvalidParameter("degrees of freedom < 1"));
     }
     let t = StudentsT::new(0.0, 1.0, df)

@@ -523,6 +523,13 @@ mod tests {
             let (d1, d2) = (ab.difference, ba.difference);
             if let (Some(e1), Some(e2)) = (d1.estimate, d2.estimate) {
                 prop_assert!((e1 + e2).abs() < 1e-12);
+                // Same seed, same indices: the swapped replicates are exact negatives, and BCa
+                // is equivariant under negation (z0 and the acceleration flip sign).
+                let tol = 1e-9 * (1.0 + e1.abs());
+                match (d1.low, d2.high) {
+                    (Some(l), Some(h)) => prop_assert!((l + h).abs() < tol, "{d1:?} {d2:?}"),
+                    (l, h) => prop_assert!(l.is_none() && h.is_none()),
+                }
             }
             let ta = paired_acceptance_bootstrap(&a, &b, 200, 0.95, seed).unwrap();
             let tb = paired_acceptance_bootstrap(&b, &a, 200, 0.95, seed).unwrap();

@@ -160,8 +160,8 @@ impl Sprt {
             alive = 0.0;
             let mut new_lo = usize::MAX;
             let mut new_hi = 0;
-            for s in lo..=hi {
-                let m = prob[s];
+            for (s, slot) in prob.iter_mut().enumerate().take(hi + 1).skip(lo) {
+                let m = *slot;
                 if m == 0.0 {
                     continue;
                 }
@@ -170,12 +170,12 @@ impl Sprt {
                     SprtDecision::AcceptH1 => {
                         h1 += m;
                         asn += m * n as f64;
-                        prob[s] = 0.0;
+                        *slot = 0.0;
                     }
                     SprtDecision::AcceptH0 => {
                         h0 += m;
                         asn += m * n as f64;
-                        prob[s] = 0.0;
+                        *slot = 0.0;
                     }
                     SprtDecision::Continue => {
                         alive += m;

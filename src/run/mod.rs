@@ -316,14 +316,25 @@ struct Shared {
     counters: Mutex<Counters>,
 }
 
+/// How an attempt came about, for the run's counters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// An HTTP try.
+    Http,
+    /// An answer served from the cache.
+    Replayed,
+    /// Recorded without any call (replay miss, missing key, template error).
+    NotCalled,
+}
+
 impl Shared {
-    fn record(&self, row: AttemptRow, replayed: bool) {
+    fn record(&self, row: AttemptRow, source: Source) {
         {
             let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-            if replayed {
-                c.replayed += 1;
-            } else {
-                c.calls += 1;
+            match source {
+                Source::Http => c.calls += 1,
+                Source::Replayed => c.replayed += 1,
+                Source::NotCalled => {}
             }
             c.spent = c.spent.zip(row.spent).map(|(a, b)| a.plus(b));
             if row.is_final && !row.answered {
@@ -391,7 +402,7 @@ async fn run_slot(
     };
     let messages = match slot.suite.messages(slot.task) {
         Ok(m) => m,
-        Err(e) => return state.record(fail("render_error", e), false),
+        Err(e) => return state.record(fail("render_error", e), Source::NotCalled),
     };
     let body = protocol.body(
         cfg,
@@ -409,7 +420,7 @@ async fn run_slot(
         };
         if let Some((resp, latency)) = hit {
             let row = cache::replayed_row(base.clone(), &hash, (&resp, latency), cfg, protocol);
-            return state.record(row, true);
+            return state.record(row, Source::Replayed);
         }
         if state.mode == CacheMode::Replay {
             let what = format!(
@@ -426,7 +437,7 @@ async fn run_slot(
                 format!("no recorded answer for {what} (--cache replay makes no network call)"),
             );
             row.request_hash = hash;
-            return state.record(row, true);
+            return state.record(row, Source::NotCalled);
         }
     }
 
@@ -438,7 +449,7 @@ async fn run_slot(
                 format!("environment variable {var} is not set"),
             );
             row.request_hash = hash;
-            return state.record(row, false);
+            return state.record(row, Source::NotCalled);
         }
         None => None,
     };
@@ -467,7 +478,7 @@ async fn run_slot(
             let entry = cache::entry(cfg, &hash, &body, resp, row.latency_ms);
             let _ = state.tx.send(WriteOp::Cache(Box::new(entry)));
         }
-        state.record(row, false);
+        state.record(row, Source::Http);
         let Some(d) = delay else { return };
         // The server knows when it will take us back: its wait replaces our backoff.
         tokio::time::sleep(r.retry_after.unwrap_or(d)).await;

@@ -6,6 +6,9 @@
 //! granit parser underneath it records where every node starts. Callers then deserialize
 //! each section on its own through [`Loader::field`], which collects type errors and unknown
 //! keys with their dotted path (`tasks[3].vars`) and location instead of stopping.
+//!
+//! Config structs therefore do not use `deny_unknown_fields` (it stops at the first unknown
+//! key); `serde_ignored` reports every unknown key as a problem instead.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -167,36 +170,56 @@ impl Loader {
 
     /// Deserializes `value` (found at `path`) into `T`, recording unknown keys and type errors.
     ///
-    /// Returns `None` when `T` could not be built; unknown keys are problems but do not stop it.
+    /// serde stops at the first type error, so after one the offending entry is removed and
+    /// deserialization retried, until it succeeds or the error is the removal itself (a
+    /// required field): every wrong type in a section is reported, not just the first.
+    /// Returns `None` when `T` could not be built; unknown keys do not stop it.
     pub fn field<T: DeserializeOwned>(&mut self, path: &DocPath, value: &Value) -> Option<T> {
-        let mut unknown = Vec::new();
-        let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(&p));
-        let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
-        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        let mut value = value.clone();
+        let mut unknown: Vec<DocPath> = Vec::new();
+        let mut removed: Vec<DocPath> = Vec::new();
+        let result = loop {
+            let mut on_unknown = |p: serde_ignored::Path<'_>| {
+                let p = ignored_path(&p);
+                if !unknown.contains(&p) {
+                    unknown.push(p);
+                }
+            };
+            let de = serde_ignored::Deserializer::new(&value, &mut on_unknown);
+            let err = match serde_path_to_error::deserialize::<_, T>(de) {
+                Ok(v) => break Some(v),
+                Err(e) => e,
+            };
+            let mut at = DocPath::default();
+            for seg in err.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Seq { index } => at.0.push(Seg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => at.0.push(Seg::Key(key.clone())),
+                    _ => {}
+                }
+            }
+            let message = err.into_inner().to_string();
+            // A required field we removed ourselves: already reported under its own path.
+            let ours = message.starts_with("missing field")
+                && removed
+                    .iter()
+                    .any(|r| r.0.starts_with(&at.0) && r.0.len() == at.0.len() + 1);
+            if !ours {
+                let mut full = path.clone();
+                full.0.extend(at.0.iter().cloned());
+                self.problem(&full, message);
+            }
+            if ours || at.0.is_empty() || removed.len() >= 64 || !remove(&mut value, &at) {
+                break None;
+            }
+            removed.push(at);
+        };
         for u in unknown {
             let mut full = path.clone();
             full.0.extend(u.0);
             self.problem(&full, "unknown key");
         }
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let mut full = path.clone();
-                for seg in e.path().iter() {
-                    match seg {
-                        serde_path_to_error::Segment::Seq { index } => {
-                            full.0.push(Seg::Index(*index))
-                        }
-                        serde_path_to_error::Segment::Map { key } => {
-                            full.0.push(Seg::Key(key.clone()))
-                        }
-                        _ => {}
-                    }
-                }
-                self.problem(&full, e.into_inner().to_string());
-                None
-            }
-        }
+        result
     }
 
     /// Turns collected problems into an error, or returns `value` when there were none.
@@ -207,6 +230,33 @@ impl Loader {
                 problems: self.problems,
             }),
         }
+    }
+}
+
+/// Removes the entry at `at` from `value`; false when there was nothing to remove.
+fn remove(value: &mut Value, at: &DocPath) -> bool {
+    let Some((last, parents)) = at.0.split_last() else {
+        return false;
+    };
+    let mut v = value;
+    for seg in parents {
+        let next = match seg {
+            Seg::Key(k) => v.get_mut(k.as_str()),
+            Seg::Index(i) => v.get_mut(*i),
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    match (last, v) {
+        (Seg::Key(k), Value::Object(m)) => m.shift_remove(k.as_str()).is_some(),
+        // Replacing keeps later indices (and their paths) stable.
+        (Seg::Index(i), Value::Array(a)) if *i < a.len() => {
+            a[*i] = Value::Null;
+            true
+        }
+        _ => false,
     }
 }
 
@@ -345,5 +395,40 @@ mod tests {
             "{}",
             msgs[1]
         );
+    }
+
+    #[test]
+    fn every_wrong_type_in_a_section_is_reported() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+            #[serde(default)]
+            b: u32,
+            #[serde(default)]
+            c: bool,
+        }
+        let mut l = Loader::from_str(Path::new("f.yaml"), "a: x\nb: y\nc: 3\nd: 1\n").unwrap();
+        let root = l.root.clone();
+        let t: Option<T> = l.field(&DocPath::default(), &root);
+        assert!(t.is_none());
+        let msgs: Vec<String> = l.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("f.yaml:1:1: a: invalid type"),
+            "{}",
+            msgs[0]
+        );
+        assert!(
+            msgs[1].starts_with("f.yaml:2:1: b: invalid type"),
+            "{}",
+            msgs[1]
+        );
+        assert!(
+            msgs[2].starts_with("f.yaml:3:1: c: invalid type"),
+            "{}",
+            msgs[2]
+        );
+        assert_eq!(msgs[3], "f.yaml:4:1: d: unknown key");
     }
 }

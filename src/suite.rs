@@ -18,7 +18,6 @@ use crate::providers::{Message, Money};
 
 /// A few-shot turn inserted between the system prompt and the task's user prompt.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Example {
     /// The example user turn (a template).
     pub user: String,
@@ -28,7 +27,6 @@ pub struct Example {
 
 /// The prompt templates of a suite.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Prompt {
     /// System message template.
     pub system: Option<String>,
@@ -50,7 +48,6 @@ pub struct Task {
 
 /// The scalar fields of a suite file; lists are read item by item to report every problem.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct SuiteHead {
     suite: String,
     #[serde(default)]
@@ -79,7 +76,6 @@ fn one() -> u32 {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TaskLine {
     id: TaskId,
     #[serde(default)]
@@ -392,7 +388,15 @@ fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
             if raw.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<TaskLine>(raw) {
+            let mut unknown = Vec::new();
+            let parsed: Result<TaskLine, _> =
+                serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(raw), |p| {
+                    unknown.push(p.to_string())
+                });
+            for u in unknown {
+                problems.push(problem(i + 1, 1, format!("unknown key `{u}`")));
+            }
+            match parsed {
                 Ok(t) => tasks.push((
                     Task {
                         id: t.id.text(),

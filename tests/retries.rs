@@ -72,7 +72,11 @@ async fn first_try_fails(first: First, kind: &str, retried: bool) {
             .max_retry_after_s(5)]),
     );
     let out = ws.run(&[&suite], &provs, &[]);
-    let requests = server.received_requests().await.expect("recording on").len();
+    let requests = server
+        .received_requests()
+        .await
+        .expect("recording on")
+        .len();
 
     let all = ws.attempts();
     let tries = tries_of(&all, "p", "t1");
@@ -131,7 +135,10 @@ fn malformed_body_cost_is_unknown() {
     out.assert_code(4);
     assert_eq!(server.tasks(), vec!["t1"]);
     let all = ws.attempts();
-    assert_eq!(kinds(&tries_of(&all, "p", "t1")), vec![Some("bad_response".into())]);
+    assert_eq!(
+        kinds(&tries_of(&all, "p", "t1")),
+        vec![Some("bad_response".into())]
+    );
     assert_eq!(all[0].cost_femto, None);
     let report = out.json();
     let r = row(&report, "p");
@@ -166,7 +173,12 @@ fn connection_reset_is_retried() {
     let report = out.json();
     let r = row(&report, "p");
     assert_eq!(
-        (&r["calls"], &r["retries"], &r["failed_calls"], &r["unanswered"]),
+        (
+            &r["calls"],
+            &r["retries"],
+            &r["failed_calls"],
+            &r["unanswered"]
+        ),
         (&json!(2), &json!(1), &json!(1), &json!(0))
     );
 }
@@ -184,7 +196,10 @@ fn timeout_is_retried_to_the_limit_then_unanswered_with_unknown_cost() {
     );
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(4);
-    assert!(out.stderr.contains("1 of 1 outcomes got no answer"), "{out}");
+    assert!(
+        out.stderr.contains("1 of 1 outcomes got no answer"),
+        "{out}"
+    );
     assert_eq!(server.tasks(), vec!["t1", "t1", "t1"], "1 try + 2 retries");
 
     let all = ws.attempts();
@@ -204,7 +219,12 @@ fn timeout_is_retried_to_the_limit_then_unanswered_with_unknown_cost() {
     let r = row(&report, "p");
     assert_eq!((&r["unanswered"], &r["accepted"]), (&json!(1), &json!(0)));
     assert_eq!(
-        (&r["calls"], &r["failed_calls"], &r["retries"], &r["unpriced_calls"]),
+        (
+            &r["calls"],
+            &r["failed_calls"],
+            &r["retries"],
+            &r["unpriced_calls"]
+        ),
         (&json!(3), &json!(3), &json!(2), &json!(3))
     );
     // A timed-out call may have been billed: unknown, never 0.
@@ -251,19 +271,34 @@ fn a_failing_provider_never_aborts_the_others() {
         assert_eq!(kinds(&ok), vec![None], "fine/{t}");
         assert!(ok[0].answered && ok[0].is_final);
         let bad = tries_of(&all, "broken", t);
-        assert_eq!(kinds(&bad), vec![Some("server_error".to_string()); 2], "broken/{t}");
+        assert_eq!(
+            kinds(&bad),
+            vec![Some("server_error".to_string()); 2],
+            "broken/{t}"
+        );
     }
 
     let report = out.json();
     let f = row(&report, "fine");
     assert_eq!(
-        (&f["accepted"], &f["unanswered"], &f["failed_calls"], &f["calls"]),
+        (
+            &f["accepted"],
+            &f["unanswered"],
+            &f["failed_calls"],
+            &f["calls"]
+        ),
         (&json!(3), &json!(0), &json!(0), &json!(3))
     );
     assert_close(&f["acceptance"]["rate"], 1.0, 0.0);
     let b = row(&report, "broken");
     assert_eq!(
-        (&b["accepted"], &b["unanswered"], &b["failed_calls"], &b["calls"], &b["retries"]),
+        (
+            &b["accepted"],
+            &b["unanswered"],
+            &b["failed_calls"],
+            &b["calls"],
+            &b["retries"]
+        ),
         (&json!(0), &json!(3), &json!(6), &json!(6), &json!(3))
     );
     assert_eq!(b["cost_per_accepted_usd"], Value::Null);
@@ -271,7 +306,8 @@ fn a_failing_provider_never_aborts_the_others() {
 
 #[test]
 fn more_failures_than_allowed_exit_4() {
-    let broken = ScriptServer::start(|_, _| Reply::Json(500, json!({"error": {"message": "boom"}})));
+    let broken =
+        ScriptServer::start(|_, _| Reply::Json(500, json!({"error": {"message": "boom"}})));
     let fine = ScriptServer::start(answer_with(&[("t1", "a1")]));
     let ws = Workspace::new();
     let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "a1")]));
@@ -284,7 +320,10 @@ fn more_failures_than_allowed_exit_4() {
     );
     let out = ws.run(&[&suite], &provs, &["--max-failed-share", "0.49"]);
     out.assert_code(4);
-    assert!(out.stderr.contains("1 of 2 outcomes got no answer"), "{out}");
+    assert!(
+        out.stderr.contains("1 of 2 outcomes got no answer"),
+        "{out}"
+    );
     // The report is still printed in full.
     assert_eq!(row(&out.json(), "fine")["accepted"], json!(1));
 }

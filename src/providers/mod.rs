@@ -19,7 +19,6 @@ pub use price::{Money, Rate};
 
 /// List prices of one provider, USD per 1M tokens by token class.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Price {
     /// Prompt tokens not served from a cache.
     pub input: Rate,
@@ -35,7 +34,7 @@ pub struct Price {
 
 /// Retry policy for one provider.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct RetryPolicy {
     /// Retries after the first try (so `max_retries + 1` tries in all).
     pub max_retries: u32,
@@ -61,7 +60,6 @@ impl Default for RetryPolicy {
 
 /// One provider entry of the providers file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Unique id used in reports.
     pub id: String,
@@ -103,7 +101,6 @@ fn default_timeout() -> f64 {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ProvidersFile {
     providers: Vec<Value>,
 }

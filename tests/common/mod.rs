@@ -328,8 +328,9 @@ pub struct Attempt {
 
 /// Every attempt stored in `db`, in insertion order.
 pub fn attempts(db: &Path) -> Vec<Attempt> {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
     let mut st = conn
         .prepare(
             "SELECT run_id, suite, provider, task_id, repeat, try, final, http_status, error_kind,
@@ -666,7 +667,8 @@ async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Op
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body: Value = serde_json::from_slice(&buf[body_start..body_start + len]).unwrap_or(Value::Null);
+    let body: Value =
+        serde_json::from_slice(&buf[body_start..body_start + len]).unwrap_or(Value::Null);
     buf.drain(..body_start + len);
     let task = task_of(&body);
     Some(Seen {
@@ -693,7 +695,9 @@ fn reason(status: u16) -> &'static str {
 
 /// A script answering every task with `chat_response(answer)` where the answer is looked up
 /// in `answers` (task id → text); unknown tasks get `"?"`.
-pub fn answer_with(answers: &[(&str, &str)]) -> impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static {
+pub fn answer_with(
+    answers: &[(&str, &str)],
+) -> impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static {
     let map: HashMap<String, String> = answers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,0 +1,217 @@
+//! Exact cost arithmetic end to end: provider wire-format usage × the providers file's prices,
+//! stored as integer femto-dollars (1e-15 USD) and reported in USD. A cost that cannot be
+//! known (no price, an unpriced token class, no usage) is NULL / null, never 0.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use test_case::test_case;
+
+/// Token counts as the report states them: (input, cached_input, cache_write, output, reasoning).
+type Tokens = (u64, u64, u64, u64, u64);
+
+/// Femto-dollars to USD for comparisons.
+fn usd(femto: i64) -> f64 {
+    femto as f64 / 1e15
+}
+
+fn serve_verbatim(body: Value) -> ScriptServer {
+    ScriptServer::start(move |_, _| Reply::Json(200, body.clone()))
+}
+
+// openai-chat.json: prompt 2048 (1536 cached) → 512 input; completion 310 (192 reasoning).
+//   512 × 0.40 + 1536 × 0.10 + 310 × 1.60 = 204.8 + 153.6 + 496 = 854.4 USD per 1M calls,
+//   i.e. 0.0008544 USD = 854_400_000_000 femto per call. (512 × 0.40e-6 is 0.0002048.)
+#[test_case("openai-chat.json", Some("{input: 0.40, cached_input: 0.10, output: 1.60}"),
+    Some(854_400_000_000), (512, 1536, 0, 310, 192) ; "openai cached and reasoning")]
+// deepseek-chat.json: prompt_cache_hit_tokens 2816, prompt_cache_miss_tokens 184, completion 350.
+//   184 × 0.28 + 2816 × 0.028 + 350 × 0.42 = 51.52 + 78.848 + 147 = 277.368 USD per 1M calls.
+#[test_case("deepseek-chat.json", Some("{input: 0.28, cached_input: 0.028, output: 0.42}"),
+    Some(277_368_000_000), (184, 2816, 0, 350, 300) ; "deepseek hit and miss")]
+// kimi-chat.json: prompt 1800 (1536 cached), completion 60.
+//   264 × 0.60 + 1536 × 0.15 + 60 × 2.50 = 158.4 + 230.4 + 150 = 538.8.
+#[test_case("kimi-chat.json", Some("{input: 0.60, cached_input: 0.15, output: 2.50}"),
+    Some(538_800_000_000), (264, 1536, 0, 60, 0) ; "kimi cached")]
+// qwen-chat.json: prompt 2100 of which 2048 written to the explicit cache, completion 40.
+//   52 × 0.40 + 2048 × 0.50 + 40 × 1.20 = 20.8 + 1024 + 48 = 1092.8.
+#[test_case("qwen-chat.json", Some("{input: 0.40, cache_write: 0.50, output: 1.20}"),
+    Some(1_092_800_000_000), (52, 0, 2048, 40, 0) ; "qwen cache write")]
+// openrouter-chat.json reports usage.cost 0.0137226: taken as is, even without a price.
+#[test_case("openrouter-chat.json", None,
+    Some(13_722_600_000_000), (260, 8192, 2048, 187, 0) ; "openrouter reported cost")]
+#[test_case("openai-chat.json", None, None, (512, 1536, 0, 310, 192) ; "no price is unknown")]
+#[test_case("openai-chat.json", Some("{input: 0.40, output: 1.60}"),
+    None, (512, 1536, 0, 310, 192) ; "cached tokens without cached_input price are unknown")]
+#[test_case("deepseek-chat.json", Some("{input: 0.28, output: 0.42}"),
+    None, (184, 2816, 0, 350, 300) ; "deepseek hits without cached_input price are unknown")]
+#[test_case("qwen-chat.json", Some("{input: 0.40, output: 1.20}"),
+    None, (52, 0, 2048, 40, 0) ; "cache writes without cache_write price are unknown")]
+fn fixture_usage_is_priced_exactly(
+    fixture_name: &str,
+    price: Option<&str>,
+    femto_per_call: Option<i64>,
+    tokens_per_call: Tokens,
+) {
+    let server = serve_verbatim(fixture(fixture_name));
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "42"), ("t2", "42")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).price(price)]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+
+    let all = ws.attempts();
+    assert_eq!(all.len(), 2);
+    for a in &all {
+        assert!(a.answered && a.usage_known, "{a:?}");
+        assert_eq!(a.cost_femto, femto_per_call, "cost_femto of {}", a.task_id);
+        assert_eq!(
+            a.spent_femto, femto_per_call,
+            "spent_femto of {}",
+            a.task_id
+        );
+        let (input, cached, _, output, reasoning) = tokens_per_call;
+        assert_eq!(
+            (
+                a.input_tokens,
+                a.cached_tokens,
+                a.output_tokens,
+                a.reasoning_tokens
+            ),
+            (input as i64, cached as i64, output as i64, reasoning as i64)
+        );
+    }
+
+    let report = out.json();
+    let r = row(&report, "p");
+    let (input, cached, write, output, reasoning) = tokens_per_call;
+    assert_eq!(
+        r["tokens"],
+        json!({"input": 2 * input, "cached_input": 2 * cached, "cache_write": 2 * write,
+               "output": 2 * output, "reasoning": 2 * reasoning})
+    );
+    assert_eq!(r["accepted"], json!(2));
+    match femto_per_call {
+        Some(c) => {
+            assert_close(&r["cost_usd"]["tokens"], usd(2 * c), 1e-12);
+            assert_close(&r["cost_usd"]["rejections"], 0.0, 0.0);
+            assert_close(&r["cost_usd"]["total"], usd(2 * c), 1e-12);
+            assert_close(&r["spent_usd"], usd(2 * c), 1e-12);
+            assert_close(&r["cost_per_accepted_usd"], usd(c), 1e-12);
+            assert_eq!(r["unpriced_calls"], json!(0));
+        }
+        None => {
+            assert_eq!(r["cost_usd"]["tokens"], Value::Null);
+            assert_eq!(r["cost_usd"]["total"], Value::Null);
+            assert_eq!(r["spent_usd"], Value::Null);
+            assert_eq!(r["cost_per_accepted_usd"], Value::Null);
+            assert_eq!(r["cost_per_accepted_ci"]["low"], Value::Null);
+            assert_eq!(r["unpriced_calls"], json!(2));
+        }
+    }
+}
+
+#[test]
+fn openai_fixture_cost_per_call_is_exact() {
+    // The headline case on its own: one call, read straight from SQLite and the JSON report.
+    let server = serve_verbatim(fixture("openai-chat.json"));
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())
+            .price(Some("{input: 0.40, cached_input: 0.10, output: 1.60}"))]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let femto: i64 = conn
+        .query_row("SELECT cost_femto FROM attempts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(femto, 854_400_000_000);
+    assert_eq!(
+        femto,
+        512 * 400_000_000 + 1536 * 100_000_000 + 310 * 1_600_000_000
+    );
+    let r = out.json();
+    assert_close(&row(&r, "p")["cost_usd"]["tokens"], 0.0008544, 1e-12);
+    assert_close(&row(&r, "p")["cost_per_accepted_usd"], 0.0008544, 1e-12);
+}
+
+#[test]
+fn rejections_are_charged_per_rejected_outcome() {
+    // 3 calls at 854.4e-6 USD; one answer is wrong and costs the suite's rejection cost.
+    let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "a2"), ("t3", "WRONG")]));
+    let ws = Workspace::new();
+    let yaml = suite_yaml("s", &[("t1", "a1"), ("t2", "a2"), ("t3", "a3")])
+        .replace("rejection_cost_usd: 0\n", "rejection_cost_usd: 0.01\n");
+    let suite = ws.write("suite.yaml", &yaml);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    let report = out.json();
+    let r = row(&report, "p");
+    assert_eq!((&r["accepted"], &r["unanswered"]), (&json!(2), &json!(0)));
+    assert_close(&r["acceptance"]["rate"], 2.0 / 3.0, 1e-12);
+    assert_close(&r["cost_usd"]["tokens"], 0.0025632, 1e-12);
+    assert_close(&r["cost_usd"]["rejections"], 0.01, 1e-12);
+    assert_close(&r["cost_usd"]["total"], 0.0125632, 1e-12);
+    assert_close(&r["cost_per_accepted_usd"], 0.0062816, 1e-12);
+    assert_eq!(r["qualifies"], json!(true), "2/3 ≥ the 0.5 threshold");
+    let ci = &r["cost_per_accepted_ci"];
+    assert_eq!(ci["method"], "bca-bootstrap");
+    assert_eq!(ci["resamples"], json!(2000));
+}
+
+#[test]
+fn answer_without_usage_has_unknown_cost() {
+    let mut body = chat_response("42");
+    body.as_object_mut().unwrap().remove("usage");
+    let server = serve_verbatim(body);
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    let a = &ws.attempts()[0];
+    assert!(a.answered && !a.usage_known);
+    assert_eq!(a.cost_femto, None);
+    let report = out.json();
+    let r = row(&report, "p");
+    assert_eq!(r["cost_usd"]["tokens"], Value::Null);
+    assert_eq!(r["unpriced_calls"], json!(1));
+}
+
+#[test]
+fn unknown_cost_reads_unknown_in_the_table() {
+    let server = serve_verbatim(fixture("openai-chat.json"));
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).price(None)]),
+    );
+    let mut c = ws.cmd();
+    c.arg("run").arg(&suite).arg("--providers").arg(&provs);
+    c.args(["--no-progress", "--format", "table"]);
+    let out = Out::of(c.output().unwrap());
+    out.assert_code(0);
+    assert!(out.stdout.contains("unknown"), "{out}");
+    assert!(
+        !out.stdout.contains("$0 "),
+        "an unknown cost must not print as $0:\n{out}"
+    );
+    assert!(out.stderr.contains("spent unknown"), "{out}");
+}

@@ -137,12 +137,7 @@ impl Protocol for Anthropic {
             // e.g. the HTML 413 page Cloudflare returns before the API sees the request.
             return ErrorInfo::default();
         };
-        let e = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
-        let s = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-        ErrorInfo {
-            code: s("type"),
-            message: s("message"),
-        }
+        ErrorInfo::from_body(&v, &["type"])
     }
 }
 
@@ -182,43 +177,28 @@ fn parse_usage(u: &Value) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Message;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::providers::testutil::{config, fixture, request};
 
     fn cfg(extra: Value) -> ProviderConfig {
-        let mut v = json!({
-            "id": "claude",
-            "protocol": "anthropic",
-            "base_url": "https://api.anthropic.com/",
-            "model": "claude-sonnet-4-6",
-        });
-        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        serde_json::from_value(v).unwrap()
+        config(
+            "anthropic",
+            "https://api.anthropic.com/",
+            "claude-sonnet-4-6",
+            extra,
+        )
     }
 
     fn req(params: Value) -> ChatRequest {
-        let msg = |role: &str, content: &str| Message {
-            role: role.into(),
-            content: content.into(),
-        };
-        ChatRequest {
-            messages: vec![
-                msg("system", "Be terse."),
-                msg("user", "Q1"),
-                msg("assistant", "A1"),
-                msg("system", "Answer in JSON."),
-                msg("user", "Q2"),
+        request(
+            &[
+                ("system", "Be terse."),
+                ("user", "Q1"),
+                ("assistant", "A1"),
+                ("system", "Answer in JSON."),
+                ("user", "Q2"),
             ],
-            params: params.as_object().cloned().unwrap_or_default(),
-        }
+            params,
+        )
     }
 
     #[test]
@@ -335,13 +315,7 @@ mod tests {
         assert_eq!(b["max_tokens"], 64);
         assert!(b.get("max_completion_tokens").is_none());
         assert_eq!(b["stop_sequences"], json!(["a", "b"]));
-        let no_system = ChatRequest {
-            messages: vec![Message {
-                role: "user".into(),
-                content: "hi".into(),
-            }],
-            params: Default::default(),
-        };
+        let no_system = request(&[("user", "hi")], json!({}));
         assert!(
             Anthropic
                 .body(&cfg(json!({})), &no_system)

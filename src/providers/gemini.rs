@@ -190,20 +190,9 @@ impl Protocol for Gemini {
             Value::Array(a) => a.first().unwrap_or(&Value::Null),
             other => other,
         };
-        let e = v.get("error").filter(|e| e.is_object()).unwrap_or(v);
-        let s = |k: &str| {
-            e.get(k).and_then(|x| match x {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        ErrorInfo {
-            // The gRPC status names the cause (`RESOURCE_EXHAUSTED`); the numeric code only
-            // repeats the HTTP status.
-            code: s("status").or_else(|| s("code")),
-            message: s("message"),
-        }
+        // The gRPC status names the cause (`RESOURCE_EXHAUSTED`); the numeric code only
+        // repeats the HTTP status.
+        ErrorInfo::from_body(v, &["status", "code"])
     }
 }
 
@@ -227,42 +216,27 @@ fn parse_usage(u: &Value) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::Message;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::providers::testutil::{config, fixture, request};
 
     fn cfg(extra: Value) -> ProviderConfig {
-        let mut v = json!({
-            "id": "gemini",
-            "protocol": "gemini",
-            "base_url": "https://generativelanguage.googleapis.com/",
-            "model": "gemini-2.5-flash",
-        });
-        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        serde_json::from_value(v).unwrap()
+        config(
+            "gemini",
+            "https://generativelanguage.googleapis.com/",
+            "gemini-2.5-flash",
+            extra,
+        )
     }
 
     fn req(params: Value) -> ChatRequest {
-        let msg = |role: &str, content: &str| Message {
-            role: role.into(),
-            content: content.into(),
-        };
-        ChatRequest {
-            messages: vec![
-                msg("system", "Be terse."),
-                msg("user", "Q1"),
-                msg("assistant", "A1"),
-                msg("user", "Q2"),
+        request(
+            &[
+                ("system", "Be terse."),
+                ("user", "Q1"),
+                ("assistant", "A1"),
+                ("user", "Q2"),
             ],
-            params: params.as_object().cloned().unwrap_or_default(),
-        }
+            params,
+        )
     }
 
     #[test]

@@ -248,6 +248,25 @@ pub trait Protocol: Send + Sync {
     fn parse_error(&self, body: &[u8]) -> ErrorInfo;
 }
 
+impl ErrorInfo {
+    /// Reads `code` (the first of `code_keys` present) and `message` from an error body that
+    /// is either `{"error": {...}}` or the error object itself.
+    fn from_body(v: &Value, code_keys: &[&str]) -> ErrorInfo {
+        let e = v.get("error").filter(|e| e.is_object()).unwrap_or(v);
+        let text = |k: &str| {
+            e.get(k).and_then(|x| match x {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        ErrorInfo {
+            code: code_keys.iter().find_map(|k| text(k)),
+            message: text("message"),
+        }
+    }
+}
+
 /// The protocol implementation for a config's `protocol` name.
 pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
     match name {
@@ -255,5 +274,44 @@ pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
         "anthropic" => Some(&anthropic::Anthropic),
         "gemini" => Some(&gemini::Gemini),
         _ => None,
+    }
+}
+
+/// Shared helpers for the protocol unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    /// A provider-format fixture from `tests/fixtures`.
+    pub fn fixture(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A provider config with `extra` fields merged over the basics.
+    pub fn config(protocol: &str, base_url: &str, model: &str, extra: Value) -> ProviderConfig {
+        let mut v = serde_json::json!({
+            "id": protocol, "protocol": protocol, "base_url": base_url, "model": model,
+        });
+        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// A request from (role, content) pairs and params.
+    pub fn request(messages: &[(&str, &str)], params: Value) -> ChatRequest {
+        ChatRequest {
+            messages: messages
+                .iter()
+                .map(|(role, content)| Message {
+                    role: role.to_string(),
+                    content: content.to_string(),
+                })
+                .collect(),
+            params: params.as_object().cloned().unwrap_or_default(),
+        }
     }
 }

@@ -75,18 +75,7 @@ impl Protocol for OpenAi {
             return ErrorInfo::default();
         };
         // `{"error":{...}}`, or vLLM's older flat `{"object":"error","message":..}`.
-        let e = v.get("error").filter(|e| e.is_object()).unwrap_or(&v);
-        let s = |k: &str| {
-            e.get(k).and_then(|x| match x {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-        };
-        ErrorInfo {
-            code: s("code").or_else(|| s("type")),
-            message: s("message"),
-        }
+        ErrorInfo::from_body(&v, &["code", "type"])
     }
 }
 
@@ -115,13 +104,7 @@ fn parse_usage(u: &Value) -> Usage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::providers::testutil::fixture;
 
     #[test]
     fn openai_cached_and_reasoning() {

@@ -80,11 +80,11 @@ impl fmt::Display for Problem {
             Some((l, c)) => write!(f, "{}:{l}:{c}: ", self.file.display())?,
             None => write!(f, "{}: ", self.file.display())?,
         }
-        if self.path.0.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
+        if !self.path.0.is_empty() {
+            write!(f, "{}: ", self.path)?;
         }
+        // Keep multi-line messages (regex errors) visibly inside this problem.
+        write!(f, "{}", self.message.trim_end().replace('\n', "\n      "))
     }
 }
 
@@ -133,13 +133,18 @@ impl Loader {
 
     /// Parses YAML text that came from `file` (used in messages only).
     pub fn from_str(file: &Path, src: &str) -> Result<Loader, ConfigError> {
-        let root: Value = serde_saphyr::from_str(src).map_err(|e| ConfigError {
-            problems: vec![Problem {
-                file: file.to_path_buf(),
-                line_col: None,
-                path: DocPath::default(),
-                message: format!("invalid YAML: {e}"),
-            }],
+        // YAML 1.2 booleans only: `answer: no` must stay the string "no".
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let root: Value = serde_saphyr::from_str_with_options(src, options).map_err(|e| {
+            let loc = e.location();
+            ConfigError {
+                problems: vec![Problem {
+                    file: file.to_path_buf(),
+                    line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
+                    path: DocPath::default(),
+                    message: format!("invalid YAML: {}", e.without_snippet()),
+                }],
+            }
         })?;
         Ok(Loader {
             file: file.to_path_buf(),

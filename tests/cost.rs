@@ -139,6 +139,7 @@ fn openai_fixture_cost_per_call_is_exact() {
         femto,
         512 * 400_000_000 + 1536 * 100_000_000 + 310 * 1_600_000_000
     );
+    assert!(out.stderr.contains("spent $0.0008544 "), "{out}");
     let r = out.json();
     assert_close(&row(&r, "p")["cost_usd"]["tokens"], 0.0008544, 1e-12);
     assert_close(&row(&r, "p")["cost_per_accepted_usd"], 0.0008544, 1e-12);
@@ -214,4 +215,111 @@ fn unknown_cost_reads_unknown_in_the_table() {
         "an unknown cost must not print as $0:\n{out}"
     );
     assert!(out.stderr.contains("spent unknown"), "{out}");
+}
+
+/// Keys of an object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn report_json_follows_the_documented_contract() {
+    let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "a2"), ("t3", "no")]));
+    let ws = Workspace::new();
+    let yaml = suite_yaml("s", &[("t1", "a1"), ("t2", "a2"), ("t3", "a3")])
+        .replace("rejection_cost_usd: 0\n", "rejection_cost_usd: 0.002\n");
+    let suite = ws.write("suite.yaml", &yaml);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[
+            Provider::new("priced", &server.base_url()),
+            Provider::new("unpriced", &server.base_url()).price(None),
+        ]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    let report = out.json();
+    // `report` prints the same document as `run --format json`.
+    assert_eq!(ws.report(None), report);
+
+    assert_eq!(keys(&report), ["rows", "run"]);
+    assert_eq!(
+        keys(&report["run"]),
+        [
+            "cache_mode",
+            "confidence",
+            "created_at",
+            "finished_at",
+            "id",
+            "status"
+        ]
+    );
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "one row per suite × provider");
+    for r in rows {
+        assert_eq!(
+            keys(r),
+            [
+                "acceptance",
+                "accepted",
+                "calls",
+                "cost_per_accepted_ci",
+                "cost_per_accepted_usd",
+                "cost_usd",
+                "failed_calls",
+                "latency_ms",
+                "outcomes",
+                "pending",
+                "provider",
+                "qualifies",
+                "quality_threshold",
+                "retries",
+                "spent_usd",
+                "suite",
+                "tasks",
+                "tokens",
+                "unanswered",
+                "unpriced_calls",
+                "workload",
+            ]
+        );
+        assert_eq!(keys(&r["acceptance"]), ["high", "low", "method", "rate"]);
+        assert_eq!(
+            keys(&r["tokens"]),
+            [
+                "cache_write",
+                "cached_input",
+                "input",
+                "output",
+                "reasoning"
+            ]
+        );
+        assert_eq!(keys(&r["cost_usd"]), ["rejections", "tokens", "total"]);
+        assert_eq!(
+            keys(&r["cost_per_accepted_ci"]),
+            [
+                "high",
+                "low",
+                "method",
+                "resamples",
+                "zero_accept_resamples"
+            ]
+        );
+        assert_eq!(keys(&r["latency_ms"]), ["p50", "p95"]);
+        assert_eq!(r["acceptance"]["method"], "wilson");
+    }
+
+    insta::assert_json_snapshot!("report_contract", report, {
+        ".run.created_at" => "[timestamp]",
+        ".run.finished_at" => "[timestamp]",
+        ".rows[].latency_ms.p50" => "[ms]",
+        ".rows[].latency_ms.p95" => "[ms]",
+    });
 }

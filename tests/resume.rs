@@ -346,3 +346,185 @@ fn cache_export_and_import_round_trip() {
     out.assert_code(0);
     assert_eq!(row(&out.json(), "p")["accepted"], json!(2));
 }
+
+#[test]
+fn an_incomplete_run_resumes_only_unanswered_slots_and_try_numbers_continue() {
+    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
+        Some("t1") => Reply::Json(200, chat_response("a1")),
+        _ => Reply::Json(
+            500,
+            json!({"error": {"message": "down", "type": "server_error"}}),
+        ),
+    });
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).max_retries(1)]),
+    );
+    let first = ws.run(&[&suite], &provs, &[]);
+    first.assert_code(4);
+    assert_eq!(first.json()["run"]["status"], "incomplete");
+    assert_eq!(sorted(server.tasks()), vec!["t1", "t2", "t2"]);
+
+    server.set_script(answer_with(&[("t1", "a1"), ("t2", "a2")]));
+    server.clear_log();
+    let second = ws.run(&[&suite], &provs, &[]);
+    second.assert_code(0);
+    assert_eq!(
+        server.tasks(),
+        vec!["t2"],
+        "only the unanswered slot is called again"
+    );
+    assert!(
+        second.stderr.contains("(resumed)") && second.stderr.contains("1 skipped"),
+        "{second}"
+    );
+
+    let all = ws.attempts();
+    let t2 = tries_of(&all, "p", "t2");
+    assert_eq!(
+        t2.iter()
+            .map(|a| (a.try_no, a.error_kind.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (0, Some("server_error".into())),
+            (1, Some("server_error".into())),
+            (2, None)
+        ],
+        "try numbers continue across sessions"
+    );
+    let report = second.json();
+    assert_eq!(report["run"]["id"], first.json()["run"]["id"]);
+    assert_eq!(report["run"]["status"], "complete");
+    let r = row(&report, "p");
+    assert_eq!(
+        (
+            &r["accepted"],
+            &r["unanswered"],
+            &r["calls"],
+            &r["failed_calls"],
+            &r["retries"]
+        ),
+        (&json!(2), &json!(0), &json!(4), &json!(2), &json!(2))
+    );
+}
+
+#[test]
+fn new_starts_a_fresh_run_instead_of_resuming() {
+    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
+        Some("t1") => Reply::Json(200, chat_response("a1")),
+        _ => Reply::Json(500, json!({"error": {"message": "down"}})),
+    });
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).max_retries(0)]),
+    );
+    let first = ws.run(&[&suite], &provs, &[]);
+    first.assert_code(4);
+    server.clear_log();
+    let fresh = ws.run(&[&suite], &provs, &["--new"]);
+    fresh.assert_code(4);
+    assert!(!fresh.stderr.contains("(resumed)"), "{fresh}");
+    assert_ne!(fresh.json()["run"]["id"], first.json()["run"]["id"]);
+    // t1 comes from the cache, t2 is called again.
+    assert_eq!(server.tasks(), vec!["t2"]);
+    assert!(
+        fresh.stderr.contains("1 HTTP calls, 1 replayed, 0 skipped"),
+        "{fresh}"
+    );
+}
+
+#[test]
+fn grade_regrades_stored_answers_without_calling() {
+    let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "b2")]));
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    assert_eq!(row(&out.json(), "p")["accepted"], json!(1));
+
+    // A looser grader accepts both stored answers.
+    let loose = ws.write(
+        "loose.yaml",
+        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]).replace(
+            r#"{type: contains, value: "{{ answer }}"}"#,
+            r#"{type: regex, pattern: "^[ab][12]$"}"#,
+        ),
+    );
+    server.clear_log();
+    let graded = Out::of(
+        ws.cmd()
+            .arg("grade")
+            .arg("--suite")
+            .arg(&loose)
+            .output()
+            .unwrap(),
+    );
+    graded.assert_code(0);
+    assert!(
+        graded.stderr.contains("re-graded 2 answers, 2 accepted"),
+        "{graded}"
+    );
+    assert_eq!(server.requests().len(), 0);
+    let r = ws.report(None);
+    assert_eq!(row(&r, "p")["accepted"], json!(2));
+
+    // Without --suite, the graders come from the suite file recorded with the run.
+    let graded = Out::of(ws.cmd().arg("grade").output().unwrap());
+    graded.assert_code(0);
+    assert!(
+        graded.stderr.contains("re-graded 2 answers, 1 accepted"),
+        "{graded}"
+    );
+    assert_eq!(row(&ws.report(None), "p")["accepted"], json!(1));
+}
+
+#[test]
+fn an_rw_cassette_is_loaded_first_and_rewritten_with_new_answers() {
+    let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "a2")]));
+    let ws = Workspace::new();
+    let one = ws.write("one.yaml", &suite_yaml("s", &[("t1", "a1")]));
+    let two = ws.write("two.yaml", &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())]),
+    );
+    let cassette = ws.path("c.jsonl");
+    let c = cassette.to_str().unwrap();
+    ws.run(&[&one], &provs, &["--cassette", c]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(&cassette).unwrap().lines().count(),
+        1
+    );
+
+    // A fresh database: t1 comes from the cassette, t2 is called and recorded into it.
+    server.clear_log();
+    let mut cmd = ws.cmd_with_db(&ws.path("fresh.db"));
+    cmd.arg("run").arg(&two).arg("--providers").arg(&provs);
+    cmd.args(["--no-progress", "--format", "json", "--cassette", c]);
+    let out = Out::of(cmd.output().unwrap());
+    out.assert_code(0);
+    assert_eq!(server.tasks(), vec!["t2"]);
+    assert!(out.stderr.contains("1 HTTP calls, 1 replayed"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&cassette).unwrap().lines().count(),
+        2
+    );
+    assert!(!ws.path("c.jsonl.tmp").exists());
+}

@@ -327,3 +327,108 @@ fn more_failures_than_allowed_exit_4() {
     // The report is still printed in full.
     assert_eq!(row(&out.json(), "fine")["accepted"], json!(1));
 }
+
+#[test]
+fn refused_connection_is_retried_and_costs_nothing() {
+    // A port nobody listens on: nothing reaches a provider, so the cost is known to be 0.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ws = Workspace::new();
+    let suite = one_task_suite(&ws);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[
+            Provider::new("p", &format!("http://127.0.0.1:{port}/v1")).max_retries(1)
+        ]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(4);
+    let all = ws.attempts();
+    let tries = tries_of(&all, "p", "t1");
+    assert_eq!(kinds(&tries), vec![Some("connection".to_string()); 2]);
+    assert!(
+        tries
+            .iter()
+            .all(|a| a.cost_femto == Some(0) && a.http_status.is_none())
+    );
+    let report = out.json();
+    let r = row(&report, "p");
+    assert_close(&r["cost_usd"]["tokens"], 0.0, 0.0);
+    assert_eq!((&r["calls"], &r["unanswered"]), (&json!(2), &json!(1)));
+}
+
+#[test]
+fn deepseek_out_of_resources_is_billed_and_retried() {
+    // finish_reason insufficient_system_resource: the tokens are billed, but it is no answer.
+    let server = ScriptServer::start(|_, nth| {
+        let mut body = fixture("deepseek-chat.json");
+        if nth == 0 {
+            body["choices"][0]["finish_reason"] = json!("insufficient_system_resource");
+        }
+        Reply::Json(200, body)
+    });
+    let ws = Workspace::new();
+    let suite = one_task_suite(&ws);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())
+            .price(Some("{input: 0.28, cached_input: 0.028, output: 0.42}"))]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    assert_eq!(server.tasks(), vec!["t1", "t1"]);
+    let all = ws.attempts();
+    let tries = tries_of(&all, "p", "t1");
+    assert_eq!(kinds(&tries), vec![Some("incomplete".to_string()), None]);
+    assert!(!tries[0].answered && tries[1].answered);
+    assert_eq!(tries[0].cost_femto, Some(277_368_000_000));
+    assert_eq!(tries[1].cost_femto, Some(277_368_000_000));
+    let report = out.json();
+    let r = row(&report, "p");
+    assert_close(&r["cost_usd"]["tokens"], 2.0 * 0.000277368, 1e-12);
+    assert_close(&r["cost_per_accepted_usd"], 2.0 * 0.000277368, 1e-12);
+    assert_eq!(
+        (&r["calls"], &r["failed_calls"], &r["accepted"]),
+        (&json!(2), &json!(1), &json!(1))
+    );
+}
+
+#[test]
+fn the_server_wait_replaces_the_backoff() {
+    // retry-after-ms 400 against a 10 ms backoff: the retry comes no sooner than asked.
+    let server = ScriptServer::start(|_, nth| {
+        if nth == 0 {
+            Reply::Raw {
+                status: 429,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("retry-after-ms".into(), "400".into()),
+                ],
+                body: include_str!("fixtures/openai-error-429.json").into(),
+            }
+        } else {
+            Reply::Json(200, chat_response("42"))
+        }
+    });
+    let ws = Workspace::new();
+    let suite = one_task_suite(&ws);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())]),
+    );
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2);
+    let waited = seen[1].at.duration_since(seen[0].at);
+    assert!(
+        waited >= std::time::Duration::from_millis(400),
+        "retried after {waited:?}, before the server's retry-after-ms"
+    );
+    let all = ws.attempts();
+    assert_eq!(
+        kinds(&tries_of(&all, "p", "t1")),
+        vec![Some("rate_limited".to_string()), None]
+    );
+}

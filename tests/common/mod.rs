@@ -440,6 +440,8 @@ pub struct Seen {
     pub body: Value,
     /// [`task_of`] the body.
     pub task: Option<String>,
+    /// When the request was read in full.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -677,6 +679,7 @@ async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Op
         headers,
         body,
         task,
+        at: std::time::Instant::now(),
     })
 }
 

@@ -207,6 +207,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         write_inputs(dir.path(), s, port);
         let (wall, rss_kb, status) = run_costbench(dir.path());
+
         server.abort();
         let calls = served.load(Ordering::Relaxed);
         let db: u64 = ["bench.db", "bench.db-wal"]
@@ -237,5 +238,9 @@ fn main() {
                 format!("  (exit status {status})")
             }
         );
+        // BENCH_KEEP=1 keeps the inputs and database for inspection.
+        if std::env::var_os("BENCH_KEEP").is_some() {
+            println!("  kept {}", dir.keep().display());
+        }
     }
 }

@@ -528,3 +528,70 @@ fn an_rw_cassette_is_loaded_first_and_rewritten_with_new_answers() {
     );
     assert!(!ws.path("c.jsonl.tmp").exists());
 }
+
+#[test]
+fn kill_9_leaves_a_readable_database_and_the_same_command_resumes() {
+    let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
+    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
+        Some("t1") => Reply::Json(200, chat_response("a1")),
+        Some("t2") => Reply::Json(200, chat_response("a2")),
+        _ => Reply::Hang,
+    });
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())
+            .max_concurrency(2)
+            .timeout_s(20.0)
+            .max_retries(0)]),
+    );
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"));
+    cmd.arg("--db")
+        .arg(ws.db())
+        .arg("run")
+        .arg(&suite)
+        .arg("--providers")
+        .arg(&provs)
+        .args(["--no-progress", "--format", "json"])
+        .env_remove("COSTBENCH_DB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn costbench");
+    server.wait_until("t3 and t4 are in flight", |log| {
+        ["t3", "t4"]
+            .iter()
+            .all(|t| log.iter().any(|s| s.task.as_deref() == Some(*t)))
+    });
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+
+    // The database opens and reports; what was committed is kept, nothing is torn.
+    let stored = ws.attempts();
+    let saved: Vec<String> = stored
+        .iter()
+        .filter(|a| a.answered)
+        .map(|a| a.task_id.clone())
+        .collect();
+    assert!(
+        saved.iter().all(|t| t == "t1" || t == "t2"),
+        "only answered tasks can be stored: {stored:?}"
+    );
+    let report = ws.report(None);
+    assert_eq!(report["run"]["status"], "running");
+
+    // Resuming calls exactly the tasks the database has no answer for.
+    server.set_script(answer_with(&tasks));
+    server.clear_log();
+    let again = ws.run(&[&suite], &provs, &[]);
+    again.assert_code(0);
+    let expected: Vec<String> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .filter(|t| !saved.iter().any(|s| s == *t))
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(sorted(server.tasks()), expected);
+    let report = again.json();
+    let r = row(&report, "p");
+    assert_eq!((&r["accepted"], &r["pending"]), (&json!(4), &json!(0)));
+}

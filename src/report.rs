@@ -210,15 +210,16 @@ struct Acc {
     spent: Option<Money>,
     accepted: u64,
     answered: u64,
-    latencies: Vec<f64>,
-    outcomes: Vec<(u32, bool, Option<Money>)>,
+    /// f32 is ample for milliseconds and halves the per-outcome memory.
+    latencies: Vec<f32>,
+    /// (task index, accepted, token cost in femto-dollars) per outcome, for the bootstrap.
+    outcomes: Vec<(u32, bool, i64)>,
 }
 
 /// Builds the report of a run from the store.
 pub fn build(store: &Store, run: &RunInfo, opts: ReportOptions) -> Result<Report, StoreError> {
-    let slots = store.slot_summaries(run.id)?;
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
-    for s in slots {
+    store.for_each_slot(run.id, |s| {
         let a = acc
             .entry((s.suite.clone(), s.provider.clone()))
             .or_insert_with(|| Acc {
@@ -240,9 +241,11 @@ pub fn build(store: &Store, run: &RunInfo, opts: ReportOptions) -> Result<Report
         let accepted = s.accepted == Some(true);
         a.accepted += u64::from(accepted);
         a.answered += u64::from(s.answered);
-        a.latencies.extend(s.latency_ms);
-        a.outcomes.push((s.task_idx, accepted, s.cost));
-    }
+        a.latencies.extend(s.latency_ms.map(|l| l as f32));
+        // Unknown slot costs make the row's cost unknown, so they are never read as 0.
+        let cost = s.cost.map_or(0, |c| i64::try_from(c.0).unwrap_or(i64::MAX));
+        a.outcomes.push((s.task_idx, accepted, cost));
+    })?;
 
     let plan = &run.plan;
     let empty = Vec::new();
@@ -325,8 +328,7 @@ fn row(i: RowInput, mut a: Acc, opts: ReportOptions) -> Row {
             .map(|&(task, accepted, cost)| Outcome {
                 task,
                 accepted,
-                cost: cost
-                    .unwrap_or(Money::ZERO)
+                cost: Money(i128::from(cost))
                     .plus(if accepted { Money::ZERO } else { i.rejection })
                     .usd(),
             })
@@ -348,7 +350,7 @@ fn row(i: RowInput, mut a: Acc, opts: ReportOptions) -> Row {
             zero_accept_resamples: 0,
         }
     };
-    a.latencies.sort_by(f64::total_cmp);
+    a.latencies.sort_by(f32::total_cmp);
     let rate = wilson.map(|w| w.estimate);
     Row {
         suite: i.suite,
@@ -394,12 +396,12 @@ fn row(i: RowInput, mut a: Acc, opts: ReportOptions) -> Row {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
+fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
     let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
+    Some(f64::from(sorted[rank.min(sorted.len()) - 1]))
 }
 
 fn usd(x: Option<f64>) -> String {
@@ -526,7 +528,7 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let v: Vec<f32> = (1..=100u8).map(f32::from).collect();
         assert_eq!(percentile(&v, 0.5), Some(50.0));
         assert_eq!(percentile(&v, 0.95), Some(95.0));
         assert_eq!(percentile(&[7.0], 0.95), Some(7.0));

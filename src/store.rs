@@ -358,13 +358,13 @@ impl Store {
         &self.path
     }
 
-    /// Creates a run and its task list.
-    pub fn create_run(
+    /// Creates a run and its task list: (suite, position, task id, variables as JSON).
+    pub fn create_run<'a>(
         &mut self,
         key: &str,
         cache_mode: &str,
         plan: &serde_json::Value,
-        tasks: &[(String, Vec<(String, String)>)],
+        tasks: impl Iterator<Item = (&'a str, usize, &'a str, &'a str)>,
     ) -> Result<i64, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
@@ -380,11 +380,9 @@ impl Store {
                     "INSERT INTO tasks (run_id, suite, idx, task_id, vars) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(|e| sql(&path, e))?;
-            for (suite, list) in tasks {
-                for (i, (task_id, vars)) in list.iter().enumerate() {
-                    st.execute(params![id, suite, i as i64, task_id, vars])
-                        .map_err(|e| sql(&path, e))?;
-                }
+            for (suite, i, task_id, vars) in tasks {
+                st.execute(params![id, suite, i as i64, task_id, vars])
+                    .map_err(|e| sql(&path, e))?;
             }
         }
         tx.commit().map_err(|e| sql(&path, e))?;
@@ -587,8 +585,13 @@ pub struct SlotSummary {
 pub const NOT_CALLED: &str = "('cache_miss', 'missing_key', 'render_error')";
 
 impl Store {
-    /// Every attempted slot of a run, summed.
-    pub fn slot_summaries(&self, run_id: i64) -> Result<Vec<SlotSummary>, StoreError> {
+    /// Calls `f` with every attempted slot of a run, summed, ordered by suite and provider;
+    /// rows stream from SQLite, so memory does not grow with the run.
+    pub fn for_each_slot(
+        &self,
+        run_id: i64,
+        mut f: impl FnMut(SlotSummary),
+    ) -> Result<(), StoreError> {
         let q = format!(
             "SELECT a.suite, a.provider, coalesce(t.idx, 0),
                 sum(coalesce(a.error_kind, '') NOT IN {NOT_CALLED}),
@@ -642,7 +645,10 @@ impl Store {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+        for row in rows {
+            f(row.map_err(|e| self.err(e))?);
+        }
+        Ok(())
     }
 }
 

@@ -38,12 +38,22 @@ pub struct Prompt {
 }
 
 /// One task: an id and the variables its templates and graders use.
+///
+/// Variables are kept as compact JSON text, not a parsed map: a large suite's tasks then cost
+/// about their size on disk, and the run parses one task's variables only when it renders it.
 #[derive(Debug, Clone)]
 pub struct Task {
     /// Unique id within the suite.
     pub id: String,
-    /// Template variables.
-    pub vars: Vars,
+    /// Template variables, a JSON object.
+    pub vars_json: String,
+}
+
+impl Task {
+    /// The variables as a map.
+    pub fn vars(&self) -> Vars {
+        serde_json::from_str(&self.vars_json).unwrap_or_default()
+    }
 }
 
 /// The scalar fields of a suite file; lists are read item by item to report every problem.
@@ -139,10 +149,11 @@ impl std::fmt::Debug for Suite {
 impl Suite {
     /// Renders the chat messages for one task.
     pub fn messages(&self, task: &Task) -> Result<Vec<Message>, String> {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(task.vars()));
         let render = |name: &str| -> Result<String, String> {
             self.env
                 .get_template(name)
-                .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&task.vars))))
+                .and_then(|t| t.render(&ctx))
                 .map_err(|e| format!("task `{}`: {name}: {e}", task.id))
         };
         let mut out = Vec::with_capacity(2 + 2 * self.examples);
@@ -236,62 +247,37 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         l.problem(&top.key("graders"), "no graders: nothing could be accepted");
     }
 
-    // Tasks: inline, then from the tasks file; each located where it was written.
-    let mut tasks: Vec<(Task, TaskOrigin)> = Vec::new();
+    // Tasks: inline, then from the tasks file, each checked as it is read (a large tasks file
+    // is never held in memory twice), located where it was written.
+    let needed: BTreeSet<(String, String)> = needed.into_iter().collect();
+    let mut check = TaskCheck {
+        needed: &needed,
+        seen: HashSet::new(),
+        tasks: Vec::new(),
+        hash: Sha256::new(),
+    };
+    check.hash.update(canonical_json(&root).as_bytes());
     for (i, t) in head.tasks.iter().enumerate() {
         let p = top.key("tasks").index(i);
         if let Some(line) = l.field::<TaskLine>(&p, t) {
-            tasks.push((
-                Task {
-                    id: line.id.text(),
-                    vars: line.vars,
-                },
-                TaskOrigin::Inline(p),
-            ));
+            check.add(&mut l, line.id.text(), line.vars, TaskOrigin::Inline(&p));
         }
     }
     if let Some(f) = &head.tasks_file {
         let file = path.parent().unwrap_or(Path::new(".")).join(f);
-        match read_tasks_file(&file) {
-            Ok(Ok(list)) => tasks.extend(list),
-            Ok(Err(problems)) => l.problems.extend(problems),
-            Err(e) => l.problem(
+        if let Err(e) = read_tasks_file(&file, &mut l, &mut check) {
+            l.problem(
                 &top.key("tasks_file"),
                 format!("cannot read tasks file {}: {e}", file.display()),
-            ),
+            );
         }
     }
-    if tasks.is_empty() && head.tasks_file.is_none() {
+    if check.tasks.is_empty() && head.tasks_file.is_none() {
         l.problem(&top.key("tasks"), "no tasks: give `tasks` or `tasks_file`");
     }
+    let fingerprint = hex(&check.hash.finalize());
+    let tasks = check.tasks;
 
-    let mut seen = HashSet::new();
-    let needed: BTreeSet<(String, String)> = needed.into_iter().collect();
-    for (task, origin) in &tasks {
-        if !seen.insert(task.id.clone()) {
-            origin.report(&mut l, "id", format!("duplicate task id `{}`", task.id));
-        }
-        for (var, user) in &needed {
-            if !task.vars.contains_key(var) {
-                origin.report(
-                    &mut l,
-                    "vars",
-                    format!("task `{}` lacks variable `{var}` used by {user}", task.id),
-                );
-            }
-        }
-    }
-
-    let fingerprint = {
-        let mut h = Sha256::new();
-        h.update(canonical_json(&root).as_bytes());
-        for (t, _) in &tasks {
-            h.update(t.id.as_bytes());
-            h.update([0]);
-            h.update(canonical_json(&Value::Object(t.vars.clone())).as_bytes());
-        }
-        hex(&h.finalize())
-    };
     let suite = Suite {
         name: head.suite,
         description: head.description,
@@ -302,7 +288,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         params: head.params,
         grader_specs,
         graders,
-        tasks: tasks.into_iter().map(|(t, _)| t).collect(),
+        tasks,
         path: path.to_path_buf(),
         fingerprint,
         examples: head.prompt.examples.len(),
@@ -313,17 +299,17 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
 }
 
 /// Where a task was written, for messages.
-enum TaskOrigin {
-    Inline(DocPath),
-    File(PathBuf, usize),
+enum TaskOrigin<'a> {
+    Inline(&'a DocPath),
+    File(&'a Path, usize),
 }
 
-impl TaskOrigin {
+impl TaskOrigin<'_> {
     fn report(&self, l: &mut Loader, key: &str, message: String) {
         match self {
             TaskOrigin::Inline(p) => l.problem(&p.key(key), message),
             TaskOrigin::File(file, line) => l.problems.push(Problem {
-                file: file.clone(),
+                file: file.to_path_buf(),
                 line_col: Some((*line, 1)),
                 path: DocPath::default(),
                 message,
@@ -332,14 +318,44 @@ impl TaskOrigin {
     }
 }
 
-type TaskList = Result<Vec<(Task, TaskOrigin)>, Vec<Problem>>;
+/// Checks tasks one at a time: unique ids, every needed variable, and the suite fingerprint.
+struct TaskCheck<'a> {
+    needed: &'a BTreeSet<(String, String)>,
+    seen: HashSet<String>,
+    tasks: Vec<Task>,
+    hash: Sha256,
+}
 
-/// Reads a JSONL (`{"id":..,"vars":{..}}` a line) or CSV (`id` column, others are vars) file.
-fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
-    let text = std::fs::read_to_string(file)?;
-    let mut tasks = Vec::new();
-    let mut problems = Vec::new();
-    let problem = |line: usize, col: usize, message: String| Problem {
+impl TaskCheck<'_> {
+    fn add(&mut self, l: &mut Loader, id: String, vars: Vars, origin: TaskOrigin<'_>) {
+        if !self.seen.insert(id.clone()) {
+            origin.report(l, "id", format!("duplicate task id `{id}`"));
+        }
+        for (var, user) in self.needed {
+            if !vars.contains_key(var) {
+                origin.report(
+                    l,
+                    "vars",
+                    format!("task `{id}` lacks variable `{var}` used by {user}"),
+                );
+            }
+        }
+        let vars = Value::Object(vars);
+        self.hash.update(id.as_bytes());
+        self.hash.update([0]);
+        self.hash.update(canonical_json(&vars).as_bytes());
+        self.tasks.push(Task {
+            id,
+            vars_json: vars.to_string(),
+        });
+    }
+}
+
+/// Reads a JSONL (`{"id":..,"vars":{..}}` a line) or CSV (`id` column, others are vars) file,
+/// streaming; malformed lines are problems located at their line.
+fn read_tasks_file(file: &Path, l: &mut Loader, check: &mut TaskCheck<'_>) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let at = |line: usize, col: usize, message: String| Problem {
         file: file.to_path_buf(),
         line_col: Some((line, col)),
         path: DocPath::default(),
@@ -348,18 +364,21 @@ fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
     let is_csv = file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
     if is_csv {
-        let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+        let mut rdr = csv::ReaderBuilder::new().from_reader(reader);
         let headers = match rdr.headers() {
             Ok(h) => h.clone(),
-            Err(e) => return Ok(Err(vec![problem(1, 1, format!("invalid CSV header: {e}"))])),
+            Err(e) => {
+                l.problems
+                    .push(at(1, 1, format!("invalid CSV header: {e}")));
+                return Ok(());
+            }
         };
         let Some(id_col) = headers.iter().position(|h| h == "id") else {
-            return Ok(Err(vec![problem(
-                1,
-                1,
-                "CSV header has no `id` column".into(),
-            )]));
+            l.problems
+                .push(at(1, 1, "CSV header has no `id` column".into()));
+            return Ok(());
         };
         for rec in rdr.records() {
             match rec {
@@ -372,47 +391,38 @@ fn read_tasks_file(file: &Path) -> std::io::Result<TaskList> {
                         }
                     }
                     let id = r.get(id_col).unwrap_or("").to_string();
-                    tasks.push((
-                        Task { id, vars },
-                        TaskOrigin::File(file.to_path_buf(), line),
-                    ));
+                    check.add(l, id, vars, TaskOrigin::File(file, line));
                 }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line() as usize);
-                    problems.push(problem(line, 1, format!("invalid CSV record: {e}")));
+                    l.problems
+                        .push(at(line, 1, format!("invalid CSV record: {e}")));
                 }
             }
         }
     } else {
-        for (i, raw) in text.lines().enumerate() {
+        for (i, raw) in reader.lines().enumerate() {
+            let raw = raw?;
             if raw.trim().is_empty() {
                 continue;
             }
             let mut unknown = Vec::new();
             let parsed: Result<TaskLine, _> =
-                serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(raw), |p| {
+                serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(&raw), |p| {
                     unknown.push(p.to_string())
                 });
             for u in unknown {
-                problems.push(problem(i + 1, 1, format!("unknown key `{u}`")));
+                l.problems.push(at(i + 1, 1, format!("unknown key `{u}`")));
             }
             match parsed {
-                Ok(t) => tasks.push((
-                    Task {
-                        id: t.id.text(),
-                        vars: t.vars,
-                    },
-                    TaskOrigin::File(file.to_path_buf(), i + 1),
-                )),
-                Err(e) => problems.push(problem(i + 1, e.column(), format!("invalid task: {e}"))),
+                Ok(t) => check.add(l, t.id.text(), t.vars, TaskOrigin::File(file, i + 1)),
+                Err(e) => l
+                    .problems
+                    .push(at(i + 1, e.column(), format!("invalid task: {e}"))),
             }
         }
     }
-    Ok(if problems.is_empty() {
-        Ok(tasks)
-    } else {
-        Err(problems)
-    })
+    Ok(())
 }
 
 /// Turns a template name like `prompt.examples[0].user` into its document path.

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod call;
 pub mod progress;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -18,7 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::providers::{ChatRequest, Money, ProviderConfig, protocol_for};
-use crate::store::{AttemptRow, Store, StoreError, WriteOp, Writer};
+use crate::store::{AttemptRow, SlotKey, Store, StoreError, WriteOp, Writer};
 use crate::suite::{Suite, Task, canonical_json, hex};
 pub use cache::CacheMode;
 use call::{CallSpec, try_once};
@@ -164,59 +165,29 @@ pub fn execute(
             id
         }
         None => {
-            let tasks: Vec<(String, Vec<(String, String)>)> = suites
-                .iter()
-                .map(|s| {
-                    let list = s
-                        .tasks
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.id.clone(),
-                                serde_json::Value::Object(t.vars.clone()).to_string(),
-                            )
-                        })
-                        .collect();
-                    (s.name.clone(), list)
-                })
-                .collect();
+            let tasks = suites.iter().flat_map(|s| {
+                s.tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (s.name.as_str(), i, t.id.as_str(), t.vars_json.as_str()))
+            });
             store.create_run(
                 &key,
                 opts.cache.as_str(),
                 &plan_json(suites, providers),
-                &tasks,
+                tasks,
             )?
         }
     };
     let progress_map = store.slot_progress(run_id)?;
 
-    // Work list per provider, skipping slots answered earlier.
-    let mut skipped = 0u64;
-    let mut per_provider: Vec<Vec<Slot<'_>>> = Vec::new();
-    let mut total = 0u64;
-    for p in providers {
-        let mut slots = Vec::new();
-        for s in suites {
-            for t in &s.tasks {
-                for r in 0..s.repeats {
-                    let k = (s.name.clone(), p.id.clone(), t.id.clone(), r);
-                    let (done, next_try) = progress_map.get(&k).copied().unwrap_or((false, 0));
-                    if done {
-                        skipped += 1;
-                    } else {
-                        slots.push(Slot {
-                            suite: s,
-                            task: t,
-                            repeat: r,
-                            next_try,
-                        });
-                    }
-                }
-            }
-        }
-        total += slots.len() as u64;
-        per_provider.push(slots);
-    }
+    // Work lists are generated lazily, so memory does not grow with the number of slots.
+    let progress_map = &progress_map;
+    let total: u64 = providers
+        .iter()
+        .map(|p| pending_slots(suites, progress_map, &p.id).count() as u64)
+        .sum();
+    let skipped = providers.len() as u64 * slots_in(suites) - total;
 
     let writer = Writer::start(&opts.db)?;
     let reader = Mutex::new(Store::open(&opts.db)?);
@@ -239,8 +210,7 @@ pub fn execute(
         let all = futures_util::future::join_all(
             providers
                 .iter()
-                .zip(per_provider)
-                .map(|(p, slots)| run_provider(&state, p, slots)),
+                .map(|p| run_provider(&state, p, pending_slots(suites, progress_map, &p.id))),
         );
         tokio::select! {
             _ = all => false,
@@ -348,7 +318,50 @@ impl Shared {
     }
 }
 
-async fn run_provider(state: &Shared, cfg: &ProviderConfig, slots: Vec<Slot<'_>>) {
+/// Every slot of the plan.
+fn slots_in(suites: &[Suite]) -> u64 {
+    suites
+        .iter()
+        .map(|s| s.tasks.len() as u64 * u64::from(s.repeats))
+        .sum()
+}
+
+/// The slots of one provider that have no answer yet, in plan order.
+fn pending_slots<'a>(
+    suites: &'a [Suite],
+    progress: &'a HashMap<SlotKey, (bool, u32)>,
+    provider: &'a str,
+) -> impl Iterator<Item = Slot<'a>> + 'a {
+    suites.iter().flat_map(move |suite| {
+        suite.tasks.iter().flat_map(move |task| {
+            (0..suite.repeats).filter_map(move |repeat| {
+                let (done, next_try) = if progress.is_empty() {
+                    (false, 0)
+                } else {
+                    let k = (
+                        suite.name.clone(),
+                        provider.to_string(),
+                        task.id.clone(),
+                        repeat,
+                    );
+                    progress.get(&k).copied().unwrap_or((false, 0))
+                };
+                (!done).then_some(Slot {
+                    suite,
+                    task,
+                    repeat,
+                    next_try,
+                })
+            })
+        })
+    })
+}
+
+async fn run_provider<'a>(
+    state: &Shared,
+    cfg: &ProviderConfig,
+    slots: impl Iterator<Item = Slot<'a>>,
+) {
     let Some(protocol) = protocol_for(&cfg.protocol) else {
         return; // validated at load time
     };

@@ -135,7 +135,7 @@ fn run_costbench(dir: &Path) -> (f64, i64, i32) {
             "json",
         ])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id() as libc::pid_t;

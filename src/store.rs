@@ -225,12 +225,45 @@ pub struct RunInfo {
     pub plan: serde_json::Value,
 }
 
+/// A cache entry as stored: request and response as JSON text (compact in memory).
+#[derive(Debug, Clone)]
+pub struct CacheRecord {
+    /// SHA-256 of the canonical request.
+    pub key: String,
+    /// Protocol name.
+    pub protocol: String,
+    /// Provider base URL.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// The request body as sent.
+    pub request: String,
+    /// The response body as received.
+    pub response: String,
+    /// How long the recorded call took.
+    pub latency_ms: Option<f64>,
+}
+
+impl From<&CacheEntry> for CacheRecord {
+    fn from(e: &CacheEntry) -> Self {
+        CacheRecord {
+            key: e.key.clone(),
+            protocol: e.protocol.clone(),
+            base_url: e.base_url.clone(),
+            model: e.model.clone(),
+            request: e.request.to_string(),
+            response: e.response.to_string(),
+            latency_ms: e.latency_ms,
+        }
+    }
+}
+
 /// Messages to the writer thread.
 pub enum WriteOp {
     /// Store an attempt.
     Attempt(Box<AttemptRow>),
     /// Store a cache entry.
-    Cache(Box<CacheEntry>),
+    Cache(Box<CacheRecord>),
 }
 
 /// An open database.
@@ -299,7 +332,7 @@ impl Store {
     fn configure(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;",
             )
             .map_err(|e| self.err(e))
     }
@@ -545,7 +578,7 @@ impl Store {
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
         let mut n = 0;
         for e in entries {
-            n += insert_cache(&tx, e).map_err(|e| sql(&path, e))?;
+            n += insert_cache(&tx, &CacheRecord::from(e)).map_err(|e| sql(&path, e))?;
         }
         tx.commit().map_err(|e| sql(&path, e))?;
         Ok(n)
@@ -758,7 +791,7 @@ impl Store {
     }
 }
 
-fn insert_cache(conn: &Connection, e: &CacheEntry) -> rusqlite::Result<usize> {
+fn insert_cache(conn: &Connection, e: &CacheRecord) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "INSERT OR IGNORE INTO cache (key, protocol, base_url, model, request, response, latency_ms,
             created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -768,8 +801,8 @@ fn insert_cache(conn: &Connection, e: &CacheEntry) -> rusqlite::Result<usize> {
         e.protocol,
         e.base_url,
         e.model,
-        e.request.to_string(),
-        e.response.to_string(),
+        e.request,
+        e.response,
         e.latency_ms,
         now()
     ])
@@ -832,8 +865,9 @@ impl Writer {
     /// Starts the writer on its own connection to `path`.
     pub fn start(path: &Path) -> Result<Writer, StoreError> {
         let store = Store::open(path)?;
-        // Bounded, so a slow disk applies back-pressure instead of growing memory.
-        let (tx, rx) = mpsc::sync_channel::<WriteOp>(4096);
+        // Bounded, so a slow disk applies back-pressure instead of growing memory; one batch
+        // of up to 256 ops keeps the writer busy.
+        let (tx, rx) = mpsc::sync_channel::<WriteOp>(256);
         let handle = std::thread::Builder::new()
             .name("costbench-writer".into())
             .spawn(move || write_loop(store, rx))

@@ -46,7 +46,7 @@ pub struct Task {
     /// Unique id within the suite.
     pub id: String,
     /// Template variables, a JSON object.
-    pub vars_json: String,
+    pub vars_json: Box<str>,
 }
 
 impl Task {
@@ -346,7 +346,7 @@ impl TaskCheck<'_> {
         self.hash.update(canonical_json(&vars).as_bytes());
         self.tasks.push(Task {
             id,
-            vars_json: vars.to_string(),
+            vars_json: vars.to_string().into_boxed_str(),
         });
     }
 }

@@ -8,7 +8,7 @@ use super::{CompiledGrader, GradeInput, Vars, grade_all};
 use crate::store::{GradeRow, Store, StoreError};
 
 /// Answers read and graded per chunk; bounds memory on large runs.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 1024;
 
 /// Counts from a grading pass.
 #[derive(Debug, Default, Clone, Copy)]

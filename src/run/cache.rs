@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::RunError;
 use crate::providers::{Money, Protocol, ProviderConfig};
-use crate::store::{AttemptRow, CacheEntry, Store};
+use crate::store::{AttemptRow, CacheEntry, CacheRecord, Store};
 use crate::suite::{canonical_json, hex};
 
 /// Version of the cache key format; bump to invalidate every recorded answer.
@@ -59,20 +59,20 @@ pub fn request_key(cfg: &ProviderConfig, body: &serde_json::Value, sample: u32) 
     hex(&Sha256::digest(canonical_json(&v).as_bytes()))
 }
 
-/// A cache entry for a fresh answer.
-pub fn entry(
+/// A cache record for a fresh answer.
+pub fn record(
     cfg: &ProviderConfig,
     key: &str,
     body: &serde_json::Value,
-    response: serde_json::Value,
+    response: String,
     latency_ms: f64,
-) -> CacheEntry {
-    CacheEntry {
+) -> CacheRecord {
+    CacheRecord {
         key: key.to_string(),
         protocol: cfg.protocol.clone(),
         base_url: cfg.base_url.clone(),
         model: cfg.model.clone(),
-        request: body.clone(),
+        request: body.to_string(),
         response,
         latency_ms: Some(latency_ms),
     }

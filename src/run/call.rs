@@ -21,8 +21,8 @@ pub struct TryResult {
     pub retryable: bool,
     /// A wait the server asked for.
     pub retry_after: Option<Duration>,
-    /// The raw 2xx body, for the cache.
-    pub body: Option<serde_json::Value>,
+    /// The raw 2xx body (valid JSON), for the cache.
+    pub body: Option<String>,
 }
 
 /// Everything needed to send one request.
@@ -177,7 +177,7 @@ fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u
         row,
         retryable: false,
         retry_after: None,
-        body: serde_json::from_slice(bytes).ok(),
+        body: String::from_utf8(bytes.to_vec()).ok(),
     }
 }
 

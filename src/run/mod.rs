@@ -169,7 +169,7 @@ pub fn execute(
                 s.tasks
                     .iter()
                     .enumerate()
-                    .map(|(i, t)| (s.name.as_str(), i, t.id.as_str(), t.vars_json.as_str()))
+                    .map(|(i, t)| (s.name.as_str(), i, t.id.as_str(), &*t.vars_json))
             });
             store.create_run(
                 &key,
@@ -488,8 +488,8 @@ async fn run_slot(
         row.request_hash = hash.clone();
         row.is_final = row.answered || delay.is_none();
         if let Some(resp) = r.body.filter(|_| state.mode == CacheMode::ReadWrite) {
-            let entry = cache::entry(cfg, &hash, &body, resp, row.latency_ms);
-            let _ = state.tx.send(WriteOp::Cache(Box::new(entry)));
+            let record = cache::record(cfg, &hash, &body, resp, row.latency_ms);
+            let _ = state.tx.send(WriteOp::Cache(Box::new(record)));
         }
         state.record(row, Source::Http);
         let Some(d) = delay else { return };

@@ -243,3 +243,41 @@ async fn replay_needs_no_key() {
         "only the recording"
     );
 }
+
+#[test]
+fn a_key_echoed_by_the_server_is_redacted() {
+    // Regression guard: a server that quotes the rejected key must not get it stored.
+    let server = ScriptServer::start(|seen, _| {
+        let auth = seen.header("authorization").unwrap_or("").to_string();
+        Reply::Json(
+            401,
+            json!({"error": {"message": format!("Incorrect API key provided: {auth}"),
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
+        )
+    });
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "a1")]));
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).api_key_env(KEY_VAR)]),
+    );
+    let mut c = ws.cmd();
+    c.env(KEY_VAR, SECRET)
+        .arg("run")
+        .arg(&suite)
+        .arg("--providers")
+        .arg(&provs)
+        .args(["--no-progress", "--format", "json"]);
+    let out = Out::of(c.output().expect("run costbench"));
+    out.assert_code(4);
+    let stored = ws.attempts();
+    assert_eq!(stored.len(), 1);
+    let message = stored[0].error_message.clone().unwrap_or_default();
+    assert!(message.contains("Bearer [REDACTED]"), "{message}");
+    let (scanned, hits) = files_containing(ws.dir.path(), SECRET.as_bytes());
+    assert!(
+        scanned > 0 && hits.is_empty(),
+        "the key is stored in {hits:?}"
+    );
+    assert!(!out.stdout.contains(SECRET) && !out.stderr.contains(SECRET));
+}

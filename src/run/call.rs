@@ -52,7 +52,26 @@ pub fn backoff(cfg: &ProviderConfig) -> impl Iterator<Item = Duration> {
 }
 
 /// Sends the request once and classifies what came back.
+///
+/// Some servers echo the credentials they rejected; the key is cut out of every stored message.
 pub async fn try_once(spec: &CallSpec<'_>) -> TryResult {
+    let mut r = exchange(spec).await;
+    if let (Some(key), Some(m)) = (spec.key, r.row.error_message.as_mut()) {
+        *m = redact(m, key);
+    }
+    r
+}
+
+/// Replaces every occurrence of `secret` in `text`.
+fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(secret, "[REDACTED]")
+    }
+}
+
+async fn exchange(spec: &CallSpec<'_>) -> TryResult {
     let started_at = now();
     let t0 = Instant::now();
     let mut req = spec
@@ -253,6 +272,15 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_redacted() {
+        assert_eq!(
+            redact("Incorrect API key provided: sk-abc (sk-abc)", "sk-abc"),
+            "Incorrect API key provided: [REDACTED] ([REDACTED])"
+        );
+        assert_eq!(redact("no key here", ""), "no key here");
+    }
 
     #[test]
     fn retry_after_headers() {

@@ -294,6 +294,20 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         }
         providers.retain(|p| a.only.contains(&p.id));
     }
+    if a.cache != CacheMode::Replay {
+        for p in &providers {
+            if let Some(var) = p
+                .api_key_env
+                .as_ref()
+                .filter(|v| std::env::var_os(v).is_none())
+            {
+                eprintln!(
+                    "warning: {var} is not set: provider `{}` can only answer from the cache",
+                    p.id
+                );
+            }
+        }
+    }
     let summary = run::execute(
         &suites,
         &providers,

@@ -276,7 +276,8 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         l.problem(&top.key("tasks"), "no tasks: give `tasks` or `tasks_file`");
     }
     let fingerprint = hex(&check.hash.finalize());
-    let tasks = check.tasks;
+    let mut tasks = check.tasks;
+    tasks.shrink_to_fit();
 
     let suite = Suite {
         name: head.suite,

@@ -78,8 +78,8 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
-    /// The async runtime could not start.
-    #[error("cannot start the async runtime: {0}")]
+    /// The async runtime or an HTTP client could not start.
+    #[error("cannot start: {0}")]
     Runtime(String),
 }
 
@@ -189,6 +189,16 @@ pub fn execute(
         .sum();
     let skipped = providers.len() as u64 * slots_in(suites) - total;
 
+    // One HTTP client (and connection pool) per provider, built before anything is called.
+    let clients = providers
+        .iter()
+        .map(|p| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(p.max_concurrency)
+                .build()
+                .map_err(|e| RunError::Runtime(format!("HTTP client for `{}`: {e}", p.id)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let writer = Writer::start(&opts.db)?;
     let reader = Mutex::new(Store::open(&opts.db)?);
     let bar = Progress::new(total, opts.progress);
@@ -205,13 +215,17 @@ pub fn execute(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| RunError::Runtime(e.to_string()))?;
+        .map_err(|e| RunError::Runtime(format!("async runtime: {e}")))?;
     let interrupted = rt.block_on(async {
-        let all = futures_util::future::join_all(
-            providers
-                .iter()
-                .map(|p| run_provider(&state, p, pending_slots(suites, progress_map, &p.id))),
-        );
+        let all =
+            futures_util::future::join_all(providers.iter().zip(clients).map(|(p, client)| {
+                run_provider(
+                    &state,
+                    p,
+                    client,
+                    pending_slots(suites, progress_map, &p.id),
+                )
+            }));
         tokio::select! {
             _ = all => false,
             _ = tokio::signal::ctrl_c() => true,
@@ -360,17 +374,11 @@ fn pending_slots<'a>(
 async fn run_provider<'a>(
     state: &Shared,
     cfg: &ProviderConfig,
+    client: reqwest::Client,
     slots: impl Iterator<Item = Slot<'a>>,
 ) {
     let Some(protocol) = protocol_for(&cfg.protocol) else {
         return; // validated at load time
-    };
-    let client = match reqwest::Client::builder()
-        .pool_max_idle_per_host(cfg.max_concurrency)
-        .build()
-    {
-        Ok(c) => c,
-        Err(_) => return,
     };
     let key = cfg
         .api_key_env

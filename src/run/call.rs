@@ -134,7 +134,9 @@ async fn exchange(spec: &CallSpec<'_>) -> TryResult {
         401 | 403 => ("auth", false),
         408 => ("timeout", true),
         409 => ("conflict", true),
-        400 if code.contains("context_length") => ("context_length", false),
+        400 if is_context_length(&code, info.message.as_deref().unwrap_or("")) => {
+            ("context_length", false)
+        }
         500..=599 => ("server_error", true),
         _ => ("client_error", false),
     };
@@ -171,6 +173,16 @@ async fn exchange(spec: &CallSpec<'_>) -> TryResult {
         retry_after,
         body: None,
     }
+}
+
+/// Whether a 400 says the prompt is too long: OpenAI-style `context_length_exceeded`,
+/// Anthropic's "prompt is too long", Gemini's "exceeds the maximum number of tokens".
+fn is_context_length(code: &str, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    code.contains("context_length")
+        || m.contains("prompt is too long")
+        || m.contains("maximum number of tokens")
+        || m.contains("context length")
 }
 
 fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u8]) -> TryResult {
@@ -272,6 +284,23 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_length_errors_of_each_protocol() {
+        assert!(is_context_length("context_length_exceeded", ""));
+        assert!(is_context_length(
+            "invalid_request_error",
+            "prompt is too long: 210000 tokens > 200000 maximum"
+        ));
+        assert!(is_context_length(
+            "INVALID_ARGUMENT",
+            "The input token count exceeds the maximum number of tokens allowed"
+        ));
+        assert!(!is_context_length(
+            "invalid_request_error",
+            "temperature: out of range"
+        ));
+    }
 
     #[test]
     fn keys_are_redacted() {

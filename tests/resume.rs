@@ -17,49 +17,75 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-#[test]
-fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
-    let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
-    // First session: t1 and t2 are answered, t3 and t4 hang.
-    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
-        Some("t1") => Reply::Json(200, chat_response("a1")),
-        Some("t2") => Reply::Json(200, chat_response("a2")),
-        _ => Reply::Hang,
-    });
-    let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
-    // Two calls in flight: t3 and t4 are only sent once t1 and t2 have finished and been
-    // handed to the store, so "the server has seen t3 and t4" means both answers are saved.
-    // A short timeout and no retries bound the test if SIGINT were ignored.
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())
-            .max_concurrency(2)
-            .timeout_s(20.0)
-            .max_retries(0)]),
-    );
-    let args = |c: &mut std::process::Command| {
-        c.arg("--db")
+/// Four tasks against a server that answers t1 and t2 and hangs on t3 and t4, two calls in
+/// flight: once the server has seen t3 and t4, t1 and t2 have been answered and handed to the
+/// store. A short timeout and no retries bound the test if the signal were ignored.
+struct HalfRun {
+    server: ScriptServer,
+    suite: std::path::PathBuf,
+    provs: std::path::PathBuf,
+    tasks: [(&'static str, &'static str); 4],
+}
+
+impl HalfRun {
+    fn new(ws: &Workspace) -> HalfRun {
+        let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
+        let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
+            Some("t1") => Reply::Json(200, chat_response("a1")),
+            Some("t2") => Reply::Json(200, chat_response("a2")),
+            _ => Reply::Hang,
+        });
+        let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
+        let provs = ws.write(
+            "providers.yaml",
+            &providers_yaml(&[Provider::new("p", &server.base_url())
+                .max_concurrency(2)
+                .timeout_s(20.0)
+                .max_retries(0)]),
+        );
+        HalfRun {
+            server,
+            suite,
+            provs,
+            tasks,
+        }
+    }
+
+    /// The run command, the same every time (so a second call resumes).
+    fn command(&self, ws: &Workspace) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"));
+        cmd.arg("--db")
             .arg(ws.db())
             .arg("run")
-            .arg(&suite)
+            .arg(&self.suite)
             .arg("--providers")
-            .arg(&provs)
+            .arg(&self.provs)
             .args(["--no-progress", "--format", "json"])
             .env_remove("COSTBENCH_DB");
-    };
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"));
-    args(&mut cmd);
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn costbench");
+        cmd
+    }
+}
+
+/// Waits until the server has seen every task of [`half_answering_run`].
+fn wait_for_t3_and_t4(server: &ScriptServer) {
     server.wait_until("t3 and t4 are in flight", |log| {
         ["t3", "t4"]
             .iter()
             .all(|t| log.iter().any(|s| s.task.as_deref() == Some(*t)))
     });
+}
+
+#[test]
+fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
+    let ws = Workspace::new();
+    let run = HalfRun::new(&ws);
+    let child = run
+        .command(&ws)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn costbench");
+    wait_for_t3_and_t4(&run.server);
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -73,7 +99,7 @@ fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
             .contains("run the same command again to resume"),
         "{first}"
     );
-    assert_eq!(sorted(server.tasks()), vec!["t1", "t2", "t3", "t4"]);
+    assert_eq!(sorted(run.server.tasks()), vec!["t1", "t2", "t3", "t4"]);
 
     let stored = ws.attempts();
     let answered: Vec<&str> = stored
@@ -104,13 +130,11 @@ fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
     let run_id = report["run"]["id"].as_i64().unwrap();
 
     // Second session, healthy server, the very same command: only t3 and t4 are called.
-    server.set_script(answer_with(&tasks));
-    server.clear_log();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"));
-    args(&mut cmd);
-    let second = Out::of(cmd.output().expect("run costbench"));
+    run.server.set_script(answer_with(&run.tasks));
+    run.server.clear_log();
+    let second = Out::of(run.command(&ws).output().expect("run costbench"));
     second.assert_code(0);
-    assert_eq!(sorted(server.tasks()), vec!["t3", "t4"]);
+    assert_eq!(sorted(run.server.tasks()), vec!["t3", "t4"]);
     assert!(
         second.stderr.contains(&format!("run {run_id} (resumed)")),
         "{second}"
@@ -134,17 +158,21 @@ fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
     );
     assert_close(&r["cost_usd"]["tokens"], 4.0 * CALL_USD, 1e-12);
     let all = ws.attempts();
-    for (t, _) in tasks {
+    for (t, _) in run.tasks {
         let tries = tries_of(&all, "p", t);
         assert_eq!(tries.len(), 1, "{t} was called exactly once: {tries:?}");
         assert!(tries[0].answered && tries[0].is_final);
     }
 
     // Third time, after completion: a new run served entirely from the cache.
-    server.clear_log();
-    let third = ws.run(&[&suite], &provs, &[]);
+    run.server.clear_log();
+    let third = ws.run(&[&run.suite], &run.provs, &[]);
     third.assert_code(0);
-    assert_eq!(server.requests().len(), 0, "the cache answers everything");
+    assert_eq!(
+        run.server.requests().len(),
+        0,
+        "the cache answers everything"
+    );
     assert_eq!(http_calls(&third.stderr), 0, "{third}");
     assert!(third.stderr.contains("0 HTTP calls, 4 replayed"), "{third}");
     let report = third.json();
@@ -531,38 +559,15 @@ fn an_rw_cassette_is_loaded_first_and_rewritten_with_new_answers() {
 
 #[test]
 fn kill_9_leaves_a_readable_database_and_the_same_command_resumes() {
-    let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
-    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
-        Some("t1") => Reply::Json(200, chat_response("a1")),
-        Some("t2") => Reply::Json(200, chat_response("a2")),
-        _ => Reply::Hang,
-    });
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())
-            .max_concurrency(2)
-            .timeout_s(20.0)
-            .max_retries(0)]),
-    );
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"));
-    cmd.arg("--db")
-        .arg(ws.db())
-        .arg("run")
-        .arg(&suite)
-        .arg("--providers")
-        .arg(&provs)
-        .args(["--no-progress", "--format", "json"])
-        .env_remove("COSTBENCH_DB")
+    let run = HalfRun::new(&ws);
+    let mut child = run
+        .command(&ws)
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn costbench");
-    server.wait_until("t3 and t4 are in flight", |log| {
-        ["t3", "t4"]
-            .iter()
-            .all(|t| log.iter().any(|s| s.task.as_deref() == Some(*t)))
-    });
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn costbench");
+    wait_for_t3_and_t4(&run.server);
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
@@ -581,16 +586,16 @@ fn kill_9_leaves_a_readable_database_and_the_same_command_resumes() {
     assert_eq!(report["run"]["status"], "running");
 
     // Resuming calls exactly the tasks the database has no answer for.
-    server.set_script(answer_with(&tasks));
-    server.clear_log();
-    let again = ws.run(&[&suite], &provs, &[]);
+    run.server.set_script(answer_with(&run.tasks));
+    run.server.clear_log();
+    let again = Out::of(run.command(&ws).output().expect("run costbench"));
     again.assert_code(0);
     let expected: Vec<String> = ["t1", "t2", "t3", "t4"]
         .iter()
         .filter(|t| !saved.iter().any(|s| s == *t))
         .map(|t| t.to_string())
         .collect();
-    assert_eq!(sorted(server.tasks()), expected);
+    assert_eq!(sorted(run.server.tasks()), expected);
     let report = again.json();
     let r = row(&report, "p");
     assert_eq!((&r["accepted"], &r["pending"]), (&json!(4), &json!(0)));

@@ -493,11 +493,7 @@ fn usage_errors_exit_2(args: &[&str], message: &str) {
 fn bad_run_flags_exit_2_without_calling(extra: &[&str], message: &str) {
     let server = ScriptServer::start(answer_with(&[("t1", "a")]));
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "a")]));
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&[("t1", "a")], &server.base_url());
     let out = ws.run(&[&suite], &provs, extra);
     out.assert_code(2);
     assert!(out.stderr.contains(message), "{out}");

@@ -179,11 +179,7 @@ fn answer_without_usage_has_unknown_cost() {
     body.as_object_mut().unwrap().remove("usage");
     let server = serve_verbatim(body);
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&[("t1", "42")], &server.base_url());
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(0);
     let a = &ws.attempts()[0];

@@ -199,11 +199,7 @@ fn sigint_keeps_answers_and_the_same_command_resumes_only_what_is_missing() {
 fn cache_off_calls_again() {
     let server = ScriptServer::start(answer_with(&[("t1", "a1")]));
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "a1")]));
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&[("t1", "a1")], &server.base_url());
     ws.run(&[&suite], &provs, &[]).assert_code(0);
     let again = ws.run(&[&suite], &provs, &["--cache", "off"]);
     again.assert_code(0);
@@ -233,11 +229,7 @@ fn a_recorded_cassette_replays_offline_with_identical_results() {
     let server = ScriptServer::start(answer_with(&answers));
     let ws = Workspace::new();
     let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3")];
-    let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&tasks, &server.base_url());
     let cassette = ws.path("answers.jsonl");
 
     // Record.
@@ -320,14 +312,7 @@ fn a_recorded_cassette_replays_offline_with_identical_results() {
 fn cache_export_and_import_round_trip() {
     let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "a2")]));
     let ws = Workspace::new();
-    let suite = ws.write(
-        "suite.yaml",
-        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]),
-    );
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&[("t1", "a1"), ("t2", "a2")], &server.base_url());
     let cassette = ws.path("run.jsonl");
     ws.run(
         &[&suite],
@@ -475,14 +460,7 @@ fn new_starts_a_fresh_run_instead_of_resuming() {
 fn grade_regrades_stored_answers_without_calling() {
     let server = ScriptServer::start(answer_with(&[("t1", "a1"), ("t2", "b2")]));
     let ws = Workspace::new();
-    let suite = ws.write(
-        "suite.yaml",
-        &suite_yaml("s", &[("t1", "a1"), ("t2", "a2")]),
-    );
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[Provider::new("p", &server.base_url())]),
-    );
+    let (suite, provs) = ws.suite_and_provider(&[("t1", "a1"), ("t2", "a2")], &server.base_url());
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(0);
     assert_eq!(row(&out.json(), "p")["accepted"], json!(1));

@@ -53,6 +53,17 @@ impl Workspace {
         p
     }
 
+    /// Writes `suite.yaml` (suite `s` over `tasks`) and `providers.yaml` (one provider `p` at
+    /// `base_url`, defaults otherwise): the setup most tests share.
+    pub fn suite_and_provider(&self, tasks: &[(&str, &str)], base_url: &str) -> (PathBuf, PathBuf) {
+        let suite = self.write("suite.yaml", &suite_yaml("s", tasks));
+        let provs = self.write(
+            "providers.yaml",
+            &providers_yaml(&[Provider::new("p", base_url)]),
+        );
+        (suite, provs)
+    }
+
     /// `costbench --db <this workspace's db>` with a clean environment for the variables
     /// costbench reads.
     pub fn cmd(&self) -> Command {

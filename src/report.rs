@@ -199,7 +199,6 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-#[derive(Default)]
 struct Acc {
     calls: u64,
     failed_calls: u64,
@@ -216,17 +215,32 @@ struct Acc {
     outcomes: Vec<(u32, bool, i64)>,
 }
 
+impl Default for Acc {
+    /// Costs start known at zero; one unknown slot makes them unknown.
+    fn default() -> Self {
+        Acc {
+            calls: 0,
+            failed_calls: 0,
+            slots: 0,
+            usage: Usage::default(),
+            cost: Some(Money::ZERO),
+            unpriced: 0,
+            spent: Some(Money::ZERO),
+            accepted: 0,
+            answered: 0,
+            latencies: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+}
+
 /// Builds the report of a run from the store.
 pub fn build(store: &Store, run: &RunInfo, opts: ReportOptions) -> Result<Report, StoreError> {
     let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
     store.for_each_slot(run.id, |s| {
         let a = acc
             .entry((s.suite.clone(), s.provider.clone()))
-            .or_insert_with(|| Acc {
-                cost: Some(Money::ZERO),
-                spent: Some(Money::ZERO),
-                ..Default::default()
-            });
+            .or_default();
         a.calls += s.calls;
         a.failed_calls += s.failed_calls;
         a.slots += u64::from(s.calls > 0);
@@ -267,11 +281,7 @@ pub fn build(store: &Store, run: &RunInfo, opts: ReportOptions) -> Result<Report
             let provider = p["id"].as_str().unwrap_or_default().to_string();
             let a = acc
                 .remove(&(suite.clone(), provider.clone()))
-                .unwrap_or_else(|| Acc {
-                    cost: Some(Money::ZERO),
-                    spent: Some(Money::ZERO),
-                    ..Default::default()
-                });
+                .unwrap_or_default();
             rows.push(row(
                 RowInput {
                     suite: suite.clone(),

@@ -210,14 +210,11 @@ pub struct CacheEntry {
 pub struct RunInfo {
     /// Run id.
     pub id: i64,
-    /// Identity of the run's inputs, used to resume.
-    #[serde(skip)]
-    pub key: String,
     /// When it started (UTC).
     pub created_at: String,
     /// When it ended, if it did.
     pub finished_at: Option<String>,
-    /// `running`, `interrupted` or `complete`.
+    /// `running`, `interrupted`, `incomplete` (some outcomes without answer) or `complete`.
     pub status: String,
     /// `rw`, `replay` or `off`.
     pub cache_mode: String,
@@ -386,11 +383,6 @@ impl Store {
         sql(&self.path, e)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Creates a run and its task list: (suite, position, task id, variables as JSON).
     pub fn create_run<'a>(
         &mut self,
@@ -469,16 +461,15 @@ impl Store {
 
     /// One run by id, or the latest when `id` is `None`.
     pub fn run(&self, id: Option<i64>) -> Result<RunInfo, StoreError> {
-        let q = "SELECT id, key, created_at, finished_at, status, cache_mode, plan FROM runs";
+        let q = "SELECT id, created_at, finished_at, status, cache_mode, plan FROM runs";
         let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<RunInfo> {
-            let plan: String = r.get(6)?;
+            let plan: String = r.get(5)?;
             Ok(RunInfo {
                 id: r.get(0)?,
-                key: r.get(1)?,
-                created_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                status: r.get(4)?,
-                cache_mode: r.get(5)?,
+                created_at: r.get(1)?,
+                finished_at: r.get(2)?,
+                status: r.get(3)?,
+                cache_mode: r.get(4)?,
                 plan: serde_json::from_str(&plan).unwrap_or(serde_json::Value::Null),
             })
         };
@@ -527,11 +518,7 @@ impl Store {
     }
 
     /// Writes every cache entry as one JSON object a line; returns how many.
-    pub fn cache_export(
-        &self,
-        out: &mut dyn std::io::Write,
-        keys: Option<&[String]>,
-    ) -> Result<usize, StoreError> {
+    pub fn cache_export(&self, out: &mut dyn std::io::Write) -> Result<usize, StoreError> {
         let mut st = self
             .conn
             .prepare("SELECT key, protocol, base_url, model, request, response, latency_ms FROM cache ORDER BY key")
@@ -553,9 +540,6 @@ impl Store {
         for row in rows {
             let (key, protocol, base_url, model, request, response, latency_ms) =
                 row.map_err(|e| self.err(e))?;
-            if keys.is_some_and(|k| k.binary_search(&key).is_err()) {
-                continue;
-            }
             let e = CacheEntry {
                 key,
                 protocol,

@@ -82,12 +82,10 @@ pub fn record(
 /// current price (the production estimate), and nothing spent.
 pub fn replayed_row(
     mut row: AttemptRow,
-    key: &str,
     (response, latency_ms): (&serde_json::Value, Option<f64>),
     cfg: &ProviderConfig,
     protocol: &dyn Protocol,
 ) -> AttemptRow {
-    row.request_hash = key.to_string();
     row.started_at = crate::store::now();
     row.replayed = true;
     row.is_final = true;
@@ -138,7 +136,7 @@ pub fn export_cassette(store: &Store, path: &Path) -> Result<usize, RunError> {
     let tmp = path.with_extension("jsonl.tmp");
     let mut f =
         std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?);
-    let n = store.cache_export(&mut f, None)?;
+    let n = store.cache_export(&mut f)?;
     use std::io::Write;
     f.flush().map_err(|e| err(e.to_string()))?;
     drop(f);

@@ -54,8 +54,9 @@ pub fn backoff(cfg: &ProviderConfig) -> impl Iterator<Item = Duration> {
 /// Sends the request once and classifies what came back.
 ///
 /// Some servers echo the credentials they rejected; the key is cut out of every stored message.
-pub async fn try_once(spec: &CallSpec<'_>) -> TryResult {
-    let mut r = exchange(spec).await;
+/// `slot` carries the attempt's identity (run, suite, provider, task, repeat, try, hash).
+pub async fn try_once(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
+    let mut r = exchange(spec, slot).await;
     if let (Some(key), Some(m)) = (spec.key, r.row.error_message.as_mut()) {
         *m = redact(m, key);
     }
@@ -71,7 +72,7 @@ fn redact(text: &str, secret: &str) -> String {
     }
 }
 
-async fn exchange(spec: &CallSpec<'_>) -> TryResult {
+async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     let started_at = now();
     let t0 = Instant::now();
     let mut req = spec
@@ -84,10 +85,7 @@ async fn exchange(spec: &CallSpec<'_>) -> TryResult {
             req = req.header(h, v);
         }
     }
-    let mut row = AttemptRow {
-        started_at,
-        ..Default::default()
-    };
+    let mut row = AttemptRow { started_at, ..slot };
     let sent = req.send().await;
     let (status, headers, bytes) = match sent {
         Ok(resp) => {

@@ -403,7 +403,8 @@ async fn run_slot(
     key: &Option<(String, Option<String>)>,
     slot: Slot<'_>,
 ) {
-    let base = AttemptRow {
+    // The slot's identity; every attempt of the slot starts from it.
+    let mut base = AttemptRow {
         run_id: state.run_id,
         suite: slot.suite.name.clone(),
         provider: cfg.id.clone(),
@@ -412,7 +413,7 @@ async fn run_slot(
         try_no: slot.next_try,
         ..Default::default()
     };
-    let fail = |kind: &str, message: String| AttemptRow {
+    let fail = |base: &AttemptRow, kind: &str, message: String| AttemptRow {
         is_final: true,
         started_at: crate::store::now(),
         error_kind: Some(kind.into()),
@@ -423,7 +424,7 @@ async fn run_slot(
     };
     let messages = match slot.suite.messages(slot.task) {
         Ok(m) => m,
-        Err(e) => return state.record(fail("render_error", e), Source::NotCalled),
+        Err(e) => return state.record(fail(&base, "render_error", e), Source::NotCalled),
     };
     let body = protocol.body(
         cfg,
@@ -432,15 +433,15 @@ async fn run_slot(
             params: slot.suite.params.clone(),
         },
     );
-    let hash = cache::request_key(cfg, &body, slot.repeat);
+    base.request_hash = cache::request_key(cfg, &body, slot.repeat);
 
     if state.mode != CacheMode::Off {
         let hit = {
             let reader = state.reader.lock().unwrap_or_else(|e| e.into_inner());
-            reader.cache_get(&hash).ok().flatten()
+            reader.cache_get(&base.request_hash).ok().flatten()
         };
         if let Some((resp, latency)) = hit {
-            let row = cache::replayed_row(base.clone(), &hash, (&resp, latency), cfg, protocol);
+            let row = cache::replayed_row(base, (&resp, latency), cfg, protocol);
             return state.record(row, Source::Replayed);
         }
         if state.mode == CacheMode::Replay {
@@ -453,23 +454,23 @@ async fn run_slot(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(what.clone());
-            let mut row = fail(
+            let row = fail(
+                &base,
                 "cache_miss",
                 format!("no recorded answer for {what} (--cache replay makes no network call)"),
             );
-            row.request_hash = hash;
             return state.record(row, Source::NotCalled);
         }
     }
 
     let api_key = match key {
-        Some((var, Some(k))) if !k.is_empty() => Some(k.as_str()),
+        Some((_, Some(k))) if !k.is_empty() => Some(k.as_str()),
         Some((var, _)) => {
-            let mut row = fail(
+            let row = fail(
+                &base,
                 "missing_key",
                 format!("environment variable {var} is not set"),
             );
-            row.request_hash = hash;
             return state.record(row, Source::NotCalled);
         }
         None => None,
@@ -482,27 +483,19 @@ async fn run_slot(
         body: &body,
     };
     let mut delays = call::backoff(cfg);
-    let mut try_no = slot.next_try;
     loop {
-        let r = try_once(&spec).await;
+        let r = try_once(&spec, base.clone()).await;
         let delay = if r.retryable { delays.next() } else { None };
         let mut row = r.row;
-        row.run_id = base.run_id;
-        row.suite = base.suite.clone();
-        row.provider = base.provider.clone();
-        row.task_id = base.task_id.clone();
-        row.repeat = base.repeat;
-        row.try_no = try_no;
-        row.request_hash = hash.clone();
         row.is_final = row.answered || delay.is_none();
         if let Some(resp) = r.body.filter(|_| state.mode == CacheMode::ReadWrite) {
-            let record = cache::record(cfg, &hash, &body, resp, row.latency_ms);
+            let record = cache::record(cfg, &row.request_hash, &body, resp, row.latency_ms);
             let _ = state.tx.send(WriteOp::Cache(Box::new(record)));
         }
         state.record(row, Source::Http);
         let Some(d) = delay else { return };
         // The server knows when it will take us back: its wait replaces our backoff.
         tokio::time::sleep(r.retry_after.unwrap_or(d)).await;
-        try_no += 1;
+        base.try_no += 1;
     }
 }

@@ -501,20 +501,15 @@ impl Store {
         ids.into_iter().map(|id| self.run(Some(id))).collect()
     }
 
-    /// Looks up a cached response body.
-    pub fn cache_get(
-        &self,
-        key: &str,
-    ) -> Result<Option<(serde_json::Value, Option<f64>)>, StoreError> {
-        let s: Option<(String, Option<f64>)> = self
-            .conn
+    /// Looks up a cached response body (as recorded) and the recorded call's latency.
+    pub fn cache_get(&self, key: &str) -> Result<Option<(String, Option<f64>)>, StoreError> {
+        self.conn
             .prepare_cached("SELECT response, latency_ms FROM cache WHERE key = ?1")
             .and_then(|mut st| {
                 st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
-            .map_err(|e| self.err(e))?;
-        Ok(s.and_then(|(s, l)| Some((serde_json::from_str(&s).ok()?, l))))
+            .map_err(|e| self.err(e))
     }
 
     /// Writes every cache entry as one JSON object a line; returns how many.

@@ -82,7 +82,7 @@ pub fn record(
 /// current price (the production estimate), and nothing spent.
 pub fn replayed_row(
     mut row: AttemptRow,
-    (response, latency_ms): (&serde_json::Value, Option<f64>),
+    (response, latency_ms): (&str, Option<f64>),
     cfg: &ProviderConfig,
     protocol: &dyn Protocol,
 ) -> AttemptRow {
@@ -92,7 +92,7 @@ pub fn replayed_row(
     row.spent = Some(Money::ZERO);
     row.http_status = Some(200);
     row.latency_ms = latency_ms.unwrap_or(0.0);
-    match protocol.parse(response.to_string().as_bytes()) {
+    match protocol.parse(response.as_bytes()) {
         Ok(c) => {
             row.cost = super::call::price(&c, cfg);
             row.usage = c.usage;

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::analysis::{AnalysisOptions, RunAnalysis};
 use crate::config::ConfigError;
+use crate::export::{self, Format};
 use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
 use crate::providers::{ProviderConfig, load_providers};
-use crate::report::{self, Format, ReportOptions};
 use crate::run::{self, CacheMode, RunOptions};
 use crate::store::Store;
 use crate::suite::{Suite, load_suite};
@@ -111,7 +112,7 @@ struct ReportFlags {
 }
 
 impl ReportFlags {
-    fn options(&self) -> Result<ReportOptions> {
+    fn options(&self) -> Result<AnalysisOptions> {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             bail!(UsageError(format!(
                 "--confidence must be between 0 and 1 (got {})",
@@ -121,7 +122,7 @@ impl ReportFlags {
         if self.bootstrap < 100 {
             bail!(UsageError("--bootstrap must be at least 100".into()));
         }
-        Ok(ReportOptions {
+        Ok(AnalysisOptions {
             confidence: self.confidence,
             bootstrap: self.bootstrap,
             seed: self.seed,
@@ -134,6 +135,9 @@ struct ReportArgs {
     /// Run id (default: the latest).
     #[arg(long)]
     run: Option<i64>,
+    /// Write the report to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[command(flatten)]
     report: ReportFlags,
 }
@@ -218,10 +222,14 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
         Command::Run(a) => cmd_run(&cli.db, a),
         Command::Report(a) => {
+            let opts = a.report.options()?;
             let store = Store::open_existing(&cli.db)?;
-            let run = store.run(a.run)?;
-            let r = report::build(&store, &run, a.report.options()?)?;
-            println!("{}", report::render(&r, a.report.format));
+            let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
+            let text = export::render(&analysis, a.report.format);
+            match &a.out {
+                Some(path) => write_output(path, &text)?,
+                None => println!("{text}"),
+            }
             Ok(exit::OK)
         }
         Command::Grade(a) => cmd_grade(&cli.db, a),
@@ -348,9 +356,8 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     )?;
     drop(err);
 
-    let run = store.run(Some(summary.run_id))?;
-    let r = report::build(&store, &run, opts)?;
-    println!("{}", report::render(&r, a.report.format));
+    let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
+    println!("{}", export::render(&analysis, a.report.format));
 
     if summary.interrupted {
         eprintln!(
@@ -358,30 +365,47 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         );
         return Ok(exit::INTERRUPTED);
     }
-    let outcomes: u64 = r.rows.iter().map(|r| r.outcomes).sum();
-    let unanswered: u64 = r.rows.iter().map(|r| r.unanswered).sum();
+    let outcomes: u64 = analysis.rows.iter().map(|r| r.figures.outcomes).sum();
+    let unanswered: u64 = analysis.rows.iter().map(|r| r.figures.unanswered).sum();
     if outcomes > 0 && unanswered as f64 / outcomes as f64 > a.max_failed_share {
-        eprintln!(
-            "error: {unanswered} of {outcomes} outcomes got no answer (allowed share {}); see `costbench report --format json`",
+        let mut msg = format!(
+            "error: {unanswered} of {outcomes} outcomes got no answer (allowed share {})",
             a.max_failed_share
         );
+        for (kind, f) in analysis.unanswered_by_kind() {
+            msg.push_str(&format!("\n  {} {kind}", f.count));
+            if let Some(m) = f.first_message {
+                msg.push_str(&format!(", first: {m}"));
+            }
+        }
+        msg.push_str("\n  per provider: `costbench report --format json` (rows[].failures)");
+        eprintln!("{msg}");
         return Ok(exit::PROVIDER_FAILURES);
     }
     Ok(exit::OK)
+}
+
+/// Writes an output file whole: a temporary file beside it, renamed into place.
+fn write_output(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.write_all(b"\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     let mut store = Store::open_existing(db)?;
     let run = store.run(a.run)?;
     let paths: Vec<PathBuf> = if a.suites.is_empty() {
-        run.plan["suites"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .filter_map(|s| s["path"].as_str().map(PathBuf::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        run.plan.suites.iter().map(|s| s.path.clone()).collect()
     } else {
         a.suites.clone()
     };
@@ -415,24 +439,14 @@ fn cmd_runs(db: &Path) -> Result<i32> {
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["id", "started", "status", "cache", "suites", "providers"]);
     for r in store.runs()? {
-        let names = |k: &str, f: &str| {
-            r.plan[k]
-                .as_array()
-                .map(|v| {
-                    v.iter()
-                        .filter_map(|x| x[f].as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default()
-        };
+        let join = |v: Vec<&str>| v.join(", ");
         t.add_row([
             r.id.to_string(),
             r.created_at.clone(),
-            r.status.clone(),
+            r.status.to_string(),
             r.cache_mode.clone(),
-            names("suites", "name"),
-            names("providers", "id"),
+            join(r.plan.suites.iter().map(|s| s.name.as_str()).collect()),
+            join(r.plan.providers.iter().map(|p| p.id.as_str()).collect()),
         ]);
     }
     println!("{t}");

@@ -1,14 +1,15 @@
 //! costbench: replay LLM workloads across providers and rank them by cost per accepted outcome.
 //!
 //! The pipeline, one module a stage: [`suite`] → [`providers`] → [`run`] → [`store`] →
-//! [`grade`] → [`stats`] → [`report`]. The store is the hub: everything after the run reads
+//! [`grade`] → [`stats`] → [`analysis`] → [`export`]. The store is the hub: everything after the run reads
 //! it, so reports can be rebuilt without calling a provider.
 
+pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod grade;
 pub mod providers;
-pub mod report;
 pub mod run;
 pub mod stats;
 pub mod store;

@@ -267,9 +267,12 @@ fn report_json_follows_the_documented_contract() {
                 "accepted",
                 "calls",
                 "cost_per_accepted_ci",
+                "cost_per_accepted_max_usd",
                 "cost_per_accepted_usd",
                 "cost_usd",
                 "failed_calls",
+                "failures",
+                "grader_errors",
                 "latency_ms",
                 "outcomes",
                 "pending",
@@ -277,11 +280,13 @@ fn report_json_follows_the_documented_contract() {
                 "qualifies",
                 "quality_threshold",
                 "retries",
+                "spent_max_usd",
                 "spent_usd",
                 "suite",
                 "tasks",
                 "tokens",
                 "unanswered",
+                "unanswered_by_kind",
                 "unpriced_calls",
                 "workload",
             ]
@@ -297,10 +302,14 @@ fn report_json_follows_the_documented_contract() {
                 "reasoning"
             ]
         );
-        assert_eq!(keys(&r["cost_usd"]), ["rejections", "tokens", "total"]);
+        assert_eq!(
+            keys(&r["cost_usd"]),
+            ["rejections", "tokens", "total", "unknown_max"]
+        );
         assert_eq!(
             keys(&r["cost_per_accepted_ci"]),
             [
+                "basis",
                 "high",
                 "low",
                 "method",

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{CompiledGrader, GradeInput, Vars, grade_all};
-use crate::store::{GradeRow, Store, StoreError};
+use crate::store::{GradeRow, GradeStatus, Store, StoreError};
 
 /// Answers read and graded per chunk; bounds memory on large runs.
 const CHUNK: usize = 1024;
@@ -64,7 +64,12 @@ pub fn grade_run(
                     &answers[i],
                     GradeRow {
                         attempt_id: answers[i].attempt_id,
-                        accepted: outcome.accepted,
+                        status: if outcome.accepted {
+                            GradeStatus::Accepted
+                        } else {
+                            GradeStatus::Rejected
+                        },
+                        error: None,
                         verdicts,
                     },
                 ));

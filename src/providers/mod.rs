@@ -4,6 +4,7 @@
 //! (retries, caching, storage) sees only [`ChatRequest`], [`Completion`] and [`Usage`].
 
 pub mod anthropic;
+pub mod bound;
 pub mod gemini;
 pub mod openai;
 pub mod price;
@@ -18,7 +19,7 @@ use crate::config::{ConfigError, DocPath, Loader};
 pub use price::{Money, Rate};
 
 /// List prices of one provider, USD per 1M tokens by token class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Price {
     /// Prompt tokens not served from a cache.
     pub input: Rate,

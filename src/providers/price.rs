@@ -93,9 +93,20 @@ impl Rate {
 }
 
 impl<'de> Deserialize<'de> for Rate {
+    /// A number, a numeric string, or the stored form `"$0.4/1M"` (how the run plan keeps it).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
         let s = decimal_text(d)?;
-        Rate::parse_per_million(&s).map_err(serde::de::Error::custom)
+        let t = s.trim();
+        let t = t.strip_prefix('$').unwrap_or(t);
+        let t = t.strip_suffix("/1M").unwrap_or(t);
+        Rate::parse_per_million(t).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Rate {
+    /// As exact text (`"$0.4/1M"`), so a stored plan loses no digit.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::RunError;
 use crate::providers::{Money, Protocol, ProviderConfig};
-use crate::store::{AttemptRow, CacheEntry, CacheRecord, Store};
+use crate::store::{AttemptRow, CacheEntry, CacheRecord, Delivery, ErrorKind, Store};
 use crate::suite::{canonical_json, hex};
 
 /// Version of the cache key format; bump to invalidate every recorded answer.
@@ -91,6 +91,7 @@ pub fn replayed_row(
     row.is_final = true;
     row.spent = Some(Money::ZERO);
     row.http_status = Some(200);
+    row.delivery = Delivery::Answered;
     row.latency_ms = latency_ms.unwrap_or(0.0);
     match protocol.parse(response.as_bytes()) {
         Ok(c) => {
@@ -101,7 +102,7 @@ pub fn replayed_row(
             row.answered = true;
         }
         Err(e) => {
-            row.error_kind = Some("bad_response".into());
+            row.error_kind = Some(ErrorKind::BadResponse);
             row.error_message = Some(format!("recorded answer unreadable: {e}"));
         }
     }

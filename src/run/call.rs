@@ -11,7 +11,7 @@ use backon::BackoffBuilder;
 use reqwest::header::HeaderMap;
 
 use crate::providers::{Completion, Money, Protocol, ProviderConfig};
-use crate::store::{AttemptRow, now};
+use crate::store::{AttemptRow, Delivery, ErrorKind, now};
 
 /// The outcome of one HTTP try, before it is stored.
 pub struct TryResult {
@@ -109,7 +109,8 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
             Ok(c) => answered(row, c, spec.cfg, &bytes),
             Err(e) => {
                 // A body we cannot read is not retried: the same server would send it again.
-                row.error_kind = Some("bad_response".into());
+                row.delivery = Delivery::Answered;
+                row.error_kind = Some(ErrorKind::BadResponse);
                 row.error_message = Some(e);
                 row.cost = None;
                 TryResult {
@@ -126,17 +127,17 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     let retry_after = retry_after(&headers);
     let code = info.code.clone().unwrap_or_default();
     let (kind, mut retryable) = match status {
-        429 if code == "insufficient_quota" => ("quota", false),
-        429 => ("rate_limited", true),
-        402 => ("quota", retry_after.is_some()),
-        401 | 403 => ("auth", false),
-        408 => ("timeout", true),
-        409 => ("conflict", true),
+        429 if code == "insufficient_quota" => (ErrorKind::Quota, false),
+        429 => (ErrorKind::RateLimited, true),
+        402 => (ErrorKind::Quota, retry_after.is_some()),
+        401 | 403 => (ErrorKind::Auth, false),
+        408 => (ErrorKind::Timeout, true),
+        409 => (ErrorKind::Conflict, true),
         400 if is_context_length(&code, info.message.as_deref().unwrap_or("")) => {
-            ("context_length", false)
+            (ErrorKind::ContextLength, false)
         }
-        500..=599 => ("server_error", true),
-        _ => ("client_error", false),
+        500..=599 => (ErrorKind::ServerError, true),
+        _ => (ErrorKind::ClientError, false),
     };
     match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
         Some("true") => retryable = true,
@@ -160,11 +161,12 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
             spec.cfg.retry.max_retry_after_s
         ));
     }
-    row.error_kind = Some(kind.into());
+    row.error_kind = Some(kind);
     row.error_message = Some(message);
     // Rejected requests are not billed.
-    row.cost = Some(Money::ZERO);
-    row.spent = Some(Money::ZERO);
+    row.delivery = Delivery::Refused;
+    row.cost = Delivery::Refused.known_cost();
+    row.spent = row.cost;
     TryResult {
         row,
         retryable,
@@ -184,13 +186,14 @@ fn is_context_length(code: &str, message: &str) -> bool {
 }
 
 fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u8]) -> TryResult {
+    row.delivery = Delivery::Answered;
     row.cost = price(&c, cfg);
     row.spent = row.cost;
     row.usage = c.usage;
     row.finish_reason = c.finish_reason.clone();
     // DeepSeek stops generation for lack of resources: billed, but not an answer.
     if c.finish_reason.as_deref() == Some("insufficient_system_resource") {
-        row.error_kind = Some("incomplete".into());
+        row.error_kind = Some(ErrorKind::Incomplete);
         row.error_message = Some("finish_reason insufficient_system_resource".into());
         row.output = Some(c.text);
         return TryResult {
@@ -222,19 +225,20 @@ pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
 
 fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> TryResult {
     row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let (kind, cost) = if e.is_timeout() {
-        // The server may have generated (and billed) an answer we never saw.
-        ("timeout", None)
-    } else if e.is_connect() {
-        // Nothing reached the provider.
-        ("connection", Some(Money::ZERO))
+    // A connect-phase failure (DNS, refused, connect timeout, TLS) sent nothing; once the
+    // request is written, the server may have generated (and billed) an answer we never saw.
+    let (kind, delivery) = if e.is_connect() {
+        (ErrorKind::Connection, Delivery::NeverSent)
+    } else if e.is_timeout() {
+        (ErrorKind::Timeout, Delivery::SentUnknown)
     } else {
-        ("connection", None)
+        (ErrorKind::Connection, Delivery::SentUnknown)
     };
-    row.error_kind = Some(kind.into());
+    row.error_kind = Some(kind);
+    row.delivery = delivery;
     row.error_message = Some(error_chain(e));
-    row.cost = cost;
-    row.spent = cost;
+    row.cost = delivery.known_cost();
+    row.spent = row.cost;
     TryResult {
         row,
         retryable: true,

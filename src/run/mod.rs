@@ -7,22 +7,23 @@
 
 pub mod cache;
 pub mod call;
+pub mod plan;
 pub mod progress;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use serde_json::json;
-use sha2::{Digest, Sha256};
 
-use crate::providers::{ChatRequest, Money, ProviderConfig, protocol_for};
-use crate::store::{AttemptRow, SlotKey, Store, StoreError, WriteOp, Writer};
-use crate::suite::{Suite, Task, canonical_json, hex};
+use crate::providers::{ChatRequest, Money, ProviderConfig, bound, protocol_for};
+use crate::store::{
+    AttemptRow, Delivery, ErrorKind, RunStatus, Store, StoreError, WriteOp, Writer,
+};
+use crate::suite::Suite;
 pub use cache::CacheMode;
 use call::{CallSpec, try_once};
+use plan::{Slot, pending_slots, run_key, run_plan, slots_in};
 use progress::Progress;
 
 /// Options of one `costbench run`.
@@ -83,60 +84,6 @@ pub enum RunError {
     Runtime(String),
 }
 
-/// One unit of work: a task sample for one provider.
-struct Slot<'a> {
-    suite: &'a Suite,
-    task: &'a Task,
-    repeat: u32,
-    next_try: u32,
-}
-
-/// The identity of a run's inputs; equal inputs resume the same run.
-fn run_key(suites: &[Suite], providers: &[ProviderConfig]) -> String {
-    let mut h = Sha256::new();
-    for s in suites {
-        h.update(s.fingerprint.as_bytes());
-    }
-    for p in providers {
-        h.update(canonical_json(&provider_plan(p)).as_bytes());
-    }
-    hex(&h.finalize())
-}
-
-/// What the store keeps about a provider: everything but secrets.
-fn provider_plan(p: &ProviderConfig) -> serde_json::Value {
-    json!({
-        "id": p.id, "protocol": p.protocol, "base_url": p.base_url, "model": p.model,
-        "api_key_env": p.api_key_env,
-        "price": p.price.as_ref().map(|pr| json!({
-            "input": pr.input.to_string(),
-            "cached_input": pr.cached_input.map(|r| r.to_string()),
-            "cache_write": pr.cache_write.map(|r| r.to_string()),
-            "cache_write_1h": pr.cache_write_1h.map(|r| r.to_string()),
-            "output": pr.output.to_string(),
-        })),
-        "tags": p.tags,
-    })
-}
-
-/// The plan stored with a run; the report reads suites' metadata from it.
-fn plan_json(suites: &[Suite], providers: &[ProviderConfig]) -> serde_json::Value {
-    json!({
-        "suites": suites.iter().map(|s| json!({
-            "name": s.name,
-            "description": s.description,
-            "path": s.path,
-            "workload": s.workload,
-            "quality_threshold": s.quality_threshold,
-            "rejection_cost_femto": s.rejection_cost.0.to_string(),
-            "repeats": s.repeats,
-            "tasks": s.tasks.len(),
-            "fingerprint": s.fingerprint,
-        })).collect::<Vec<_>>(),
-        "providers": providers.iter().map(provider_plan).collect::<Vec<_>>(),
-    })
-}
-
 /// Runs every suite against every provider and stores every attempt.
 pub fn execute(
     suites: &[Suite],
@@ -161,7 +108,7 @@ pub fn execute(
     };
     let run_id = match resume {
         Some(id) => {
-            store.set_run_status(id, "running")?;
+            store.set_run_status(id, RunStatus::Running)?;
             id
         }
         None => {
@@ -174,7 +121,7 @@ pub fn execute(
             store.create_run(
                 &key,
                 opts.cache.as_str(),
-                &plan_json(suites, providers),
+                &run_plan(suites, providers),
                 tasks,
             )?
         }
@@ -245,11 +192,11 @@ pub fn execute(
     let c = counters.into_inner().unwrap_or_default();
 
     let status = if interrupted {
-        "interrupted"
+        RunStatus::Interrupted
     } else if c.failed_slots > 0 {
-        "incomplete"
+        RunStatus::Incomplete
     } else {
-        "complete"
+        RunStatus::Complete
     };
     store.set_run_status(run_id, status)?;
     if let Some(path) = &opts.cassette
@@ -332,45 +279,6 @@ impl Shared {
     }
 }
 
-/// Every slot of the plan.
-fn slots_in(suites: &[Suite]) -> u64 {
-    suites
-        .iter()
-        .map(|s| s.tasks.len() as u64 * u64::from(s.repeats))
-        .sum()
-}
-
-/// The slots of one provider that have no answer yet, in plan order.
-fn pending_slots<'a>(
-    suites: &'a [Suite],
-    progress: &'a HashMap<SlotKey, (bool, u32)>,
-    provider: &'a str,
-) -> impl Iterator<Item = Slot<'a>> + 'a {
-    suites.iter().flat_map(move |suite| {
-        suite.tasks.iter().flat_map(move |task| {
-            (0..suite.repeats).filter_map(move |repeat| {
-                let (done, next_try) = if progress.is_empty() {
-                    (false, 0)
-                } else {
-                    let k = (
-                        suite.name.clone(),
-                        provider.to_string(),
-                        task.id.clone(),
-                        repeat,
-                    );
-                    progress.get(&k).copied().unwrap_or((false, 0))
-                };
-                (!done).then_some(Slot {
-                    suite,
-                    task,
-                    repeat,
-                    next_try,
-                })
-            })
-        })
-    })
-}
-
 async fn run_provider<'a>(
     state: &Shared,
     cfg: &ProviderConfig,
@@ -413,10 +321,11 @@ async fn run_slot(
         try_no: slot.next_try,
         ..Default::default()
     };
-    let fail = |base: &AttemptRow, kind: &str, message: String| AttemptRow {
+    let fail = |base: &AttemptRow, kind: ErrorKind, message: String| AttemptRow {
         is_final: true,
         started_at: crate::store::now(),
-        error_kind: Some(kind.into()),
+        delivery: Delivery::NotCalled,
+        error_kind: Some(kind),
         error_message: Some(message),
         cost: Some(Money::ZERO),
         spent: Some(Money::ZERO),
@@ -424,7 +333,9 @@ async fn run_slot(
     };
     let messages = match slot.suite.messages(slot.task) {
         Ok(m) => m,
-        Err(e) => return state.record(fail(&base, "render_error", e), Source::NotCalled),
+        Err(e) => {
+            return state.record(fail(&base, ErrorKind::RenderError, e), Source::NotCalled);
+        }
     };
     let body = protocol.body(
         cfg,
@@ -434,6 +345,16 @@ async fn run_slot(
         },
     );
     base.request_hash = cache::request_key(cfg, &body, slot.repeat);
+    // Kept on every attempt, used only where the cost turns out unknown.
+    let est_prompt = bound::prompt_token_bound(&body);
+    let cost_max = bound::cost_bound(cfg.price.as_ref(), &body, est_prompt);
+    let bounded = |mut row: AttemptRow| {
+        if row.cost.is_none() {
+            row.cost_max = cost_max;
+            row.est_prompt_tokens = Some(est_prompt);
+        }
+        row
+    };
 
     if state.mode != CacheMode::Off {
         let hit = {
@@ -442,7 +363,7 @@ async fn run_slot(
         };
         if let Some((resp, latency)) = hit {
             let row = cache::replayed_row(base, (&resp, latency), cfg, protocol);
-            return state.record(row, Source::Replayed);
+            return state.record(bounded(row), Source::Replayed);
         }
         if state.mode == CacheMode::Replay {
             let what = format!(
@@ -456,7 +377,7 @@ async fn run_slot(
                 .push(what.clone());
             let row = fail(
                 &base,
-                "cache_miss",
+                ErrorKind::CacheMiss,
                 format!("no recorded answer for {what} (--cache replay makes no network call)"),
             );
             return state.record(row, Source::NotCalled);
@@ -468,7 +389,7 @@ async fn run_slot(
         Some((var, _)) => {
             let row = fail(
                 &base,
-                "missing_key",
+                ErrorKind::MissingKey,
                 format!("environment variable {var} is not set"),
             );
             return state.record(row, Source::NotCalled);
@@ -486,7 +407,7 @@ async fn run_slot(
     loop {
         let r = try_once(&spec, base.clone()).await;
         let delay = if r.retryable { delays.next() } else { None };
-        let mut row = r.row;
+        let mut row = bounded(r.row);
         row.is_final = row.answered || delay.is_none();
         if let Some(resp) = r.body.filter(|_| state.mode == CacheMode::ReadWrite) {
             let record = cache::record(cfg, &row.request_hash, &body, resp, row.latency_ms);

@@ -1,0 +1,691 @@
+//! The analysis of a stored run: the one place that aggregates.
+//!
+//! `store → RunAnalysis`: per suite × provider, every outcome (task, repeat, verdict, cost or its
+//! bound, latency) and the row figures every output reads (acceptance with its interval, costs,
+//! cost per accepted outcome with its interval and bound, latency, failures by kind). The report
+//! formats, and later compare, route and gate, only render or decide from this; none of them
+//! reads the store. Pairing two providers of one run, or one provider across two runs, on the
+//! same (suite, task, repeat) is a method here.
+//!
+//! Cost per accepted outcome = (token cost of every billed attempt, retries included, plus
+//! rejected outcomes × the suite's rejection cost) / accepted outcomes. Failed outcomes (no
+//! answer) count as rejected; outcomes whose grader failed are left out of acceptance. A call
+//! whose cost is unknown (a timeout after the request was sent, an answer without usage) is not
+//! read as 0 and does not blank the row either: the figures use the known costs, and
+//! `*_max` figures add each unknown call at its bound (see `providers::bound`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::providers::{Money, Usage};
+use crate::stats::{self, Outcome};
+use crate::store::plan::{ProviderPlan, SuitePlan};
+use crate::store::{ErrorKind, GradeStatus, OutcomeRecord, RunInfo, Store, StoreError};
+
+/// Statistical settings of an analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct AnalysisOptions {
+    /// Confidence level of every interval.
+    pub confidence: f64,
+    /// Bootstrap resamples for cost per accepted outcome.
+    pub bootstrap: usize,
+    /// Bootstrap seed (same seed, same interval).
+    pub seed: u64,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        AnalysisOptions {
+            confidence: 0.95,
+            bootstrap: 2000,
+            seed: 20261127,
+        }
+    }
+}
+
+/// How one outcome ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Answered and accepted.
+    Accepted,
+    /// Answered and rejected.
+    Rejected,
+    /// No answer (counted as rejected).
+    Unanswered,
+    /// Answered, but a grader could not decide: left out of acceptance.
+    GraderError,
+    /// Answered, not graded yet: left out of acceptance.
+    Ungraded,
+}
+
+impl Verdict {
+    /// Whether it counts in the acceptance rate's denominator.
+    pub fn decided(self) -> bool {
+        matches!(
+            self,
+            Verdict::Accepted | Verdict::Rejected | Verdict::Unanswered
+        )
+    }
+}
+
+/// One outcome (task × repeat) of one provider: what the statistics need, compactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutcomeFacts {
+    /// Position of the task in its suite (the cluster for statistics).
+    pub task_idx: u32,
+    /// Sample number.
+    pub repeat: u32,
+    /// How it ended.
+    pub verdict: Verdict,
+    /// Token cost of its attempts whose cost is known.
+    pub known_cost: Money,
+    /// The most its unknown-cost attempts can have cost (0 when none).
+    pub unknown_max: Money,
+    /// Attempts whose cost is unknown.
+    pub unknown_calls: u16,
+    /// Whether some unknown cost has no bound.
+    pub unbounded: bool,
+    /// Latency of the answering call.
+    pub latency_ms: Option<f32>,
+}
+
+impl OutcomeFacts {
+    /// Whether it was accepted.
+    pub fn accepted(&self) -> bool {
+        self.verdict == Verdict::Accepted
+    }
+}
+
+/// One suite × provider: its outcomes in task order, and its figures.
+#[derive(Debug, Clone)]
+pub struct RowAnalysis {
+    /// The figures outputs print.
+    pub figures: Row,
+    /// Every attempted outcome, sorted by (task, repeat).
+    pub outcomes: Vec<OutcomeFacts>,
+}
+
+/// The analysis of one stored run.
+#[derive(Debug, Clone)]
+pub struct RunAnalysis {
+    /// The run as stored.
+    pub run: RunInfo,
+    /// The settings the figures were computed with.
+    pub options: AnalysisOptions,
+    /// Rows by suite then provider, in plan order.
+    pub rows: Vec<RowAnalysis>,
+    /// Task ids per suite, by task position.
+    pub task_ids: HashMap<String, Vec<String>>,
+}
+
+/// Two outcomes of the same (suite, task, repeat).
+pub type Pair<'a> = (&'a OutcomeFacts, &'a OutcomeFacts);
+
+/// The outcomes two sides share, and how many of each side had no partner.
+#[derive(Debug, Clone)]
+pub struct Pairing<'a> {
+    /// Paired outcomes, (left, right).
+    pub pairs: Vec<Pair<'a>>,
+    /// Left outcomes without a right partner.
+    pub unpaired_left: usize,
+    /// Right outcomes without a left partner.
+    pub unpaired_right: usize,
+}
+
+impl RunAnalysis {
+    /// Reads and analyses a run.
+    pub fn load(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+    ) -> Result<RunAnalysis, StoreError> {
+        let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
+        let input_rates: HashMap<&str, _> = run
+            .plan
+            .providers
+            .iter()
+            .filter_map(|p| Some((p.id.as_str(), p.price.as_ref()?.input)))
+            .collect();
+        store.for_each_outcome(run.id, &|p| input_rates.get(p).copied(), |o| {
+            // Outcomes arrive grouped by suite and provider: look the row up once per group.
+            acc.entry((o.suite.clone(), o.provider.clone()))
+                .or_default()
+                .add(&o);
+        })?;
+        let mut rows = Vec::new();
+        for s in &run.plan.suites {
+            for p in &run.plan.providers {
+                let a = acc
+                    .remove(&(s.name.clone(), p.id.clone()))
+                    .unwrap_or_default();
+                rows.push(a.finish(s, p, &options));
+            }
+        }
+        let task_ids = store.task_ids(run.id)?;
+        Ok(RunAnalysis {
+            run,
+            options,
+            rows,
+            task_ids,
+        })
+    }
+
+    /// The row of a suite and provider.
+    pub fn row(&self, suite: &str, provider: &str) -> Option<&RowAnalysis> {
+        self.rows
+            .iter()
+            .find(|r| r.figures.suite == suite && r.figures.provider == provider)
+    }
+
+    /// Pairs two providers of this run on the same (suite, task, repeat).
+    pub fn pair(&self, suite: &str, left: &str, right: &str) -> Option<Pairing<'_>> {
+        let l = self.row(suite, left)?;
+        let r = self.row(suite, right)?;
+        Some(pair_sorted(
+            &l.outcomes,
+            &r.outcomes,
+            |o| (o.task_idx, o.repeat),
+            |o| (o.task_idx, o.repeat),
+        ))
+    }
+
+    /// Pairs a provider of this run with a provider of another run of the same suite, on the
+    /// same task id and repeat (task positions may differ between runs).
+    pub fn pair_runs<'a>(
+        &'a self,
+        other: &'a RunAnalysis,
+        suite: &str,
+        left: &str,
+        right: &str,
+    ) -> Option<Pairing<'a>> {
+        let l = self.row(suite, left)?;
+        let r = other.row(suite, right)?;
+        let lid = self.task_ids.get(suite)?;
+        let rid = other.task_ids.get(suite)?;
+        let index: HashMap<(&str, u32), &OutcomeFacts> = r
+            .outcomes
+            .iter()
+            .filter_map(|o| Some(((rid.get(o.task_idx as usize)?.as_str(), o.repeat), o)))
+            .collect();
+        let mut pairs = Vec::new();
+        for o in &l.outcomes {
+            if let Some(p) = lid
+                .get(o.task_idx as usize)
+                .and_then(|id| index.get(&(id.as_str(), o.repeat)))
+            {
+                pairs.push((o, *p));
+            }
+        }
+        Some(Pairing {
+            unpaired_left: l.outcomes.len() - pairs.len(),
+            unpaired_right: r.outcomes.len() - pairs.len(),
+            pairs,
+        })
+    }
+
+    /// Unanswered outcomes of the whole run, by the kind of their last failure, with the
+    /// first message of each kind.
+    pub fn unanswered_by_kind(&self) -> BTreeMap<String, FailureKind> {
+        let mut out: BTreeMap<String, FailureKind> = BTreeMap::new();
+        for r in &self.rows {
+            for (k, f) in &r.figures.unanswered_by_kind {
+                let e = out.entry(k.clone()).or_insert_with(|| FailureKind {
+                    count: 0,
+                    first_message: f.first_message.clone(),
+                });
+                e.count += f.count;
+            }
+        }
+        out
+    }
+}
+
+/// Pairs two outcome lists sorted by their keys.
+fn pair_sorted<'a, K: Ord>(
+    l: &'a [OutcomeFacts],
+    r: &'a [OutcomeFacts],
+    lk: impl Fn(&OutcomeFacts) -> K,
+    rk: impl Fn(&OutcomeFacts) -> K,
+) -> Pairing<'a> {
+    let (mut i, mut j) = (0, 0);
+    let mut pairs = Vec::new();
+    while i < l.len() && j < r.len() {
+        match lk(&l[i]).cmp(&rk(&r[j])) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                pairs.push((&l[i], &r[j]));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Pairing {
+        unpaired_left: l.len() - pairs.len(),
+        unpaired_right: r.len() - pairs.len(),
+        pairs,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The row figures: the JSON report's contract.
+// ------------------------------------------------------------------------------------------
+
+/// An acceptance rate with its interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Acceptance {
+    /// accepted / decided outcomes.
+    pub rate: Option<f64>,
+    /// Lower bound.
+    pub low: Option<f64>,
+    /// Upper bound.
+    pub high: Option<f64>,
+    /// Interval method.
+    pub method: &'static str,
+}
+
+/// Token totals by class.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    /// Prompt tokens not served from cache.
+    pub input: u64,
+    /// Prompt tokens served from cache.
+    pub cached_input: u64,
+    /// Prompt tokens written to cache (all lifetimes).
+    pub cache_write: u64,
+    /// Completion tokens, reasoning included.
+    pub output: u64,
+    /// Reasoning tokens (subset of output).
+    pub reasoning: u64,
+}
+
+/// Cost components in USD.
+#[derive(Debug, Clone, Serialize)]
+pub struct Costs {
+    /// Token cost of every billed attempt whose cost is known; `null` only when no cost is
+    /// known at all.
+    pub tokens: Option<f64>,
+    /// Rejected outcomes × rejection cost.
+    pub rejections: f64,
+    /// tokens + rejections.
+    pub total: Option<f64>,
+    /// The most the attempts of unknown cost can have cost together (0 when none); `null`
+    /// when one of them has no bound (no completion cap, or no price).
+    pub unknown_max: Option<f64>,
+}
+
+/// The interval of cost per accepted outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostCi {
+    /// Lower bound, USD.
+    pub low: Option<f64>,
+    /// Upper bound, USD (`null` when unbounded: resamples with no acceptance).
+    pub high: Option<f64>,
+    /// Interval method.
+    pub method: &'static str,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Resamples with no accepted outcome.
+    pub zero_accept_resamples: usize,
+    /// What the interval resamples: `known costs` (attempts of unknown cost left out).
+    pub basis: &'static str,
+}
+
+/// Latency percentiles of answering calls.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    /// Median, ms.
+    pub p50: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95: Option<f64>,
+}
+
+/// Failures of one kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailureKind {
+    /// How many (attempts, or outcomes where so labelled).
+    pub count: u64,
+    /// The first message of this kind (never a key).
+    pub first_message: Option<String>,
+}
+
+/// One suite × provider row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Suite name.
+    pub suite: String,
+    /// Workload class.
+    pub workload: String,
+    /// Provider id.
+    pub provider: String,
+    /// Tasks in the suite.
+    pub tasks: u64,
+    /// tasks × repeats.
+    pub outcomes: u64,
+    /// Outcomes not attempted yet.
+    pub pending: u64,
+    /// Accepted outcomes.
+    pub accepted: u64,
+    /// Attempted outcomes that ended without an answer (counted as rejected).
+    pub unanswered: u64,
+    /// Answered outcomes whose grader failed (left out of acceptance).
+    pub grader_errors: u64,
+    /// Acceptance rate and Wilson interval.
+    pub acceptance: Acceptance,
+    /// The suite's quality threshold.
+    pub quality_threshold: Option<f64>,
+    /// Whether the acceptance rate reaches the threshold (point estimate).
+    pub qualifies: Option<bool>,
+    /// HTTP attempts, retries included.
+    pub calls: u64,
+    /// Attempts without an answer.
+    pub failed_calls: u64,
+    /// Attempts beyond the first of each outcome.
+    pub retries: u64,
+    /// Attempts whose cost is unknown.
+    pub unpriced_calls: u64,
+    /// Token totals.
+    pub tokens: Tokens,
+    /// Costs.
+    pub cost_usd: Costs,
+    /// (known token cost + rejection cost) / accepted; `null` when nothing was accepted or no
+    /// cost is known.
+    pub cost_per_accepted_usd: Option<f64>,
+    /// The same with every attempt of unknown cost at its bound; `null` when unboundable.
+    pub cost_per_accepted_max_usd: Option<f64>,
+    /// The interval of `cost_per_accepted_usd`.
+    pub cost_per_accepted_ci: CostCi,
+    /// What this run actually paid, known part (0 for replayed answers).
+    pub spent_usd: Option<f64>,
+    /// The most it can have paid, with unknown spend at its bound; `null` when unboundable.
+    pub spent_max_usd: Option<f64>,
+    /// Latency of answering calls.
+    pub latency_ms: Latency,
+    /// Failed attempts by kind.
+    pub failures: BTreeMap<String, FailureKind>,
+    /// Unanswered outcomes by the kind of their last failure.
+    pub unanswered_by_kind: BTreeMap<String, FailureKind>,
+}
+
+/// Running sums of one row while the store streams its outcomes.
+struct Acc {
+    calls: u64,
+    /// Outcomes with at least one call; calls beyond one each are retries.
+    called_outcomes: u64,
+    failed_calls: u64,
+    usage: Usage,
+    known_cost: Money,
+    unknown_calls: u64,
+    unknown_max: Option<Money>,
+    known_spent: Money,
+    unknown_spent_calls: u64,
+    unknown_spent_max: Option<Money>,
+    outcomes: Vec<OutcomeFacts>,
+    failures: BTreeMap<String, FailureKind>,
+    unanswered_by_kind: BTreeMap<String, FailureKind>,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            calls: 0,
+            called_outcomes: 0,
+            failed_calls: 0,
+            usage: Usage::default(),
+            known_cost: Money::ZERO,
+            unknown_calls: 0,
+            unknown_max: Some(Money::ZERO),
+            known_spent: Money::ZERO,
+            unknown_spent_calls: 0,
+            unknown_spent_max: Some(Money::ZERO),
+            outcomes: Vec::new(),
+            failures: BTreeMap::new(),
+            unanswered_by_kind: BTreeMap::new(),
+        }
+    }
+}
+
+fn count_failure(
+    map: &mut BTreeMap<String, FailureKind>,
+    kind: ErrorKind,
+    message: &Option<String>,
+) {
+    let e = map
+        .entry(kind.as_str().to_string())
+        .or_insert_with(|| FailureKind {
+            count: 0,
+            first_message: message.clone(),
+        });
+    e.count += 1;
+}
+
+impl Acc {
+    fn add(&mut self, o: &OutcomeRecord) {
+        self.calls += u64::from(o.calls);
+        self.called_outcomes += u64::from(o.calls > 0);
+        self.failed_calls += u64::from(o.failed_calls);
+        self.usage.input += o.usage.input;
+        self.usage.cached_input += o.usage.cached_input;
+        self.usage.cache_write += o.usage.cache_write + o.usage.cache_write_1h;
+        self.usage.output += o.usage.output;
+        self.usage.reasoning += o.usage.reasoning;
+        self.known_cost = self.known_cost.plus(o.known_cost);
+        self.unknown_calls += u64::from(o.unknown_calls);
+        self.unknown_max = self.unknown_max.zip(o.unknown_max).map(|(a, b)| a.plus(b));
+        self.known_spent = self.known_spent.plus(o.known_spent);
+        self.unknown_spent_calls += u64::from(o.unknown_spent_calls);
+        self.unknown_spent_max = self
+            .unknown_spent_max
+            .zip(o.unknown_spent_max)
+            .map(|(a, b)| a.plus(b));
+        for f in &o.failures {
+            count_failure(&mut self.failures, f.kind, &f.message);
+        }
+        let verdict = match (o.answered, o.grade) {
+            (false, _) => {
+                if let Some(last) = o.failures.last() {
+                    count_failure(&mut self.unanswered_by_kind, last.kind, &last.message);
+                }
+                Verdict::Unanswered
+            }
+            (true, Some(GradeStatus::Accepted)) => Verdict::Accepted,
+            (true, Some(GradeStatus::Rejected)) => Verdict::Rejected,
+            (true, Some(GradeStatus::Error)) => Verdict::GraderError,
+            (true, None) => Verdict::Ungraded,
+        };
+        self.outcomes.push(OutcomeFacts {
+            task_idx: o.task_idx,
+            repeat: o.repeat,
+            verdict,
+            known_cost: o.known_cost,
+            unknown_max: o.unknown_max.unwrap_or(Money::ZERO),
+            unknown_calls: u16::try_from(o.unknown_calls).unwrap_or(u16::MAX),
+            unbounded: o.unknown_max.is_none(),
+            latency_ms: o.latency_ms.map(|l| l as f32),
+        });
+    }
+
+    fn finish(mut self, s: &SuitePlan, p: &ProviderPlan, opts: &AnalysisOptions) -> RowAnalysis {
+        self.outcomes
+            .sort_unstable_by_key(|o| (o.task_idx, o.repeat));
+        let outcomes = s.tasks * u64::from(s.repeats);
+        let attempted = self.outcomes.len() as u64;
+        let count = |v: Verdict| self.outcomes.iter().filter(|o| o.verdict == v).count() as u64;
+        let accepted = count(Verdict::Accepted);
+        let unanswered = count(Verdict::Unanswered);
+        let grader_errors = count(Verdict::GraderError);
+        let decided = self.outcomes.iter().filter(|o| o.verdict.decided()).count() as u64;
+        let rejected = decided - accepted;
+        let rejection = s.rejection_cost_femto;
+        let rejections = rejection.times(rejected);
+        // No cost is known only when every call's cost is unknown.
+        let tokens =
+            (self.unknown_calls == 0 || self.unknown_calls < self.calls).then_some(self.known_cost);
+        let total = tokens.map(|t| t.plus(rejections));
+        let total_max = total.zip(self.unknown_max).map(|(t, u)| t.plus(u));
+        let per_accepted = |m: Option<Money>| {
+            m.filter(|_| accepted > 0)
+                .map(|t| t.usd() / accepted as f64)
+        };
+        let wilson = stats::wilson(accepted, decided, opts.confidence);
+        let ci = cost_ci(&self.outcomes, rejection, accepted, tokens.is_some(), opts);
+        let mut latencies: Vec<f32> = self.outcomes.iter().filter_map(|o| o.latency_ms).collect();
+        latencies.sort_unstable_by(f32::total_cmp);
+        let rate = wilson.map(|w| w.estimate);
+        let spent = (self.unknown_spent_calls == 0 || self.unknown_spent_calls < self.calls)
+            .then_some(self.known_spent);
+        let figures = Row {
+            suite: s.name.clone(),
+            workload: s.workload.clone(),
+            provider: p.id.clone(),
+            tasks: s.tasks,
+            outcomes,
+            pending: outcomes.saturating_sub(attempted),
+            accepted,
+            unanswered,
+            grader_errors,
+            acceptance: Acceptance {
+                rate,
+                low: wilson.map(|w| w.low),
+                high: wilson.map(|w| w.high),
+                method: "wilson",
+            },
+            quality_threshold: s.quality_threshold,
+            qualifies: s.quality_threshold.zip(rate).map(|(t, r)| r >= t),
+            calls: self.calls,
+            failed_calls: self.failed_calls,
+            retries: self.calls.saturating_sub(self.called_outcomes),
+            unpriced_calls: self.unknown_calls,
+            tokens: Tokens {
+                input: self.usage.input,
+                cached_input: self.usage.cached_input,
+                cache_write: self.usage.cache_write,
+                output: self.usage.output,
+                reasoning: self.usage.reasoning,
+            },
+            cost_usd: Costs {
+                tokens: tokens.map(Money::usd),
+                rejections: rejections.usd(),
+                total: total.map(Money::usd),
+                unknown_max: self.unknown_max.map(Money::usd),
+            },
+            cost_per_accepted_usd: per_accepted(total),
+            cost_per_accepted_max_usd: per_accepted(total_max),
+            cost_per_accepted_ci: ci,
+            spent_usd: spent.map(Money::usd),
+            spent_max_usd: spent
+                .zip(self.unknown_spent_max)
+                .map(|(a, b)| a.plus(b).usd()),
+            latency_ms: Latency {
+                p50: percentile(&latencies, 0.50),
+                p95: percentile(&latencies, 0.95),
+            },
+            failures: self.failures,
+            unanswered_by_kind: self.unanswered_by_kind,
+        };
+        RowAnalysis {
+            figures,
+            outcomes: self.outcomes,
+        }
+    }
+}
+
+/// The BCa interval of cost per accepted outcome over the decided outcomes, each carrying its
+/// known token cost plus its rejection cost, clustered by task.
+fn cost_ci(
+    outcomes: &[OutcomeFacts],
+    rejection: Money,
+    accepted: u64,
+    known: bool,
+    opts: &AnalysisOptions,
+) -> CostCi {
+    let empty = CostCi {
+        low: None,
+        high: None,
+        method: "bca-bootstrap",
+        resamples: 0,
+        zero_accept_resamples: 0,
+        basis: "known costs",
+    };
+    if !known || accepted == 0 {
+        return empty;
+    }
+    let sample: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.verdict.decided())
+        .map(|o| Outcome {
+            task: o.task_idx,
+            accepted: o.accepted(),
+            cost: o
+                .known_cost
+                .plus(if o.accepted() { Money::ZERO } else { rejection })
+                .usd(),
+        })
+        .collect();
+    let r = stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed);
+    CostCi {
+        low: r.low,
+        high: r.high,
+        method: r.method,
+        resamples: r.resamples,
+        zero_accept_resamples: r.zero_accept_resamples,
+        ..empty
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(f64::from(sorted[rank.min(sorted.len()) - 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f32> = (1..=100u8).map(f32::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.95), Some(95.0));
+        assert_eq!(percentile(&[7.0], 0.95), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    fn facts(task_idx: u32, repeat: u32, verdict: Verdict) -> OutcomeFacts {
+        OutcomeFacts {
+            task_idx,
+            repeat,
+            verdict,
+            known_cost: Money::ZERO,
+            unknown_max: Money::ZERO,
+            unknown_calls: 0,
+            unbounded: false,
+            latency_ms: None,
+        }
+    }
+
+    #[test]
+    fn pairing_matches_task_and_repeat_and_counts_the_rest() {
+        let l = vec![
+            facts(0, 0, Verdict::Accepted),
+            facts(1, 0, Verdict::Rejected),
+            facts(2, 0, Verdict::Accepted),
+        ];
+        let r = vec![
+            facts(1, 0, Verdict::Accepted),
+            facts(2, 0, Verdict::Rejected),
+        ];
+        let key = |o: &OutcomeFacts| (o.task_idx, o.repeat);
+        let p = pair_sorted(&l, &r, key, key);
+        assert_eq!(p.pairs.len(), 2);
+        assert_eq!(p.pairs[0].0.task_idx, 1);
+        assert_eq!(p.pairs[1].1.verdict, Verdict::Rejected);
+        assert_eq!((p.unpaired_left, p.unpaired_right), (1, 0));
+    }
+}

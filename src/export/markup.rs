@@ -1,0 +1,139 @@
+//! What the text table and markdown share: the title, the columns, each row's cells and the
+//! footnote.
+
+use crate::analysis::{Row, RunAnalysis};
+
+/// Money for people: `unknown`, `$0`, four decimals from a cent up, six below.
+pub fn usd(x: Option<f64>) -> String {
+    match x {
+        None => "unknown".into(),
+        Some(0.0) => "$0".into(),
+        Some(v) if v.abs() >= 0.01 => format!("${v:.4}"),
+        Some(v) => format!("${v:.6}"),
+    }
+}
+
+/// A rate as a percentage with one decimal.
+pub fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+/// Milliseconds, rounded.
+pub fn ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |v| format!("{v:.0}"))
+}
+
+/// The marker on a figure that leaves out calls of unknown cost (explained in the footnote).
+pub const UNKNOWN_MARK: &str = "*";
+
+/// Column headers, with the run's confidence level.
+pub fn header(a: &RunAnalysis) -> Vec<String> {
+    let conf = format!("{:.0}%", a.options.confidence * 100.0);
+    [
+        "suite",
+        "provider",
+        "accepted",
+        "acceptance (95% Wilson)",
+        "$/accepted (95% BCa)",
+        "total cost",
+        "calls / failed / retries",
+        "p50 / p95 ms",
+        "spent now",
+    ]
+    .iter()
+    .map(|h| h.replace("95%", &conf))
+    .collect()
+}
+
+/// The cells of one row, in header order.
+pub fn cells(r: &Row) -> Vec<String> {
+    let done = r.outcomes - r.pending;
+    let mut acc = format!("{}/{}", r.accepted, done - r.grader_errors);
+    if r.pending > 0 {
+        acc.push_str(&format!(" ({} pending)", r.pending));
+    }
+    if r.grader_errors > 0 {
+        acc.push_str(&format!(" ({} grader errors)", r.grader_errors));
+    }
+    let qual = match r.qualifies {
+        Some(true) => " ✓",
+        Some(false) => " ✗",
+        None => "",
+    };
+    let mark = if r.unpriced_calls > 0 {
+        UNKNOWN_MARK
+    } else {
+        ""
+    };
+    let cpa = match r.cost_per_accepted_usd {
+        None => "unknown".to_string(),
+        Some(_) => format!(
+            "{}{mark} [{} – {}]",
+            usd(r.cost_per_accepted_usd),
+            usd(r.cost_per_accepted_ci.low),
+            r.cost_per_accepted_ci
+                .high
+                .map_or_else(|| "∞".into(), |h| usd(Some(h)))
+        ),
+    };
+    let total = match r.cost_usd.total {
+        None => "unknown".to_string(),
+        t => format!("{}{mark}", usd(t)),
+    };
+    vec![
+        r.suite.clone(),
+        r.provider.clone(),
+        acc,
+        format!(
+            "{} [{} – {}]{qual}",
+            pct(r.acceptance.rate),
+            pct(r.acceptance.low),
+            pct(r.acceptance.high)
+        ),
+        cpa,
+        total,
+        format!("{} / {} / {}", r.calls, r.failed_calls, r.retries),
+        format!("{} / {}", ms(r.latency_ms.p50), ms(r.latency_ms.p95)),
+        match r.spent_usd {
+            None => "unknown".to_string(),
+            s if r.spent_max_usd != r.spent_usd => format!("{}{UNKNOWN_MARK}", usd(s)),
+            s => usd(s),
+        },
+    ]
+}
+
+/// The report's title line.
+pub fn title(a: &RunAnalysis) -> String {
+    format!(
+        "costbench run {} ({}, cache {}, started {})",
+        a.run.id, a.run.status, a.run.cache_mode, a.run.created_at
+    )
+}
+
+/// What the figures mean, and one line per row whose figures leave out unknown costs.
+pub fn footnote(a: &RunAnalysis) -> String {
+    let mut s = String::from(
+        "$/accepted = (token cost of every attempt, retries included + rejected outcomes × rejection cost) / accepted. \
+         ✓/✗: acceptance vs the suite's quality threshold.",
+    );
+    for r in a.rows.iter().map(|r| &r.figures) {
+        if r.unpriced_calls == 0 {
+            continue;
+        }
+        let bound = match (r.cost_per_accepted_max_usd, r.cost_usd.unknown_max) {
+            (Some(m), _) => format!(
+                "at most {} per accepted with them at their bound",
+                usd(Some(m))
+            ),
+            (None, Some(u)) => format!("they can have cost up to {} in all", usd(Some(u))),
+            (None, None) => {
+                "no bound: a call without a completion cap (max_tokens) or a price".to_string()
+            }
+        };
+        s.push_str(&format!(
+            "\n{UNKNOWN_MARK} {} / {}: {} call(s) of unknown cost (no usage or no price) are left out; {bound}.",
+            r.suite, r.provider, r.unpriced_calls
+        ));
+    }
+    s
+}

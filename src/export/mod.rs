@@ -1,0 +1,42 @@
+//! Exports: one file per output format, each rendering a [`RunAnalysis`] and nothing else.
+//!
+//! As hyperfine's `src/export/`: one small trait, and table logic written once in `markup`
+//! and shared by the terminal table and markdown. No exporter reads the store.
+
+pub mod json;
+pub mod markdown;
+pub mod markup;
+pub mod table;
+
+use crate::analysis::RunAnalysis;
+
+/// Report output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A terminal table.
+    Table,
+    /// The stable JSON contract.
+    Json,
+    /// A Markdown table.
+    Md,
+}
+
+/// Renders an analysed run in one format.
+pub trait Exporter {
+    /// The whole output, ending without a trailing newline.
+    fn render(&self, analysis: &RunAnalysis) -> String;
+}
+
+/// The exporter of a format.
+pub fn exporter(format: Format) -> Box<dyn Exporter> {
+    match format {
+        Format::Table => Box::new(table::Table::fit_terminal()),
+        Format::Json => Box::new(json::Json),
+        Format::Md => Box::new(markdown::Markdown),
+    }
+}
+
+/// Renders an analysed run in a format.
+pub fn render(analysis: &RunAnalysis, format: Format) -> String {
+    exporter(format).render(analysis)
+}

@@ -1,0 +1,440 @@
+//! The store: one SQLite file that every stage writes to and reads from.
+//!
+//! The run writes attempts, grading writes grades, and report/gate/route read only the store, so
+//! they can be re-run without calling a provider. WAL mode and batched transactions keep a
+//! `kill -9` from losing more than the attempts in flight and from leaving a torn file.
+//! The schema is versioned with `PRAGMA user_version`; a newer or foreign file is refused.
+
+pub mod cache;
+pub mod outcomes;
+pub mod plan;
+mod schema;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::providers::{Money, Usage};
+pub use cache::{CacheEntry, CacheRecord};
+pub use outcomes::{GradeRow, GradeStatus, OutcomeRecord, Ungraded};
+pub use plan::{Delivery, ErrorKind, RunPlan, RunStatus};
+use schema::MIGRATIONS;
+pub use writer::{WriteOp, Writer};
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer costbench.
+    #[error(
+        "database {path} has schema version {found}, newer than this costbench understands ({SCHEMA_VERSION}); upgrade costbench or use another --db"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// The file is some other application's database.
+    #[error("{path} is not a costbench database; use another --db")]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// No database exists yet.
+    #[error("no database at {path}; run `costbench run` first, or pass --db")]
+    Missing {
+        /// The expected file.
+        path: PathBuf,
+    },
+    /// A requested run does not exist.
+    #[error("no run {0} in the database; `costbench runs` lists them")]
+    NoRun(String),
+    /// A run whose stored record this build cannot read (written by a foreign tool, or
+    /// damaged).
+    #[error(
+        "database {path}: run {run} cannot be read ({what}); this costbench reads schema version {SCHEMA_VERSION}"
+    )]
+    Unreadable {
+        /// The database file.
+        path: PathBuf,
+        /// The run.
+        run: i64,
+        /// What could not be read.
+        what: String,
+    },
+    /// Other I/O.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A slot: (suite, provider, task id, repeat).
+pub type SlotKey = (String, String, String, u32);
+
+/// One stored HTTP attempt.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptRow {
+    /// The run.
+    pub run_id: i64,
+    /// Suite name.
+    pub suite: String,
+    /// Provider id.
+    pub provider: String,
+    /// Task id.
+    pub task_id: String,
+    /// Sample number (0-based).
+    pub repeat: u32,
+    /// Try number within the slot (0-based, continues across resumes).
+    pub try_no: u32,
+    /// Whether this was the last try of its call (answered, or given up).
+    pub is_final: bool,
+    /// SHA-256 of the canonical request (the cache key).
+    pub request_hash: String,
+    /// UTC start time, RFC 3339.
+    pub started_at: String,
+    /// Wall time of the HTTP exchange.
+    pub latency_ms: f64,
+    /// HTTP status, if a response arrived.
+    pub http_status: Option<u16>,
+    /// Whether the request reached the provider, which decides what a failure may cost.
+    pub delivery: Delivery,
+    /// Why it failed, if it did.
+    pub error_kind: Option<ErrorKind>,
+    /// Error detail (never contains the API key).
+    pub error_message: Option<String>,
+    /// Whether a usable answer arrived.
+    pub answered: bool,
+    /// Whether the answer came from the record/replay cache.
+    pub replayed: bool,
+    /// Token usage, when the provider reported it.
+    pub usage: Option<Usage>,
+    /// Production cost of this attempt; `None` when it cannot be computed.
+    pub cost: Option<Money>,
+    /// When the cost is unknown: the most it can have been (prompt estimate × input price +
+    /// the completion cap × output price); `None` when unboundable.
+    pub cost_max: Option<Money>,
+    /// The prompt-token estimate `cost_max` used (UTF-8 bytes: a token is at least one byte).
+    pub est_prompt_tokens: Option<u64>,
+    /// Money actually spent by this run on this attempt (0 when replayed).
+    pub spent: Option<Money>,
+    /// Provider's finish reason.
+    pub finish_reason: Option<String>,
+    /// The answer text.
+    pub output: Option<String>,
+}
+
+/// A run's summary line.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// Run id.
+    pub id: i64,
+    /// When it started (UTC).
+    pub created_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// `rw`, `replay` or `off`.
+    pub cache_mode: String,
+    /// The plan: suites and providers (no secrets).
+    pub plan: RunPlan,
+}
+
+/// An open database.
+pub struct Store {
+    /// The connection.
+    pub conn: Connection,
+    path: PathBuf,
+}
+
+/// Current UTC time in RFC 3339 with milliseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql(path, e))?;
+        let mut s = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        s.configure()?;
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// Opens an existing database; a missing file is an error, not a new empty database.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::open(path)
+    }
+
+    fn configure(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;",
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+            });
+        }
+        if version == 0 {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if tables > 0 {
+                return Err(StoreError::Foreign {
+                    path: self.path.clone(),
+                });
+            }
+        } else {
+            let app: Option<String> = self
+                .conn
+                .query_row("SELECT value FROM meta WHERE key='application'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .unwrap_or(None);
+            if app.as_deref() != Some("costbench") {
+                return Err(StoreError::Foreign {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+            tx.execute_batch(m).map_err(|e| sql(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| sql(&self.path, e))?;
+            tx.commit().map_err(|e| sql(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql(&self.path, e)
+    }
+
+    /// Creates a run and its task list: (suite, position, task id, variables as JSON).
+    pub fn create_run<'a>(
+        &mut self,
+        key: &str,
+        cache_mode: &str,
+        plan: &RunPlan,
+        tasks: impl Iterator<Item = (&'a str, usize, &'a str, &'a str)>,
+    ) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let plan = serde_json::to_string(plan).map_err(|e| StoreError::Io(e.to_string()))?;
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        tx.execute(
+            "INSERT INTO runs (key, created_at, status, cache_mode, plan) VALUES (?1, ?2, 'running', ?3, ?4)",
+            params![key, now(), cache_mode, plan],
+        )
+        .map_err(|e| sql(&path, e))?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut st = tx
+                .prepare(
+                    "INSERT INTO tasks (run_id, suite, idx, task_id, vars) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| sql(&path, e))?;
+            for (suite, i, task_id, vars) in tasks {
+                st.execute(params![id, suite, i as i64, task_id, vars])
+                    .map_err(|e| sql(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(id)
+    }
+
+    /// The newest run with this key that did not complete, to resume.
+    pub fn resumable_run(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id FROM runs WHERE key = ?1 AND status != 'complete' ORDER BY id DESC LIMIT 1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Marks a run's status (and end time unless still running).
+    pub fn set_run_status(&self, id: i64, status: RunStatus) -> Result<(), StoreError> {
+        let finished = (status != RunStatus::Running).then(now);
+        self.conn
+            .execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, status.as_str(), finished],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Slots (suite, provider, task, repeat) that already have an answer, and each slot's
+    /// next try number, so a resumed run calls only what is missing.
+    pub fn slot_progress(&self, run_id: i64) -> Result<HashMap<SlotKey, (bool, u32)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT suite, provider, task_id, repeat, max(answered), max(try) + 1
+                 FROM attempts WHERE run_id = ?1 GROUP BY suite, provider, task_id, repeat",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([run_id], |r| {
+                Ok((
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u32),
+                    (r.get::<_, i64>(4)? != 0, r.get::<_, i64>(5)? as u32),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// One run by id, or the latest when `id` is `None`.
+    pub fn run(&self, id: Option<i64>) -> Result<RunInfo, StoreError> {
+        let q = "SELECT id, created_at, finished_at, status, cache_mode, plan FROM runs";
+        type Raw = (i64, String, Option<String>, String, String, String);
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Raw> {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        };
+        let res = match id {
+            Some(id) => self
+                .conn
+                .query_row(&format!("{q} WHERE id = ?1"), [id], map),
+            None => self
+                .conn
+                .query_row(&format!("{q} ORDER BY id DESC LIMIT 1"), [], map),
+        };
+        let (id, created_at, finished_at, status, cache_mode, plan) =
+            res.optional().map_err(|e| self.err(e))?.ok_or_else(|| {
+                StoreError::NoRun(id.map_or_else(|| "(none yet)".to_string(), |i| i.to_string()))
+            })?;
+        let unreadable = |what: String| StoreError::Unreadable {
+            path: self.path.clone(),
+            run: id,
+            what,
+        };
+        Ok(RunInfo {
+            id,
+            created_at,
+            finished_at,
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| unreadable(format!("unknown status `{status}`")))?,
+            cache_mode,
+            plan: serde_json::from_str(&plan)
+                .map_err(|e| unreadable(format!("its stored plan: {e}")))?,
+        })
+    }
+
+    /// All runs, newest first.
+    pub fn runs(&self) -> Result<Vec<RunInfo>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut st = self
+                .conn
+                .prepare("SELECT id FROM runs ORDER BY id DESC")
+                .map_err(|e| self.err(e))?;
+            st.query_map([], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
+        ids.into_iter().map(|id| self.run(Some(id))).collect()
+    }
+}
+
+/// Money as SQLite keeps it: an exact INTEGER of femto-dollars when it fits in 64 bits (up to
+/// $9,223.37), else exact decimal text in the `*_big` column, so no amount ever wraps.
+pub(crate) fn money_columns(m: Option<Money>) -> (Option<i64>, Option<String>) {
+    match m.map(|m| i64::try_from(m.0).map_err(|_| m.0.to_string())) {
+        None => (None, None),
+        Some(Ok(small)) => (Some(small), None),
+        Some(Err(big)) => (None, Some(big)),
+    }
+}
+
+/// The inverse of [`money_columns`]; `None` when neither column holds an amount.
+pub(crate) fn money_from_columns(small: Option<i64>, big: Option<&str>) -> Option<Money> {
+    small
+        .map(|v| Money(i128::from(v)))
+        .or_else(|| big.and_then(|b| b.parse().ok()).map(Money))
+}
+
+pub(crate) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_newer_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new.db");
+        Store::open(&p).unwrap();
+        Connection::open(&p)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let e = Store::open(&p).err().unwrap().to_string();
+        assert!(e.contains("schema version 99"), "{e}");
+
+        let f = dir.path().join("other.db");
+        Connection::open(&f)
+            .unwrap()
+            .execute_batch("CREATE TABLE x(a)")
+            .unwrap();
+        let e = Store::open(&f).err().unwrap().to_string();
+        assert!(e.contains("not a costbench database"), "{e}");
+
+        let t = dir.path().join("text.db");
+        std::fs::write(&t, "hello, this is not sqlite at all, just text........").unwrap();
+        assert!(Store::open(&t).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The SQL schema, one migration a version. `PRAGMA user_version` says which have run.
+
+/// Migrations in order; the database's `user_version` is how many have been applied.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // v1
+    r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('application', 'costbench');
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        cache_mode TEXT NOT NULL,
+        plan TEXT NOT NULL
+    );
+    CREATE INDEX runs_key ON runs(key);
+    CREATE TABLE tasks (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        suite TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        vars TEXT NOT NULL,
+        PRIMARY KEY (run_id, suite, task_id)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        suite TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        try INTEGER NOT NULL,
+        final INTEGER NOT NULL,
+        request_hash TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        http_status INTEGER,
+        error_kind TEXT,
+        error_message TEXT,
+        answered INTEGER NOT NULL,
+        replayed INTEGER NOT NULL,
+        usage_known INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_femto INTEGER,
+        spent_femto INTEGER,
+        finish_reason TEXT,
+        output TEXT
+    );
+    CREATE INDEX attempts_slot ON attempts(run_id, suite, provider, task_id, repeat);
+    CREATE TABLE grades (
+        run_id INTEGER NOT NULL,
+        suite TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        attempt_id INTEGER NOT NULL,
+        accepted INTEGER NOT NULL,
+        verdicts TEXT NOT NULL,
+        graded_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, suite, provider, task_id, repeat)
+    );
+    CREATE TABLE cache (
+        key TEXT PRIMARY KEY,
+        protocol TEXT NOT NULL,
+        base_url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        request TEXT NOT NULL,
+        response TEXT NOT NULL,
+        latency_ms REAL,
+        created_at TEXT NOT NULL
+    );
+    "#,
+    // v2: typed delivery of each attempt, bounds for unknown costs, money that cannot wrap,
+    // three-way grade status, and the index the report's per-outcome scan reads in order.
+    r#"
+    ALTER TABLE attempts ADD COLUMN delivery TEXT;
+    ALTER TABLE attempts ADD COLUMN cost_big TEXT;
+    ALTER TABLE attempts ADD COLUMN spent_big TEXT;
+    ALTER TABLE attempts ADD COLUMN cost_max_femto TEXT;
+    ALTER TABLE attempts ADD COLUMN est_prompt_tokens INTEGER;
+    ALTER TABLE grades ADD COLUMN status TEXT;
+    ALTER TABLE grades ADD COLUMN error TEXT;
+    DROP INDEX attempts_slot;
+    CREATE INDEX attempts_slot ON attempts(run_id, suite, provider, task_id, repeat, try);
+    "#,
+];

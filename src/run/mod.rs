@@ -142,6 +142,12 @@ pub fn execute(
         .map(|p| {
             reqwest::Client::builder()
                 .pool_max_idle_per_host(p.max_concurrency)
+                // A connect that cannot finish in half the call's time fails as a connect
+                // error: nothing was sent, so it is known to cost nothing.
+                .connect_timeout(
+                    std::time::Duration::try_from_secs_f64((p.timeout_s / 2.0).min(30.0))
+                        .unwrap_or(std::time::Duration::from_secs(30)),
+                )
                 .build()
                 .map_err(|e| RunError::Runtime(format!("HTTP client for `{}`: {e}", p.id)))
         })

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::providers::{Money, Usage};
+use crate::providers::{Money, Usage, bound};
 use crate::stats::{self, Outcome};
 use crate::store::plan::{ProviderPlan, SuitePlan};
 use crate::store::{ErrorKind, GradeStatus, OutcomeRecord, RunInfo, Store, StoreError};
@@ -146,7 +146,7 @@ impl RunAnalysis {
             .plan
             .providers
             .iter()
-            .filter_map(|p| Some((p.id.as_str(), p.price.as_ref()?.input)))
+            .filter_map(|p| Some((p.id.as_str(), bound::prompt_rate(p.price.as_ref()?))))
             .collect();
         store.for_each_outcome(run.id, &|p| input_rates.get(p).copied(), |o| {
             // Outcomes arrive grouped by suite and provider: look the row up once per group.

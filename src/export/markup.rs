@@ -131,7 +131,7 @@ pub fn footnote(a: &RunAnalysis) -> String {
             }
         };
         s.push_str(&format!(
-            "\n{UNKNOWN_MARK} {} / {}: {} call(s) of unknown cost (no usage or no price) are left out; {bound}.",
+            "\n{UNKNOWN_MARK} {} / {}: {} call(s) of unknown cost (sent with no answer seen, or no usage or price) are left out; {bound}.",
             r.suite, r.provider, r.unpriced_calls
         ));
     }

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::{Money, Price};
+use super::{Money, Price, Rate};
 
 /// The completion cap a request body sets, under any protocol's name for it.
 pub fn completion_cap(body: &Value) -> Option<u64> {
@@ -30,11 +30,15 @@ pub fn prompt_token_bound(body: &Value) -> u64 {
 pub fn cost_bound(price: Option<&Price>, body: &Value, prompt_tokens: u64) -> Option<Money> {
     let price = price?;
     let cap = completion_cap(body)?;
-    let prompt_rate = [price.cache_write, price.cache_write_1h]
+    Some(prompt_rate(price).cost(prompt_tokens).plus(price.output.cost(cap)))
+}
+
+/// The dearest rate a prompt token can be billed at (a cache write can cost more than input).
+pub fn prompt_rate(price: &Price) -> Rate {
+    [price.cache_write, price.cache_write_1h]
         .into_iter()
         .flatten()
-        .fold(price.input, |a, b| if b.0 > a.0 { b } else { a });
-    Some(prompt_rate.cost(prompt_tokens).plus(price.output.cost(cap)))
+        .fold(price.input, |a, b| if b.0 > a.0 { b } else { a })
 }
 
 #[cfg(test)]
@@ -42,7 +46,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::providers::Rate;
 
     fn price(input: &str, output: &str, write: Option<&str>) -> Price {
         Price {

@@ -150,10 +150,10 @@ fn legacy_delivery(
     }
 }
 
-/// Folds the attempts of one outcome. An unknown cost is bounded by its stored bound, tightened
-/// with the prompt tokens an answered try of the same request reported (the stored bound used
-/// the prompt's byte count, which no tokenizer exceeds).
-fn fold(attempts: &[AttemptFacts], input_rate: Option<crate::providers::Rate>) -> Folded {
+/// Folds the attempts of one outcome. An unknown cost is bounded by its stored bound, with the
+/// prompt tokens an answered try of the same request reported in place of the byte-count
+/// estimate the run made when it had no answer to read them from.
+fn fold(attempts: &[AttemptFacts], prompt_rate: Option<crate::providers::Rate>) -> Folded {
     let answered_prompt = attempts
         .iter()
         .filter(|a| a.answered)
@@ -173,9 +173,10 @@ fn fold(attempts: &[AttemptFacts], input_rate: Option<crate::providers::Rate>) -
             f.usage.output += u.output;
             f.usage.reasoning += u.reasoning;
         }
-        let bound = match (a.cost_max, a.est_prompt_tokens, answered_prompt, input_rate) {
-            (Some(max), Some(est), Some(real), Some(rate)) if real <= est => {
-                Some(Money(max.0 - rate.cost(est - real).0))
+        // The stored bound priced `est` prompt tokens; swap in the count the provider reported.
+        let bound = match (a.cost_max, a.est_prompt_tokens, answered_prompt, prompt_rate) {
+            (Some(max), Some(est), Some(real), Some(rate)) => {
+                Some(Money(max.0 - rate.cost(est).0 + rate.cost(real).0))
             }
             (max, ..) => max,
         };
@@ -240,11 +241,12 @@ impl Store {
     /// suite, provider, task id and repeat. Rows stream from SQLite along the attempts index,
     /// so neither SQLite nor this loop holds more than one outcome at a time.
     ///
-    /// `input_rate` gives each provider's input price, which tightens unknown-cost bounds.
+    /// `prompt_rate` gives each provider's dearest prompt-token rate, with which unknown-cost
+    /// bounds take the prompt size an answer reported.
     pub fn for_each_outcome(
         &self,
         run_id: i64,
-        input_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
         let mut st = self
@@ -271,7 +273,7 @@ impl Store {
                      attempts: &mut Vec<AttemptFacts>,
                      f: &mut dyn FnMut(OutcomeRecord)| {
             if let Some(mut rec) = rec {
-                let fo = fold(attempts, input_rate(&rec.provider));
+                let fo = fold(attempts, prompt_rate(&rec.provider));
                 rec.failures = attempts
                     .drain(..)
                     .filter(|a| {

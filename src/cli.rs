@@ -95,6 +95,10 @@ struct RunArgs {
     report: ReportFlags,
 }
 
+/// The most bootstrap resamples a report may ask for: beyond it the interval no longer
+/// changes and the time and memory grow without bound.
+const MAX_BOOTSTRAP: usize = 100_000;
+
 #[derive(Args, Debug)]
 struct ReportFlags {
     /// Output format.
@@ -121,6 +125,12 @@ impl ReportFlags {
         }
         if self.bootstrap < 100 {
             bail!(UsageError("--bootstrap must be at least 100".into()));
+        }
+        if self.bootstrap > MAX_BOOTSTRAP {
+            bail!(UsageError(format!(
+                "--bootstrap must be at most {MAX_BOOTSTRAP} resamples (got {}); 2000 is ample for 95% intervals",
+                self.bootstrap
+            )));
         }
         Ok(AnalysisOptions {
             confidence: self.confidence,
@@ -194,20 +204,44 @@ pub fn main() -> i32 {
             if let Some(hint) = hint(&e) {
                 eprintln!("hint: {hint}");
             }
-            let config = e.downcast_ref::<ConfigError>().is_some()
-                || e.downcast_ref::<UsageError>().is_some()
-                || matches!(
-                    e.downcast_ref::<crate::store::StoreError>(),
-                    Some(
-                        crate::store::StoreError::TooNew { .. }
-                            | crate::store::StoreError::Foreign { .. }
-                            | crate::store::StoreError::Missing { .. }
-                            | crate::store::StoreError::NoRun(_)
-                    )
-                );
-            if config { exit::CONFIG } else { exit::INTERNAL }
+            if is_bad_input(&e) {
+                exit::CONFIG
+            } else {
+                exit::INTERNAL
+            }
         }
     }
+}
+
+/// Whether an error is the user's input (exit 2) rather than costbench failing (exit 1),
+/// wherever in the cause chain it sits, so every command gives the same code for it.
+fn is_bad_input(e: &anyhow::Error) -> bool {
+    use crate::store::StoreError as S;
+    e.chain().any(|c| {
+        c.downcast_ref::<ConfigError>().is_some()
+            || c.downcast_ref::<UsageError>().is_some()
+            || matches!(
+                c.downcast_ref::<run::RunError>(),
+                Some(run::RunError::Cassette { .. })
+            )
+            || matches!(
+                c.downcast_ref::<S>(),
+                Some(
+                    S::TooNew { .. }
+                        | S::Foreign { .. }
+                        | S::Missing { .. }
+                        | S::NoRun(_)
+                        | S::Corrupt { .. }
+                        | S::Unreadable { .. }
+                )
+            )
+            || matches!(
+                c.downcast_ref::<run::RunError>(),
+                Some(run::RunError::Store(
+                    S::TooNew { .. } | S::Foreign { .. } | S::Corrupt { .. }
+                ))
+            )
+    })
 }
 
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
@@ -223,7 +257,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(a) => cmd_run(&cli.db, a),
         Command::Report(a) => {
             let opts = a.report.options()?;
-            let store = Store::open_existing(&cli.db)?;
+            let store = Store::open_read_only(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
             let text = export::render(&analysis, a.report.format);
             match &a.out {
@@ -283,6 +317,12 @@ fn load_all(
 
 fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     let opts = a.report.options()?;
+    if !(0.0..=1.0).contains(&a.max_failed_share) {
+        bail!(UsageError(format!(
+            "--max-failed-share must be a share between 0 and 1 (got {})",
+            a.max_failed_share
+        )));
+    }
     let (suites, mut providers) = load_all(&a.suites, Some(&a.providers))?;
     if !a.only.is_empty() {
         let unknown: Vec<&String> = a
@@ -405,6 +445,14 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     let mut store = Store::open_existing(db)?;
     let run = store.run(a.run)?;
     let paths: Vec<PathBuf> = if a.suites.is_empty() {
+        if let Some(gone) = run.plan.suites.iter().find(|s| !s.path.exists()) {
+            bail!(UsageError(format!(
+                "run {}'s suite `{}` was read from {}, which is not there now\nhint: give the suite files with --suite FILE",
+                run.id,
+                gone.name,
+                gone.path.display()
+            )));
+        }
         run.plan.suites.iter().map(|s| s.path.clone()).collect()
     } else {
         a.suites.clone()
@@ -434,7 +482,7 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
 }
 
 fn cmd_runs(db: &Path) -> Result<i32> {
-    let store = Store::open_existing(db)?;
+    let store = Store::open_read_only(db)?;
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["id", "started", "status", "cache", "suites", "providers"]);

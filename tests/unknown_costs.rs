@@ -73,7 +73,8 @@ fn a_provider_that_hangs_on_some_first_tries_keeps_its_cost_per_accepted_and_get
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("$0.000854*"), "{text}");
     assert!(
-        text.contains("* s / p: 2 call(s) of unknown cost") && text.contains("at most $0.001277 per accepted"),
+        text.contains("* s / p: 2 call(s) of unknown cost")
+            && text.contains("at most $0.001277 per accepted"),
         "{text}"
     );
 }

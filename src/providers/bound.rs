@@ -30,7 +30,11 @@ pub fn prompt_token_bound(body: &Value) -> u64 {
 pub fn cost_bound(price: Option<&Price>, body: &Value, prompt_tokens: u64) -> Option<Money> {
     let price = price?;
     let cap = completion_cap(body)?;
-    Some(prompt_rate(price).cost(prompt_tokens).plus(price.output.cost(cap)))
+    Some(
+        prompt_rate(price)
+            .cost(prompt_tokens)
+            .plus(price.output.cost(cap)),
+    )
 }
 
 /// The dearest rate a prompt token can be billed at (a cache write can cost more than input).

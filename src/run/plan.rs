@@ -57,7 +57,8 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
             .map(|s| SuitePlan {
                 name: s.name.clone(),
                 description: s.description.clone(),
-                path: s.path.clone(),
+                // Absolute, so `costbench grade` finds it from any working directory.
+                path: std::path::absolute(&s.path).unwrap_or_else(|_| s.path.clone()),
                 workload: s.workload.clone(),
                 quality_threshold: s.quality_threshold,
                 rejection_cost_femto: s.rejection_cost,

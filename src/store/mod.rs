@@ -54,6 +54,14 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
     },
+    /// The file is damaged, or not a database at all.
+    #[error(
+        "database {path} is corrupted or is not a database; restore it from a backup or use another --db"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+    },
     /// No database exists yet.
     #[error("no database at {path}; run `costbench run` first, or pass --db")]
     Missing {
@@ -192,6 +200,49 @@ impl Store {
         Self::open(path)
     }
 
+    /// Opens an existing database for reading only, so reports work from a read-only
+    /// directory or file (a WAL database there is read as immutable: nothing can write it).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let check = |conn: Connection| -> Result<Store, StoreError> {
+            let s = Store {
+                conn,
+                path: path.to_path_buf(),
+            };
+            s.conn
+                .execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;")
+                .map_err(|e| s.err(e))?;
+            let version = s.check_application()?;
+            if version < SCHEMA_VERSION {
+                return Err(StoreError::Io(format!(
+                    "database {} has schema version {version} and needs upgrading to {SCHEMA_VERSION}, which needs write access: run any costbench command on it where it can be written",
+                    path.display()
+                )));
+            }
+            Ok(s)
+        };
+        match Connection::open_with_flags(path, flags)
+            .map_err(|e| sql(path, e))
+            .and_then(check)
+        {
+            Ok(s) => Ok(s),
+            // Without write access to the directory SQLite cannot create the WAL index.
+            Err(StoreError::Sqlite { .. }) => {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                Connection::open_with_flags(&uri, flags)
+                    .map_err(|e| sql(path, e))
+                    .and_then(check)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn configure(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(
@@ -200,7 +251,8 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    /// The schema version, after checking the file is a costbench database this build reads.
+    fn check_application(&self) -> Result<i64, StoreError> {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -235,6 +287,11 @@ impl Store {
                 });
             }
         }
+        Ok(version)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.check_application()?;
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
             tx.execute_batch(m).map_err(|e| sql(&self.path, e))?;
@@ -402,7 +459,27 @@ pub(crate) fn money_from_columns(small: Option<i64>, big: Option<&str>) -> Optio
         .or_else(|| big.and_then(|b| b.parse().ok()).map(Money))
 }
 
+/// A path as a `file:` URI path (percent-encoding what a URI reserves).
+fn uri_path(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    abs.to_string_lossy()
+        .chars()
+        .map(|c| match c {
+            '%' | '?' | '#' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 pub(crate) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(e, _) = &source
+        && matches!(e.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    {
+        return StoreError::Corrupt {
+            path: path.to_path_buf(),
+        };
+    }
     StoreError::Sqlite {
         path: path.to_path_buf(),
         source,

@@ -174,7 +174,12 @@ fn fold(attempts: &[AttemptFacts], prompt_rate: Option<crate::providers::Rate>) 
             f.usage.reasoning += u.reasoning;
         }
         // The stored bound priced `est` prompt tokens; swap in the count the provider reported.
-        let bound = match (a.cost_max, a.est_prompt_tokens, answered_prompt, prompt_rate) {
+        let bound = match (
+            a.cost_max,
+            a.est_prompt_tokens,
+            answered_prompt,
+            prompt_rate,
+        ) {
             (Some(max), Some(est), Some(real), Some(rate)) => {
                 Some(Money(max.0 - rate.cost(est).0 + rate.cost(real).0))
             }

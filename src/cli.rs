@@ -233,6 +233,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
                         | S::NoRun(_)
                         | S::Corrupt { .. }
                         | S::Unreadable { .. }
+                        | S::NeedsUpgrade { .. }
                 )
             )
             || matches!(
@@ -257,7 +258,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(a) => cmd_run(&cli.db, a),
         Command::Report(a) => {
             let opts = a.report.options()?;
-            let store = Store::open_read_only(&cli.db)?;
+            let store = Store::open_to_read(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
             let text = export::render(&analysis, a.report.format);
             match &a.out {
@@ -482,7 +483,7 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
 }
 
 fn cmd_runs(db: &Path) -> Result<i32> {
-    let store = Store::open_read_only(db)?;
+    let store = Store::open_to_read(db)?;
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["id", "started", "status", "cache", "suites", "providers"]);

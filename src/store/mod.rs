@@ -54,6 +54,16 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
     },
+    /// The file has an older schema and was opened read-only, so it cannot be upgraded.
+    #[error(
+        "database {path} has schema version {found} and needs upgrading to {SCHEMA_VERSION}, which needs write access: run any costbench command on it where it can be written"
+    )]
+    NeedsUpgrade {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
     /// The file is damaged, or not a database at all.
     #[error(
         "database {path} is corrupted or is not a database; restore it from a backup or use another --db"
@@ -200,6 +210,15 @@ impl Store {
         Self::open(path)
     }
 
+    /// Opens an existing database to read: read-only when its schema is current, so reports
+    /// work where it cannot be written; upgraded in place first when it is older.
+    pub fn open_to_read(path: &Path) -> Result<Store, StoreError> {
+        match Self::open_read_only(path) {
+            Err(StoreError::NeedsUpgrade { .. }) => Self::open_existing(path),
+            other => other,
+        }
+    }
+
     /// Opens an existing database for reading only, so reports work from a read-only
     /// directory or file (a WAL database there is read as immutable: nothing can write it).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
@@ -220,10 +239,10 @@ impl Store {
                 .map_err(|e| s.err(e))?;
             let version = s.check_application()?;
             if version < SCHEMA_VERSION {
-                return Err(StoreError::Io(format!(
-                    "database {} has schema version {version} and needs upgrading to {SCHEMA_VERSION}, which needs write access: run any costbench command on it where it can be written",
-                    path.display()
-                )));
+                return Err(StoreError::NeedsUpgrade {
+                    path: path.to_path_buf(),
+                    found: version,
+                });
             }
             Ok(s)
         };

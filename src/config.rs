@@ -106,6 +106,97 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Largest suite or providers file read, in bytes. A file this size is far past any hand-written
+/// config; the cap keeps a path like `/dev/zero` from growing memory until the process aborts.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most YAML nodes (mappings, sequences, scalars) one file may hold. Sized for 100,000 inline
+/// tasks of a few variables each (about 10 nodes a task) with room to spare; the budget still
+/// stands because alias bombs and huge documents must fail fast instead of exhausting memory.
+pub const MAX_YAML_NODES: usize = 4_000_000;
+
+/// Most parser events one file may produce (each collection adds a start and an end event).
+const MAX_YAML_EVENTS: usize = 2 * MAX_YAML_NODES + 1_000;
+
+/// Why a file could not be read, in plain words.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is larger than the cap.
+    #[error("file is larger than {} MiB; costbench does not read config files that large", .0 / (1024 * 1024))]
+    TooLarge(u64),
+    /// The file is not UTF-8 text.
+    #[error("file is not UTF-8 text (invalid byte at offset {0})")]
+    NotUtf8(usize),
+}
+
+/// Reads a whole text file, refusing files over `cap` bytes without reading past the cap.
+pub fn read_capped(file: &Path, cap: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge(cap));
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+}
+
+/// The YAML reading options every config file is parsed with.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        // YAML 1.2 booleans only: `answer: no` must stay the string "no".
+        strict_booleans: true,
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: MAX_YAML_EVENTS,
+        },
+    }
+}
+
+/// A serde-saphyr error in plain words: its own wording names Rust types and options
+/// (`budget breached: Nodes { .. }`, `set DuplicateKeyPolicy in Options`) a user cannot act on.
+fn yaml_error_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let alias_bomb = "YAML aliases (`*name`) expand to too much data (an alias bomb?); \
+                      write the values out instead of repeating aliases";
+    let message = match e.without_snippet() {
+        E::Budget { breach, .. } => match breach {
+            B::Nodes { .. } | B::Events { .. } => format!(
+                "the file has more than {MAX_YAML_NODES} YAML values, more than costbench reads \
+                 from one file; move the tasks to a tasks_file (JSONL or CSV)"
+            ),
+            B::ScalarBytes { .. } => "the file holds more than 64 MiB of text; move the tasks \
+                                      to a tasks_file (JSONL or CSV)"
+                .to_string(),
+            B::Depth { depth } => {
+                format!("values are nested too deeply ({depth} levels); flatten the file")
+            }
+            B::Documents { .. } => "the file holds too many YAML documents (`---`)".to_string(),
+            B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
+                alias_bomb.to_string()
+            }
+            _ => "the file is too large or too complex to read".to_string(),
+        },
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => alias_bomb.to_string(),
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key `{k}`; each key may appear once in a mapping")
+        }
+        E::DuplicateMappingKey { key: None, .. } => {
+            "duplicate key; each key may appear once in a mapping".to_string()
+        }
+        other => other.to_string(),
+    };
+    format!("invalid YAML: {message}")
+}
+
 /// A parsed YAML file with node locations, collecting problems as sections are read.
 pub struct Loader {
     /// The file being read.
@@ -120,29 +211,28 @@ pub struct Loader {
 impl Loader {
     /// Reads and parses a YAML file; an unreadable or syntactically invalid file is one problem.
     pub fn open(file: &Path) -> Result<Loader, ConfigError> {
-        let src = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        let one = |message: String| ConfigError {
             problems: vec![Problem {
                 file: file.to_path_buf(),
                 line_col: None,
                 path: DocPath::default(),
-                message: format!("cannot read file: {e}"),
+                message,
             }],
-        })?;
+        };
+        let src = read_capped(file, MAX_CONFIG_BYTES).map_err(|e| one(e.to_string()))?;
         Self::from_str(file, &src)
     }
 
     /// Parses YAML text that came from `file` (used in messages only).
     pub fn from_str(file: &Path, src: &str) -> Result<Loader, ConfigError> {
-        // YAML 1.2 booleans only: `answer: no` must stay the string "no".
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let root: Value = serde_saphyr::from_str_with_options(src, options).map_err(|e| {
+        let root: Value = serde_saphyr::from_str_with_options(src, yaml_options()).map_err(|e| {
             let loc = e.location();
             ConfigError {
                 problems: vec![Problem {
                     file: file.to_path_buf(),
                     line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
                     path: DocPath::default(),
-                    message: format!("invalid YAML: {}", e.without_snippet()),
+                    message: yaml_error_message(&e),
                 }],
             }
         })?;

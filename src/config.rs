@@ -164,7 +164,12 @@ fn yaml_error_message(e: &serde_saphyr::Error) -> String {
     use serde_saphyr::budget::BudgetBreach as B;
     let alias_bomb = "YAML aliases (`*name`) expand to too much data (an alias bomb?); \
                       write the values out instead of repeating aliases";
-    let message = match e.without_snippet() {
+    // Alias and snippet wrappers hide the error that says what happened.
+    let mut inner = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let message = match inner {
         E::Budget { breach, .. } => match breach {
             B::Nodes { .. } | B::Events { .. } => format!(
                 "the file has more than {MAX_YAML_NODES} YAML values, more than costbench reads \
@@ -177,9 +182,11 @@ fn yaml_error_message(e: &serde_saphyr::Error) -> String {
                 format!("values are nested too deeply ({depth} levels); flatten the file")
             }
             B::Documents { .. } => "the file holds too many YAML documents (`---`)".to_string(),
-            B::Aliases { .. } | B::Anchors { .. } | B::AliasAnchorRatio { .. } => {
-                alias_bomb.to_string()
-            }
+            B::Aliases { .. }
+            | B::Anchors { .. }
+            | B::AliasAnchorRatio { .. }
+            | B::RecordedAnchorEvents { .. }
+            | B::RecordedAnchorBytes { .. } => alias_bomb.to_string(),
             _ => "the file is too large or too complex to read".to_string(),
         },
         E::AliasReplayLimitExceeded { .. }
@@ -192,7 +199,7 @@ fn yaml_error_message(e: &serde_saphyr::Error) -> String {
         E::DuplicateMappingKey { key: None, .. } => {
             "duplicate key; each key may appear once in a mapping".to_string()
         }
-        other => other.to_string(),
+        other => other.without_snippet().to_string(),
     };
     format!("invalid YAML: {message}")
 }
@@ -293,7 +300,15 @@ impl Loader {
                     _ => {}
                 }
             }
-            let message = err.into_inner().to_string();
+            let mut message = err.into_inner().to_string();
+            // serde reads a struct from a sequence too, so a list where a mapping belongs says
+            // "invalid length 3"; say what it is instead.
+            if message.starts_with("invalid length ")
+                && value_at(&value, &at).is_some_and(Value::is_array)
+                && let Some((_, expected)) = message.split_once(", expected ")
+            {
+                message = format!("invalid type: sequence, expected {expected}");
+            }
             // A required field we removed ourselves: already reported under its own path.
             let ours = message.starts_with("missing field")
                 && removed
@@ -326,6 +341,14 @@ impl Loader {
             }),
         }
     }
+}
+
+/// The value at `at` inside `value`.
+fn value_at<'a>(value: &'a Value, at: &DocPath) -> Option<&'a Value> {
+    at.0.iter().try_fold(value, |v, seg| match seg {
+        Seg::Key(k) => v.get(k.as_str()),
+        Seg::Index(i) => v.get(*i),
+    })
 }
 
 /// Removes the entry at `at` from `value`; false when there was nothing to remove.
@@ -525,5 +548,41 @@ mod tests {
             msgs[2]
         );
         assert_eq!(msgs[3], "f.yaml:4:1: d: unknown key");
+    }
+
+    #[test]
+    // Regression: the default budget (250,000 nodes) refused suites of about 20,000 inline
+    // tasks. 100,000 tasks of a few variables must fit, with room for a few more each.
+    fn yaml_budget_admits_a_hundred_thousand_inline_tasks() {
+        use serde_saphyr::granit_parser::{Event, Parser};
+        let task = "tasks:\n  - {id: t1, vars: {q: q1, a: a1, b: b1}}\n";
+        let nodes = Parser::new_from_str(task)
+            .filter_map(Result::ok)
+            .filter(|(e, _)| {
+                matches!(
+                    e,
+                    Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+                )
+            })
+            .count();
+        // Minus the document's own mapping, `tasks` and its sequence: the nodes of one task.
+        let per_task = nodes - 3;
+        assert_eq!(per_task, 11);
+        assert!(100_000 * per_task * 3 < MAX_YAML_NODES);
+        assert!(2 * MAX_YAML_NODES < MAX_YAML_EVENTS);
+    }
+
+    #[test]
+    // A budget still stands: far too many values fail in words, naming the fix.
+    fn budget_breach_is_worded_with_the_fix() {
+        // A small budget stands in for the real one, which takes minutes to fill in debug.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! { max_nodes: 10 },
+        };
+        let err = serde_saphyr::from_str_with_options::<Value>("tasks: [1,2,3,4,5,6,7,8,9,10]", options)
+            .unwrap_err();
+        let msg = yaml_error_message(&err);
+        assert!(msg.contains("move the tasks to a tasks_file"), "{msg}");
+        assert!(!msg.contains("budget"), "{msg}");
     }
 }

@@ -408,12 +408,13 @@ fn tasks_file_path(suite: &Path, f: &str) -> Result<PathBuf, String> {
     if rel.is_absolute() {
         return Ok(rel.to_path_buf());
     }
-    let mut depth: usize = 0;
+    // Resolved lexically: `data/../x` needs no `data` folder, and the result must stay inside.
+    let mut inside = PathBuf::new();
     for c in rel.components() {
         match c {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(part) => inside.push(part),
             Component::CurDir => {}
-            Component::ParentDir if depth > 0 => depth -= 1,
+            Component::ParentDir if inside.pop() => {}
             _ => {
                 return Err(format!(
                     "`{f}` points outside the suite's folder; write an absolute path if you \
@@ -422,7 +423,7 @@ fn tasks_file_path(suite: &Path, f: &str) -> Result<PathBuf, String> {
             }
         }
     }
-    Ok(suite.parent().unwrap_or(Path::new(".")).join(rel))
+    Ok(suite.parent().unwrap_or(Path::new(".")).join(inside))
 }
 
 /// Where a task was written, for messages.

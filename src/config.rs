@@ -232,17 +232,18 @@ impl Loader {
 
     /// Parses YAML text that came from `file` (used in messages only).
     pub fn from_str(file: &Path, src: &str) -> Result<Loader, ConfigError> {
-        let root: Value = serde_saphyr::from_str_with_options(src, yaml_options()).map_err(|e| {
-            let loc = e.location();
-            ConfigError {
-                problems: vec![Problem {
-                    file: file.to_path_buf(),
-                    line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
-                    path: DocPath::default(),
-                    message: yaml_error_message(&e),
-                }],
-            }
-        })?;
+        let root: Value =
+            serde_saphyr::from_str_with_options(src, yaml_options()).map_err(|e| {
+                let loc = e.location();
+                ConfigError {
+                    problems: vec![Problem {
+                        file: file.to_path_buf(),
+                        line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
+                        path: DocPath::default(),
+                        message: yaml_error_message(&e),
+                    }],
+                }
+            })?;
         Ok(Loader {
             file: file.to_path_buf(),
             root,
@@ -569,7 +570,7 @@ mod tests {
         let per_task = nodes - 3;
         assert_eq!(per_task, 11);
         assert!(100_000 * per_task * 3 < MAX_YAML_NODES);
-        assert!(2 * MAX_YAML_NODES < MAX_YAML_EVENTS);
+        const { assert!(2 * MAX_YAML_NODES < MAX_YAML_EVENTS) };
     }
 
     #[test]
@@ -579,8 +580,9 @@ mod tests {
         let options = serde_saphyr::options! {
             budget: serde_saphyr::budget! { max_nodes: 10 },
         };
-        let err = serde_saphyr::from_str_with_options::<Value>("tasks: [1,2,3,4,5,6,7,8,9,10]", options)
-            .unwrap_err();
+        let err =
+            serde_saphyr::from_str_with_options::<Value>("tasks: [1,2,3,4,5,6,7,8,9,10]", options)
+                .unwrap_err();
         let msg = yaml_error_message(&err);
         assert!(msg.contains("move the tasks to a tasks_file"), "{msg}");
         assert!(!msg.contains("budget"), "{msg}");

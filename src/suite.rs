@@ -39,11 +39,26 @@ const RESERVED_PARAMS: &[(&str, &str)] = &[
     ("messages", "is built from the suite's prompt"),
     ("contents", "is built from the suite's prompt"),
     ("system", "is built from the suite's prompt.system"),
-    ("systemInstruction", "is built from the suite's prompt.system"),
-    ("stream", "is chosen by costbench, which reads whole answers"),
-    ("stream_options", "is chosen by costbench, which reads whole answers"),
-    ("n", "would ask for several answers per call while one is graded; use `repeats`"),
-    ("candidateCount", "would ask for several answers per call while one is graded; use `repeats`"),
+    (
+        "systemInstruction",
+        "is built from the suite's prompt.system",
+    ),
+    (
+        "stream",
+        "is chosen by costbench, which reads whole answers",
+    ),
+    (
+        "stream_options",
+        "is chosen by costbench, which reads whole answers",
+    ),
+    (
+        "n",
+        "would ask for several answers per call while one is graded; use `repeats`",
+    ),
+    (
+        "candidateCount",
+        "would ask for several answers per call while one is graded; use `repeats`",
+    ),
 ];
 
 /// A few-shot turn inserted between the system prompt and the task's user prompt.
@@ -90,9 +105,11 @@ impl Task {
 
 /// The scalar fields of a suite file; lists are read item by item to report every problem.
 #[derive(Deserialize)]
-#[serde(expecting = "a mapping with keys suite, prompt, graders, tasks or tasks_file, and \
+#[serde(
+    expecting = "a mapping with keys suite, prompt, graders, tasks or tasks_file, and \
                      optionally description, workload, quality_threshold, rejection_cost_usd, \
-                     repeats and params")]
+                     repeats and params"
+)]
 struct SuiteHead {
     suite: String,
     #[serde(default)]
@@ -324,7 +341,11 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     let mut check = TaskCheck {
         needed: &needed,
         graders: &graders,
-        prompts: prompts_ok.then_some((&env, head.prompt.system.is_some(), head.prompt.examples.len())),
+        prompts: prompts_ok.then_some((
+            &env,
+            head.prompt.system.is_some(),
+            head.prompt.examples.len(),
+        )),
         render_problems: 0,
         seen: HashSet::new(),
         tasks: Vec::new(),
@@ -349,8 +370,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
                         format!("cannot read tasks file {}: {e}", file.display()),
                     ),
                     // An empty file would validate as "0 tasks" and a run would do nothing.
-                    Ok(()) if check.tasks.is_empty() && l.problems.len() == problems_before =>
-                    {
+                    Ok(()) if check.tasks.is_empty() && l.problems.len() == problems_before => {
                         l.problem(&at, format!("tasks file {} has no tasks", file.display()))
                     }
                     Ok(()) => {}
@@ -530,7 +550,10 @@ struct RecordCap<R> {
 impl<R: Read> Read for RecordCap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.read.saturating_sub(self.mark.get()) > MAX_TASK_LINE_BYTES {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, TooLong));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                TooLong,
+            ));
         }
         let n = self.inner.read(buf)?;
         self.read += n as u64;
@@ -719,7 +742,12 @@ fn parse_task_line(text: &str) -> Result<(TaskLine, Vec<String>), (usize, String
     let mut de = serde_json::Deserializer::from_str(text);
     let mut unknown = Vec::new();
     let task: TaskLine = serde_ignored::deserialize(&mut de, |p| unknown.push(p.to_string()))
-        .map_err(|e| (e.column().max(1), format!("invalid task: {}", json_error_text(&e))))?;
+        .map_err(|e| {
+            (
+                e.column().max(1),
+                format!("invalid task: {}", json_error_text(&e)),
+            )
+        })?;
     de.end().map_err(|e| {
         (
             e.column().max(1),

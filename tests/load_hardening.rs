@@ -91,7 +91,10 @@ fn huge_repeats_fail_at_load() {
         "#},
         &[],
     );
-    assert_config_error(&out, &["suite.yaml:2:1: repeats: must be at most 10000, got 1000000000"]);
+    assert_config_error(
+        &out,
+        &["suite.yaml:2:1: repeats: must be at most 10000, got 1000000000"],
+    );
 }
 
 // Regression: tasks × repeats was unbounded (a large tasks file at the maximum repeats).
@@ -104,7 +107,9 @@ fn too_many_outcomes_fail_at_load() {
     let out = validate_suite(&suite, &[("tasks.jsonl", &lines)]);
     assert_config_error(
         &out,
-        &["repeats: 10001 tasks × 10000 repeats = 100010000 outcomes per provider, more than the 100000000"],
+        &[
+            "repeats: 10001 tasks × 10000 repeats = 100010000 outcomes per provider, more than the 100000000",
+        ],
     );
 }
 
@@ -123,7 +128,9 @@ fn runaway_template_runs_out_of_fuel_naming_task_and_template() {
     );
     assert_config_error(
         &out,
-        &["tasks[0].vars: task `t3`: prompt.user: template used too much computation (fuel exhausted)"],
+        &[
+            "tasks[0].vars: task `t3`: prompt.user: template used too much computation (fuel exhausted)",
+        ],
     );
 }
 
@@ -148,7 +155,10 @@ fn prompts_and_graders_share_one_template_dialect() {
 #[test]
 fn endless_line_in_tasks_file_stops_at_the_cap() {
     for (file, expected) in [
-        ("/dev/zero", "/dev/zero:1:1: line is longer than 16 MiB; reading stops here"),
+        (
+            "/dev/zero",
+            "/dev/zero:1:1: line is longer than 16 MiB; reading stops here",
+        ),
         ("/dev/zero.csv", ""),
     ] {
         if file.ends_with(".csv") {
@@ -157,7 +167,10 @@ fn endless_line_in_tasks_file_stops_at_the_cap() {
             ws.write("suite.yaml", &FILE_SUITE.replace("tasks.jsonl", "zero.csv"));
             std::os::unix::fs::symlink("/dev/zero", ws.path("zero.csv")).unwrap();
             let out = Out::of(ws.cmd().args(["validate", "suite.yaml"]).output().unwrap());
-            assert_config_error(&out, &["zero.csv:1:1: invalid CSV header: longer than 16 MiB"]);
+            assert_config_error(
+                &out,
+                &["zero.csv:1:1: invalid CSV header: longer than 16 MiB"],
+            );
             continue;
         }
         let out = validate_suite(&FILE_SUITE.replace("tasks.jsonl", file), &[]);
@@ -171,7 +184,10 @@ fn overlong_csv_record_stops_at_the_cap() {
     let csv = format!("id,q,answer\nt1,a,b\nt2,\"{big}\",b\nt3,a,b\n");
     let suite = FILE_SUITE.replace("tasks.jsonl", "tasks.csv");
     let out = validate_suite(&suite, &[("tasks.csv", &csv)]);
-    assert_config_error(&out, &["tasks.csv:3:1: record is longer than 16 MiB; reading stops here"]);
+    assert_config_error(
+        &out,
+        &["tasks.csv:3:1: record is longer than 16 MiB; reading stops here"],
+    );
 }
 
 // Regression: `{…}{…}` on one JSONL line yielded one task and dropped the second, and
@@ -208,7 +224,10 @@ fn byte_order_mark_is_accepted_in_jsonl() {
 #[test_case("\n  \n" ; "blank lines")]
 fn empty_tasks_file_is_a_load_error(content: &str) {
     let out = validate_suite(FILE_SUITE, &[("tasks.jsonl", content)]);
-    assert_config_error(&out, &["suite.yaml:6:1: tasks_file: tasks file tasks.jsonl has no tasks"]);
+    assert_config_error(
+        &out,
+        &["suite.yaml:6:1: tasks_file: tasks file tasks.jsonl has no tasks"],
+    );
 }
 
 // Regression: suite params could set reserved body fields, so the request went to another
@@ -240,10 +259,17 @@ fn tasks_file_climbing_out_of_the_suite_folder_needs_an_absolute_path() {
         "suites/s.yaml",
         &FILE_SUITE.replace("tasks.jsonl", "data/../../x.jsonl"),
     );
-    let out = Out::of(ws.cmd().args(["validate", "suites/s.yaml"]).output().unwrap());
+    let out = Out::of(
+        ws.cmd()
+            .args(["validate", "suites/s.yaml"])
+            .output()
+            .unwrap(),
+    );
     assert_config_error(
         &out,
-        &["suites/s.yaml:6:1: tasks_file: `data/../../x.jsonl` points outside the suite's folder; write an absolute path if you mean a file outside the suite's folder"],
+        &[
+            "suites/s.yaml:6:1: tasks_file: `data/../../x.jsonl` points outside the suite's folder; write an absolute path if you mean a file outside the suite's folder",
+        ],
     );
     // The same file named absolutely is accepted, and `data/../x` inside the folder too.
     let abs = ws.path("x.jsonl").display().to_string();
@@ -306,7 +332,13 @@ fn alias_bomb_fails_in_plain_words() {
     }
     yaml.push_str("suite: s\n");
     let out = validate_suite(&yaml, &[]);
-    assert_config_error(&out, &["suite.yaml:", "invalid YAML: YAML aliases (`*name`) expand to too much data"]);
+    assert_config_error(
+        &out,
+        &[
+            "suite.yaml:",
+            "invalid YAML: YAML aliases (`*name`) expand to too much data",
+        ],
+    );
     assert!(!out.stderr.contains("budget breached"), "{out}");
 }
 
@@ -318,8 +350,17 @@ fn alias_bomb_fails_in_plain_words() {
 fn library_wording_is_rewritten(suite: &str, expected: &str) {
     let out = validate_suite(suite, &[]);
     assert_config_error(&out, &[expected]);
-    for internal in ["struct ", "enum ", "DuplicateKeyPolicy", "Options", "budget breached"] {
-        assert!(!out.stderr.contains(internal), "`{internal}` on stderr:\n{out}");
+    for internal in [
+        "struct ",
+        "enum ",
+        "DuplicateKeyPolicy",
+        "Options",
+        "budget breached",
+    ] {
+        assert!(
+            !out.stderr.contains(internal),
+            "`{internal}` on stderr:\n{out}"
+        );
     }
 }
 

@@ -496,7 +496,11 @@ mod tests {
     fn big_integers_in_expect_compare_exactly() {
         let g = grader("{expect: {/n: 9007199254740992, /t: '{{ t }}'}}");
         let v = vars(json!({"t": "9007199254740992"}));
-        assert!(passes(&g, r#"{"n": 9007199254740992, "t": 9007199254740992}"#, &v));
+        assert!(passes(
+            &g,
+            r#"{"n": 9007199254740992, "t": 9007199254740992}"#,
+            &v
+        ));
         let Check::Fail(r) = g.check(r#"{"n": 9007199254740993, "t": 9007199254740993}"#, &v)
         else {
             panic!("expected failure");

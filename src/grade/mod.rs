@@ -289,9 +289,10 @@ impl GradeOutcome {
     pub fn from_verdicts(verdicts: Vec<Verdict>) -> GradeOutcome {
         GradeOutcome {
             accepted: verdicts.iter().all(|v| v.passed),
-            error: verdicts.iter().enumerate().find_map(|(i, v)| {
-                v.error.as_ref().map(|e| format!("graders[{i}]: {e}"))
-            }),
+            error: verdicts
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.error.as_ref().map(|e| format!("graders[{i}]: {e}"))),
             verdicts,
         }
     }

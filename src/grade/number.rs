@@ -246,7 +246,12 @@ impl Num {
     /// Whether `self` is within `max(abs_tol, rel_tol × |expected|)` of `expected`: exactly
     /// when every value fits a [`Dec`], else in f64. Returns the verdict and the allowance
     /// (for the reason; `None` when it is zero).
-    pub(crate) fn within(&self, expected: &Num, abs_tol: &Num, rel_tol: &Num) -> (bool, Option<String>) {
+    pub(crate) fn within(
+        &self,
+        expected: &Num,
+        abs_tol: &Num,
+        rel_tol: &Num,
+    ) -> (bool, Option<String>) {
         let exact = (|| {
             let (f, e) = (self.exact?, expected.exact?);
             let allowed = abs_tol.exact?.max(rel_tol.exact?.mul(e.abs())?)?;
@@ -646,8 +651,14 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(texts, ["-1,234.50", "2024", "05", "−7", "1e3"]);
-        assert_eq!(Dec::parse("1.50e-3").map(|d| d.to_string()).as_deref(), Some("0.0015"));
-        assert_eq!(Dec::parse("-12e2").map(|d| d.to_string()).as_deref(), Some("-1200"));
+        assert_eq!(
+            Dec::parse("1.50e-3").map(|d| d.to_string()).as_deref(),
+            Some("0.0015")
+        );
+        assert_eq!(
+            Dec::parse("-12e2").map(|d| d.to_string()).as_deref(),
+            Some("-1200")
+        );
         assert_eq!(Dec::parse(&"9".repeat(40)), None);
         assert_eq!(Dec::parse("1e-99"), None);
     }

@@ -110,12 +110,18 @@ impl RegexGrader {
             Pattern::Templated(id) => *id,
         };
         let src = self.templates.render(id, vars)?;
-        build(&src, self.case_sensitive).map(Cow::Owned).map_err(|e| {
-            // regex errors span several lines (caret diagrams); a verdict reason must stay
-            // on one.
-            let msg = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-            format!("rendered pattern {} is invalid: {msg}", snippet(&src))
-        })
+        build(&src, self.case_sensitive)
+            .map(Cow::Owned)
+            .map_err(|e| {
+                // regex errors span several lines (caret diagrams); a verdict reason must stay
+                // on one.
+                let msg = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("rendered pattern {} is invalid: {msg}", snippet(&src))
+            })
     }
 
     /// Searches the normalised output for the pattern.

@@ -19,8 +19,10 @@ pub use price::{Money, Rate};
 
 /// List prices of one provider, USD per 1M tokens by token class.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(expecting = "a mapping with keys input and output, and optionally cached_input, \
-                     cache_write and cache_write_1h")]
+#[serde(
+    expecting = "a mapping with keys input and output, and optionally cached_input, \
+                     cache_write and cache_write_1h"
+)]
 pub struct Price {
     /// Prompt tokens not served from a cache.
     pub input: Rate,
@@ -69,11 +71,20 @@ impl RetryPolicy {
     fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if self.max_retries > MAX_RETRIES {
-            out.push(("max_retries", format!("must be at most {MAX_RETRIES}, got {}", self.max_retries)));
+            out.push((
+                "max_retries",
+                format!("must be at most {MAX_RETRIES}, got {}", self.max_retries),
+            ));
         }
-        for (key, v) in [("base_delay_ms", self.base_delay_ms), ("max_delay_ms", self.max_delay_ms)] {
+        for (key, v) in [
+            ("base_delay_ms", self.base_delay_ms),
+            ("max_delay_ms", self.max_delay_ms),
+        ] {
             if v > MAX_DELAY_MS {
-                out.push((key, format!("must be at most {MAX_DELAY_MS} (one hour), got {v}")));
+                out.push((
+                    key,
+                    format!("must be at most {MAX_DELAY_MS} (one hour), got {v}"),
+                ));
             }
         }
         if self.max_retry_after_s > MAX_RETRY_AFTER_S {
@@ -94,7 +105,12 @@ impl RetryPolicy {
 fn base_url_problem(url: &str) -> Option<String> {
     let hint = |u: &str| format!("; write it with its scheme, like `http://{u}`");
     match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => None,
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            None
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") => Some(format!("`{url}` has no host")),
         _ if !url.contains("://") => Some(format!(
             "`{url}` is not a URL: it needs an http:// or https:// scheme{}",
@@ -122,9 +138,11 @@ impl Default for RetryPolicy {
 
 /// One provider entry of the providers file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
+#[serde(
+    expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
                      optionally api_key_env, price, max_concurrency, timeout_s, retry, \
-                     extra_body, drop_params and tags")]
+                     extra_body, drop_params and tags"
+)]
 pub struct ProviderConfig {
     /// Unique id used in reports.
     pub id: String,
@@ -209,7 +227,10 @@ pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
         } else if cfg.max_concurrency > MAX_CONCURRENCY {
             l.problem(
                 &p.key("max_concurrency"),
-                format!("must be at most {MAX_CONCURRENCY}, got {}", cfg.max_concurrency),
+                format!(
+                    "must be at most {MAX_CONCURRENCY}, got {}",
+                    cfg.max_concurrency
+                ),
             );
         }
         // Bounded here: `Duration::from_secs_f64` panics on a value like 1e20.

@@ -466,6 +466,41 @@ mod tests {
     }
 
     #[test]
+    // Regression: a grader that could not run (a template failing for an output) looked like
+    // a rejection; the outcome now says it was not judged.
+    fn grader_errors_are_a_third_status() {
+        let graders: Vec<CompiledGrader> = [
+            "{type: contains, value: x}",
+            "{type: equals, value: '{{ missing }}'}",
+        ]
+        .iter()
+        .map(|y| spec(y).compile().unwrap())
+        .collect();
+        let v = Vars::new();
+        let item = |output| GradeInput { output, vars: &v };
+        let out = grade_all(&graders, &[item("x"), item("y")]);
+        for o in &out {
+            assert_eq!(o.status(), GradeStatus::Error, "{o:?}");
+            assert!(!o.accepted);
+            assert_eq!(
+                o.error.as_deref(),
+                Some("graders[1]: cannot render `value`: task does not define missing")
+            );
+        }
+        let json = serde_json::to_value(&out[0].verdicts).unwrap();
+        assert_eq!(json[0], json!({"passed": true, "reason": "found \"x\""}));
+        assert_eq!(
+            json[1]["error"],
+            "cannot render `value`: task does not define missing"
+        );
+        let ok = grade_all(&graders[..1], &[item("x"), item("y")]);
+        assert_eq!(ok[0].status(), GradeStatus::Accepted);
+        assert_eq!(ok[1].status(), GradeStatus::Rejected);
+        assert!(graders[1].check_task(&v).is_err());
+        assert!(graders[0].check_task(&v).is_ok());
+    }
+
+    #[test]
     fn grade_all_keeps_order_and_requires_every_grader() {
         let graders: Vec<CompiledGrader> = [
             "{type: contains, value: '{{ word }}'}",

@@ -91,8 +91,20 @@ fn build_db(path: &Path, outcomes: usize) {
                 if i % 50 == 7 {
                     // A 503, retried.
                     att.execute(params![
-                        run, provider, id, try_no, false, 80.0, 503, "server_error",
-                        "HTTP 503", false, 0i64, "refused", None::<String>, None::<i64>
+                        run,
+                        provider,
+                        id,
+                        try_no,
+                        false,
+                        80.0,
+                        503,
+                        "server_error",
+                        "HTTP 503",
+                        false,
+                        0i64,
+                        "refused",
+                        None::<String>,
+                        None::<i64>
                     ])
                     .unwrap();
                     try_no += 1;
@@ -100,17 +112,39 @@ fn build_db(path: &Path, outcomes: usize) {
                 if i % 1000 == 13 {
                     // A timeout after sending: cost unknown, bounded.
                     att.execute(params![
-                        run, provider, id, try_no, false, 30000.0, None::<i64>, "timeout",
-                        "operation timed out", false, None::<i64>, "sent_unknown",
-                        Some("84000000000".to_string()), Some(180i64)
+                        run,
+                        provider,
+                        id,
+                        try_no,
+                        false,
+                        30000.0,
+                        None::<i64>,
+                        "timeout",
+                        "operation timed out",
+                        false,
+                        None::<i64>,
+                        "sent_unknown",
+                        Some("84000000000".to_string()),
+                        Some(180i64)
                     ])
                     .unwrap();
                     try_no += 1;
                 }
                 att.execute(params![
-                    run, provider, id, try_no, true, 100.0 + (i % 400) as f64, 200,
-                    None::<String>, None::<String>, true, 17_200_000_000i64, "answered",
-                    None::<String>, None::<i64>
+                    run,
+                    provider,
+                    id,
+                    try_no,
+                    true,
+                    100.0 + (i % 400) as f64,
+                    200,
+                    None::<String>,
+                    None::<String>,
+                    true,
+                    17_200_000_000i64,
+                    "answered",
+                    None::<String>,
+                    None::<i64>
                 ])
                 .unwrap();
                 let accepted = (i * 7 + p) % 10 < 6 + p;

@@ -382,7 +382,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     }
     writeln!(
         err,
-        "run {}{}: {} HTTP calls, {} replayed, {} skipped (answered earlier), {} without answer, {} graded; spent {} in {:.1}s",
+        "run {}{}: {} HTTP calls, {} replayed, {} skipped (answered earlier), {} without answer, {} graded{}; spent {} in {:.1}s",
         summary.run_id,
         if summary.resumed { " (resumed)" } else { "" },
         summary.calls,
@@ -390,6 +390,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.skipped,
         summary.failed_slots,
         graded.graded,
+        grader_errors(graded.errors),
         summary
             .spent
             .map_or_else(|| "unknown".to_string(), |m| m.to_string()),
@@ -442,6 +443,15 @@ fn write_output(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// ", N could not be graded (grader errors)" when some could not.
+fn grader_errors(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} could not be graded: grader errors, left out of acceptance)")
+    }
+}
+
 fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     let mut store = Store::open_existing(db)?;
     let run = store.run(a.run)?;
@@ -466,10 +476,11 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
         .collect();
     let sum = grade_run(&mut store, run.id, &graders, true)?;
     eprintln!(
-        "run {}: re-graded {} answers, {} accepted{}",
+        "run {}: re-graded {} answers, {} accepted{}{}",
         run.id,
         sum.graded,
         sum.accepted,
+        grader_errors(sum.errors),
         if sum.skipped > 0 {
             format!(
                 "; {} answers of suites not given were left as they were",

@@ -106,6 +106,104 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Largest suite or providers file read, in bytes. A file this size is far past any hand-written
+/// config; the cap keeps a path like `/dev/zero` from growing memory until the process aborts.
+pub const MAX_CONFIG_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Most YAML nodes (mappings, sequences, scalars) one file may hold. Sized for 100,000 inline
+/// tasks of a few variables each (about 10 nodes a task) with room to spare; the budget still
+/// stands because alias bombs and huge documents must fail fast instead of exhausting memory.
+pub const MAX_YAML_NODES: usize = 4_000_000;
+
+/// Most parser events one file may produce (each collection adds a start and an end event).
+const MAX_YAML_EVENTS: usize = 2 * MAX_YAML_NODES + 1_000;
+
+/// Why a file could not be read, in plain words.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is larger than the cap.
+    #[error("file is larger than {} MiB; costbench does not read config files that large", .0 / (1024 * 1024))]
+    TooLarge(u64),
+    /// The file is not UTF-8 text.
+    #[error("file is not UTF-8 text (invalid byte at offset {0})")]
+    NotUtf8(usize),
+}
+
+/// Reads a whole text file, refusing files over `cap` bytes without reading past the cap.
+pub fn read_capped(file: &Path, cap: u64) -> Result<String, ReadError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge(cap));
+    }
+    String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+}
+
+/// The YAML reading options every config file is parsed with.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        // YAML 1.2 booleans only: `answer: no` must stay the string "no".
+        strict_booleans: true,
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: MAX_YAML_EVENTS,
+        },
+    }
+}
+
+/// A serde-saphyr error in plain words: its own wording names Rust types and options
+/// (`budget breached: Nodes { .. }`, `set DuplicateKeyPolicy in Options`) a user cannot act on.
+fn yaml_error_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let alias_bomb = "YAML aliases (`*name`) expand to too much data (an alias bomb?); \
+                      write the values out instead of repeating aliases";
+    // Alias and snippet wrappers hide the error that says what happened.
+    let mut inner = e;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    let message = match inner {
+        E::Budget { breach, .. } => match breach {
+            B::Nodes { .. } | B::Events { .. } => format!(
+                "the file has more than {MAX_YAML_NODES} YAML values, more than costbench reads \
+                 from one file; move the tasks to a tasks_file (JSONL or CSV)"
+            ),
+            B::ScalarBytes { .. } => "the file holds more than 64 MiB of text; move the tasks \
+                                      to a tasks_file (JSONL or CSV)"
+                .to_string(),
+            B::Depth { depth } => {
+                format!("values are nested too deeply ({depth} levels); flatten the file")
+            }
+            B::Documents { .. } => "the file holds too many YAML documents (`---`)".to_string(),
+            B::Aliases { .. }
+            | B::Anchors { .. }
+            | B::AliasAnchorRatio { .. }
+            | B::RecordedAnchorEvents { .. }
+            | B::RecordedAnchorBytes { .. } => alias_bomb.to_string(),
+            _ => "the file is too large or too complex to read".to_string(),
+        },
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => alias_bomb.to_string(),
+        E::DuplicateMappingKey { key: Some(k), .. } => {
+            format!("duplicate key `{k}`; each key may appear once in a mapping")
+        }
+        E::DuplicateMappingKey { key: None, .. } => {
+            "duplicate key; each key may appear once in a mapping".to_string()
+        }
+        other => other.without_snippet().to_string(),
+    };
+    format!("invalid YAML: {message}")
+}
+
 /// A parsed YAML file with node locations, collecting problems as sections are read.
 pub struct Loader {
     /// The file being read.
@@ -120,32 +218,32 @@ pub struct Loader {
 impl Loader {
     /// Reads and parses a YAML file; an unreadable or syntactically invalid file is one problem.
     pub fn open(file: &Path) -> Result<Loader, ConfigError> {
-        let src = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        let one = |message: String| ConfigError {
             problems: vec![Problem {
                 file: file.to_path_buf(),
                 line_col: None,
                 path: DocPath::default(),
-                message: format!("cannot read file: {e}"),
+                message,
             }],
-        })?;
+        };
+        let src = read_capped(file, MAX_CONFIG_BYTES).map_err(|e| one(e.to_string()))?;
         Self::from_str(file, &src)
     }
 
     /// Parses YAML text that came from `file` (used in messages only).
     pub fn from_str(file: &Path, src: &str) -> Result<Loader, ConfigError> {
-        // YAML 1.2 booleans only: `answer: no` must stay the string "no".
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let root: Value = serde_saphyr::from_str_with_options(src, options).map_err(|e| {
-            let loc = e.location();
-            ConfigError {
-                problems: vec![Problem {
-                    file: file.to_path_buf(),
-                    line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
-                    path: DocPath::default(),
-                    message: format!("invalid YAML: {}", e.without_snippet()),
-                }],
-            }
-        })?;
+        let root: Value =
+            serde_saphyr::from_str_with_options(src, yaml_options()).map_err(|e| {
+                let loc = e.location();
+                ConfigError {
+                    problems: vec![Problem {
+                        file: file.to_path_buf(),
+                        line_col: loc.map(|l| (l.line() as usize, l.column() as usize)),
+                        path: DocPath::default(),
+                        message: yaml_error_message(&e),
+                    }],
+                }
+            })?;
         Ok(Loader {
             file: file.to_path_buf(),
             root,
@@ -203,7 +301,15 @@ impl Loader {
                     _ => {}
                 }
             }
-            let message = err.into_inner().to_string();
+            let mut message = err.into_inner().to_string();
+            // serde reads a struct from a sequence too, so a list where a mapping belongs says
+            // "invalid length 3"; say what it is instead.
+            if message.starts_with("invalid length ")
+                && value_at(&value, &at).is_some_and(Value::is_array)
+                && let Some((_, expected)) = message.split_once(", expected ")
+            {
+                message = format!("invalid type: sequence, expected {expected}");
+            }
             // A required field we removed ourselves: already reported under its own path.
             let ours = message.starts_with("missing field")
                 && removed
@@ -236,6 +342,14 @@ impl Loader {
             }),
         }
     }
+}
+
+/// The value at `at` inside `value`.
+fn value_at<'a>(value: &'a Value, at: &DocPath) -> Option<&'a Value> {
+    at.0.iter().try_fold(value, |v, seg| match seg {
+        Seg::Key(k) => v.get(k.as_str()),
+        Seg::Index(i) => v.get(*i),
+    })
 }
 
 /// Removes the entry at `at` from `value`; false when there was nothing to remove.
@@ -435,5 +549,42 @@ mod tests {
             msgs[2]
         );
         assert_eq!(msgs[3], "f.yaml:4:1: d: unknown key");
+    }
+
+    #[test]
+    // Regression: the default budget (250,000 nodes) refused suites of about 20,000 inline
+    // tasks. 100,000 tasks of a few variables must fit, with room for a few more each.
+    fn yaml_budget_admits_a_hundred_thousand_inline_tasks() {
+        use serde_saphyr::granit_parser::{Event, Parser};
+        let task = "tasks:\n  - {id: t1, vars: {q: q1, a: a1, b: b1}}\n";
+        let nodes = Parser::new_from_str(task)
+            .filter_map(Result::ok)
+            .filter(|(e, _)| {
+                matches!(
+                    e,
+                    Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+                )
+            })
+            .count();
+        // Minus the document's own mapping, `tasks` and its sequence: the nodes of one task.
+        let per_task = nodes - 3;
+        assert_eq!(per_task, 11);
+        assert!(100_000 * per_task * 3 < MAX_YAML_NODES);
+        const { assert!(2 * MAX_YAML_NODES < MAX_YAML_EVENTS) };
+    }
+
+    #[test]
+    // A budget still stands: far too many values fail in words, naming the fix.
+    fn budget_breach_is_worded_with_the_fix() {
+        // A small budget stands in for the real one, which takes minutes to fill in debug.
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! { max_nodes: 10 },
+        };
+        let err =
+            serde_saphyr::from_str_with_options::<Value>("tasks: [1,2,3,4,5,6,7,8,9,10]", options)
+                .unwrap_err();
+        let msg = yaml_error_message(&err);
+        assert!(msg.contains("move the tasks to a tasks_file"), "{msg}");
+        assert!(!msg.contains("budget"), "{msg}");
     }
 }

@@ -4,20 +4,66 @@
 //! template variables a task lacks, unreadable task files, unknown grader types), each with
 //! file, line, column and dotted path, so a suite fails at load time and never at call 412.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Read};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, DocPath, Loader, Problem};
+use crate::grade::template::{describe, environment};
 use crate::grade::{CompiledGrader, GraderSpec, Vars, template_variables};
 use crate::providers::{Message, Money};
 
+/// Most samples per task per provider (`repeats`).
+pub const MAX_REPEATS: u32 = 10_000;
+
+/// Most outcomes (tasks × repeats) one suite may ask of each provider; beyond this a run
+/// cannot finish in any reasonable time and its plan alone would exhaust memory.
+pub const MAX_OUTCOMES: u64 = 100_000_000;
+
+/// Longest line of a JSONL tasks file, or record of a CSV one. Reading stops at the first
+/// longer one, so a file such as `/dev/zero` fails fast instead of growing memory.
+pub const MAX_TASK_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Request body fields costbench or the providers file sets; a suite's `params` must not
+/// override them, or the request would go to another model, conversation or answer format than
+/// the one priced and graded. Each comes with the reason given to the user.
+const RESERVED_PARAMS: &[(&str, &str)] = &[
+    ("model", "is set by the providers file"),
+    ("messages", "is built from the suite's prompt"),
+    ("contents", "is built from the suite's prompt"),
+    ("system", "is built from the suite's prompt.system"),
+    (
+        "systemInstruction",
+        "is built from the suite's prompt.system",
+    ),
+    (
+        "stream",
+        "is chosen by costbench, which reads whole answers",
+    ),
+    (
+        "stream_options",
+        "is chosen by costbench, which reads whole answers",
+    ),
+    (
+        "n",
+        "would ask for several answers per call while one is graded; use `repeats`",
+    ),
+    (
+        "candidateCount",
+        "would ask for several answers per call while one is graded; use `repeats`",
+    ),
+];
+
 /// A few-shot turn inserted between the system prompt and the task's user prompt.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(expecting = "a mapping with keys user and assistant")]
 pub struct Example {
     /// The example user turn (a template).
     pub user: String,
@@ -27,6 +73,7 @@ pub struct Example {
 
 /// The prompt templates of a suite.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(expecting = "a mapping with keys user, system and examples")]
 pub struct Prompt {
     /// System message template.
     pub system: Option<String>,
@@ -58,6 +105,11 @@ impl Task {
 
 /// The scalar fields of a suite file; lists are read item by item to report every problem.
 #[derive(Deserialize)]
+#[serde(
+    expecting = "a mapping with keys suite, prompt, graders, tasks or tasks_file, and \
+                     optionally description, workload, quality_threshold, rejection_cost_usd, \
+                     repeats and params"
+)]
 struct SuiteHead {
     suite: String,
     #[serde(default)]
@@ -86,6 +138,7 @@ fn one() -> u32 {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a task: a mapping with keys id and vars")]
 struct TaskLine {
     id: TaskId,
     #[serde(default)]
@@ -94,7 +147,7 @@ struct TaskLine {
 
 /// Task ids may be written as numbers; they are compared as text.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a task id: a string or an integer")]
 enum TaskId {
     S(String),
     I(i64),
@@ -147,33 +200,49 @@ impl std::fmt::Debug for Suite {
 }
 
 impl Suite {
-    /// Renders the chat messages for one task.
+    /// Renders the chat messages for one task; an error names the task and the template.
     pub fn messages(&self, task: &Task) -> Result<Vec<Message>, String> {
-        let ctx = minijinja::Value::from(minijinja::value::Serde(task.vars()));
-        let render = |name: &str| -> Result<String, String> {
-            self.env
-                .get_template(name)
-                .and_then(|t| t.render(&ctx))
-                .map_err(|e| format!("task `{}`: {name}: {e}", task.id))
-        };
-        let mut out = Vec::with_capacity(2 + 2 * self.examples);
-        let msg = |role: &str, content: String| Message {
-            role: role.into(),
-            content,
-        };
-        if self.has_system {
-            out.push(msg("system", render("prompt.system")?));
-        }
-        for i in 0..self.examples {
-            out.push(msg("user", render(&format!("prompt.examples[{i}].user"))?));
-            out.push(msg(
-                "assistant",
-                render(&format!("prompt.examples[{i}].assistant"))?,
-            ));
-        }
-        out.push(msg("user", render("prompt.user")?));
-        Ok(out)
+        render_messages(
+            &self.env,
+            self.has_system,
+            self.examples,
+            &task.id,
+            &task.vars(),
+        )
     }
+}
+
+/// Renders a suite's prompt templates (compiled into `env`) with one task's variables.
+fn render_messages(
+    env: &Environment<'static>,
+    has_system: bool,
+    examples: usize,
+    id: &str,
+    vars: &Vars,
+) -> Result<Vec<Message>, String> {
+    let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+    let render = |name: &str| -> Result<String, String> {
+        env.get_template(name)
+            .and_then(|t| t.render(&ctx))
+            .map_err(|e| format!("task `{id}`: {name}: {}", describe(&e)))
+    };
+    let mut out = Vec::with_capacity(2 + 2 * examples);
+    let msg = |role: &str, content: String| Message {
+        role: role.into(),
+        content,
+    };
+    if has_system {
+        out.push(msg("system", render("prompt.system")?));
+    }
+    for i in 0..examples {
+        out.push(msg("user", render(&format!("prompt.examples[{i}].user"))?));
+        out.push(msg(
+            "assistant",
+            render(&format!("prompt.examples[{i}].assistant"))?,
+        ));
+    }
+    out.push(msg("user", render("prompt.user")?));
+    Ok(out)
 }
 
 /// Loads and validates a suite file, reporting every problem at once.
@@ -190,16 +259,28 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     }
     if head.repeats == 0 {
         l.problem(&top.key("repeats"), "must be at least 1");
+    } else if head.repeats > MAX_REPEATS {
+        l.problem(
+            &top.key("repeats"),
+            format!("must be at most {MAX_REPEATS}, got {}", head.repeats),
+        );
     }
     if let Some(q) = head.quality_threshold
         && !(0.0..=1.0).contains(&q)
     {
         l.problem(&top.key("quality_threshold"), "must be between 0 and 1");
     }
+    for (key, why) in RESERVED_PARAMS {
+        if head.params.contains_key(*key) {
+            l.problem(
+                &top.key("params").key(key),
+                format!("`{key}` {why}; remove it from params"),
+            );
+        }
+    }
 
     // Templates: compile each, and collect the variables every task must define.
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut env = environment();
     let mut templates: Vec<(String, String)> = Vec::new();
     if let Some(s) = &head.prompt.system {
         templates.push(("prompt.system".into(), s.clone()));
@@ -213,14 +294,21 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     }
     templates.push(("prompt.user".into(), head.prompt.user.clone()));
     let mut needed: Vec<(String, String)> = Vec::new(); // (variable, used by)
+    let mut prompts_ok = true;
     for (name, src) in &templates {
         let doc = name_to_path(name);
         match env.add_template_owned(name.clone(), src.clone()) {
             Ok(()) => match template_variables(src) {
                 Ok(vars) => needed.extend(vars.into_iter().map(|v| (v, name.clone()))),
-                Err(e) => l.problem(&doc, e),
+                Err(e) => {
+                    prompts_ok = false;
+                    l.problem(&doc, e)
+                }
             },
-            Err(e) => l.problem(&doc, format!("invalid template: {e}")),
+            Err(e) => {
+                prompts_ok = false;
+                l.problem(&doc, format!("invalid template: {}", describe(&e)))
+            }
         }
     }
 
@@ -232,7 +320,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
             continue;
         };
         match spec.compile() {
-            Ok(c) => graders.push(c),
+            Ok(c) => graders.push((i, c)),
             Err(e) => l.problem(&p, e.to_string()),
         }
         for src in spec.templates() {
@@ -252,6 +340,13 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     let needed: BTreeSet<(String, String)> = needed.into_iter().collect();
     let mut check = TaskCheck {
         needed: &needed,
+        graders: &graders,
+        prompts: prompts_ok.then_some((
+            &env,
+            head.prompt.system.is_some(),
+            head.prompt.examples.len(),
+        )),
+        render_problems: 0,
         seen: HashSet::new(),
         tasks: Vec::new(),
         hash: Sha256::new(),
@@ -264,16 +359,39 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         }
     }
     if let Some(f) = &head.tasks_file {
-        let file = path.parent().unwrap_or(Path::new(".")).join(f);
-        if let Err(e) = read_tasks_file(&file, &mut l, &mut check) {
-            l.problem(
-                &top.key("tasks_file"),
-                format!("cannot read tasks file {}: {e}", file.display()),
-            );
+        let at = top.key("tasks_file");
+        match tasks_file_path(path, f) {
+            Err(e) => l.problem(&at, e),
+            Ok(file) => {
+                let problems_before = l.problems.len();
+                match read_tasks_file(&file, &mut l, &mut check) {
+                    Err(e) => l.problem(
+                        &at,
+                        format!("cannot read tasks file {}: {e}", file.display()),
+                    ),
+                    // An empty file would validate as "0 tasks" and a run would do nothing.
+                    Ok(()) if check.tasks.is_empty() && l.problems.len() == problems_before => {
+                        l.problem(&at, format!("tasks file {} has no tasks", file.display()))
+                    }
+                    Ok(()) => {}
+                }
+            }
         }
     }
     if check.tasks.is_empty() && head.tasks_file.is_none() {
         l.problem(&top.key("tasks"), "no tasks: give `tasks` or `tasks_file`");
+    }
+    let outcomes = check.tasks.len() as u64 * u64::from(head.repeats);
+    if outcomes > MAX_OUTCOMES && head.repeats <= MAX_REPEATS {
+        l.problem(
+            &top.key("repeats"),
+            format!(
+                "{} tasks × {} repeats = {outcomes} outcomes per provider, more than the {MAX_OUTCOMES} \
+                 one suite may ask for; lower repeats or split the tasks into several suites",
+                check.tasks.len(),
+                head.repeats
+            ),
+        );
     }
     let fingerprint = hex(&check.hash.finalize());
     let mut tasks = check.tasks;
@@ -288,7 +406,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         repeats: head.repeats,
         params: head.params,
         grader_specs,
-        graders,
+        graders: graders.into_iter().map(|(_, g)| g).collect(),
         tasks,
         path: path.to_path_buf(),
         fingerprint,
@@ -297,6 +415,35 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         env,
     };
     l.finish(Some(suite))
+}
+
+/// Resolves `tasks_file` against the suite's folder. A relative path must stay inside that
+/// folder: `../x.jsonl` usually means a suite copied away from its data, and reading whatever
+/// sits there instead is worse than an error. An absolute path says the user means it.
+fn tasks_file_path(suite: &Path, f: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(f);
+    if f.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if rel.is_absolute() {
+        return Ok(rel.to_path_buf());
+    }
+    // Resolved lexically: `data/../x` needs no `data` folder, and the result must stay inside.
+    let mut inside = PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(part) => inside.push(part),
+            Component::CurDir => {}
+            Component::ParentDir if inside.pop() => {}
+            _ => {
+                return Err(format!(
+                    "`{f}` points outside the suite's folder; write an absolute path if you \
+                     mean a file outside the suite's folder"
+                ));
+            }
+        }
+    }
+    Ok(suite.parent().unwrap_or(Path::new(".")).join(inside))
 }
 
 /// Where a task was written, for messages.
@@ -319,9 +466,21 @@ impl TaskOrigin<'_> {
     }
 }
 
-/// Checks tasks one at a time: unique ids, every needed variable, and the suite fingerprint.
+/// Prompt renders that fail at load before the rest are skipped: a template that fails for
+/// every task (say, out of fuel) must not cost a render per task nor bury other problems.
+const MAX_RENDER_PROBLEMS: usize = 10;
+
+/// Checks tasks one at a time: unique ids, every needed variable, that the prompts and the
+/// graders' task-dependent parts (a regex or number built from a variable) work for this
+/// task, and the suite fingerprint.
 struct TaskCheck<'a> {
     needed: &'a BTreeSet<(String, String)>,
+    /// Compiled graders with their index in `graders:`.
+    graders: &'a [(usize, CompiledGrader)],
+    /// The prompt environment, whether it has a system prompt, and the number of examples;
+    /// `None` when a prompt template did not compile (already reported).
+    prompts: Option<(&'a Environment<'static>, bool, usize)>,
+    render_problems: usize,
     seen: HashSet<String>,
     tasks: Vec<Task>,
     hash: Sha256,
@@ -332,13 +491,30 @@ impl TaskCheck<'_> {
         if !self.seen.insert(id.clone()) {
             origin.report(l, "id", format!("duplicate task id `{id}`"));
         }
+        let mut complete = true;
         for (var, user) in self.needed {
             if !vars.contains_key(var) {
+                complete = false;
                 origin.report(
                     l,
                     "vars",
                     format!("task `{id}` lacks variable `{var}` used by {user}"),
                 );
+            }
+        }
+        // A missing variable is reported once above, not again as each failing render.
+        if complete {
+            for (i, g) in self.graders {
+                if let Err(e) = g.check_task(&vars) {
+                    origin.report(l, "vars", format!("task `{id}`: graders[{i}]: {e}"));
+                }
+            }
+            if let Some((env, system, examples)) = self.prompts
+                && self.render_problems < MAX_RENDER_PROBLEMS
+                && let Err(e) = render_messages(env, system, examples, &id, &vars)
+            {
+                self.render_problems += 1;
+                origin.report(l, "vars", e);
             }
         }
         let vars = Value::Object(vars);
@@ -350,80 +526,246 @@ impl TaskCheck<'_> {
             vars_json: vars.to_string().into_boxed_str(),
         });
     }
+
+    /// True once the suite holds more tasks than any run may ask for; reading stops there.
+    fn full(&self) -> bool {
+        self.tasks.len() as u64 >= MAX_OUTCOMES
+    }
+}
+
+/// Why reading a tasks file stopped early: a line or record over [`MAX_TASK_LINE_BYTES`].
+#[derive(Debug, thiserror::Error)]
+#[error("longer than {} MiB", MAX_TASK_LINE_BYTES / (1024 * 1024))]
+struct TooLong;
+
+/// A reader that fails with [`TooLong`] once more than [`MAX_TASK_LINE_BYTES`] were read past
+/// `mark`, the byte offset where the current CSV record started; the csv crate has no record
+/// size limit of its own.
+struct RecordCap<R> {
+    inner: R,
+    read: u64,
+    mark: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for RecordCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.read.saturating_sub(self.mark.get()) > MAX_TASK_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                TooLong,
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// Reads a JSONL (`{"id":..,"vars":{..}}` a line) or CSV (`id` column, others are vars) file,
 /// streaming; malformed lines are problems located at their line.
 fn read_tasks_file(file: &Path, l: &mut Loader, check: &mut TaskCheck<'_>) -> std::io::Result<()> {
-    use std::io::BufRead;
-    let at = |line: usize, col: usize, message: String| Problem {
+    let is_csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let f = std::fs::File::open(file)?;
+    if is_csv {
+        read_csv(file, f, l, check)
+    } else {
+        read_jsonl(file, std::io::BufReader::new(f), l, check)
+    }
+}
+
+/// A problem located in a tasks file.
+fn at(file: &Path, line: usize, col: usize, message: String) -> Problem {
+    Problem {
         file: file.to_path_buf(),
         line_col: Some((line, col)),
         path: DocPath::default(),
         message,
+    }
+}
+
+fn read_csv(
+    file: &Path,
+    f: std::fs::File,
+    l: &mut Loader,
+    check: &mut TaskCheck<'_>,
+) -> std::io::Result<()> {
+    let too_long = |e: &csv::Error| match e.kind() {
+        csv::ErrorKind::Io(io) => io.get_ref().is_some_and(|i| i.is::<TooLong>()),
+        _ => false,
     };
-    let is_csv = file
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let reader = std::io::BufReader::new(std::fs::File::open(file)?);
-    if is_csv {
-        let mut rdr = csv::ReaderBuilder::new().from_reader(reader);
-        let headers = match rdr.headers() {
-            Ok(h) => h.clone(),
-            Err(e) => {
-                l.problems
-                    .push(at(1, 1, format!("invalid CSV header: {e}")));
-                return Ok(());
-            }
-        };
-        let Some(id_col) = headers.iter().position(|h| h == "id") else {
+    let mark = Rc::new(Cell::new(0));
+    let mut rdr = csv::ReaderBuilder::new().from_reader(RecordCap {
+        inner: f,
+        read: 0,
+        mark: mark.clone(),
+    });
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
             l.problems
-                .push(at(1, 1, "CSV header has no `id` column".into()));
+                .push(at(file, 1, 1, format!("invalid CSV header: {e}")));
             return Ok(());
-        };
-        for rec in rdr.records() {
-            match rec {
-                Ok(r) => {
-                    let line = r.position().map_or(0, |p| p.line() as usize);
-                    let mut vars = Vars::new();
-                    for (i, (h, v)) in headers.iter().zip(r.iter()).enumerate() {
-                        if i != id_col {
-                            vars.insert(h.to_string(), Value::String(v.to_string()));
-                        }
-                    }
-                    let id = r.get(id_col).unwrap_or("").to_string();
-                    check.add(l, id, vars, TaskOrigin::File(file, line));
-                }
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line() as usize);
-                    l.problems
-                        .push(at(line, 1, format!("invalid CSV record: {e}")));
-                }
-            }
         }
-    } else {
-        for (i, raw) in reader.lines().enumerate() {
-            let raw = raw?;
-            if raw.trim().is_empty() {
-                continue;
+    };
+    let Some(id_col) = headers.iter().position(|h| h == "id") else {
+        l.problems
+            .push(at(file, 1, 1, "CSV header has no `id` column".into()));
+        return Ok(());
+    };
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let start = rdr.position().clone();
+        mark.set(start.byte());
+        let line = start.line() as usize;
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                let mut vars = Vars::new();
+                for (i, (h, v)) in headers.iter().zip(rec.iter()).enumerate() {
+                    if i != id_col {
+                        vars.insert(h.to_string(), Value::String(v.to_string()));
+                    }
+                }
+                let id = rec.get(id_col).unwrap_or("").to_string();
+                let line = rec.position().map_or(line, |p| p.line() as usize);
+                check.add(l, id, vars, TaskOrigin::File(file, line));
+                if check.full() {
+                    l.problems.push(at(file, line, 1, too_many_tasks()));
+                    break;
+                }
             }
-            let mut unknown = Vec::new();
-            let parsed: Result<TaskLine, _> =
-                serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(&raw), |p| {
-                    unknown.push(p.to_string())
-                });
-            for u in unknown {
-                l.problems.push(at(i + 1, 1, format!("unknown key `{u}`")));
+            Err(e) if too_long(&e) => {
+                l.problems.push(at(
+                    file,
+                    line,
+                    1,
+                    format!("record is {TooLong}; reading stops here"),
+                ));
+                break;
             }
-            match parsed {
-                Ok(t) => check.add(l, t.id.text(), t.vars, TaskOrigin::File(file, i + 1)),
-                Err(e) => l
-                    .problems
-                    .push(at(i + 1, e.column(), format!("invalid task: {e}"))),
+            Err(e) => {
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    return Err(std::io::Error::other(e.to_string()));
+                }
+                let line = e.position().map_or(line, |p| p.line() as usize);
+                l.problems
+                    .push(at(file, line, 1, format!("invalid CSV record: {e}")));
             }
         }
     }
     Ok(())
+}
+
+fn too_many_tasks() -> String {
+    format!("more than {MAX_OUTCOMES} tasks; reading stops here")
+}
+
+fn read_jsonl(
+    file: &Path,
+    mut reader: impl BufRead,
+    l: &mut Loader,
+    check: &mut TaskCheck<'_>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut line = 0;
+    loop {
+        buf.clear();
+        // `take` bounds what one line may buffer: `lines()` would read `/dev/zero` forever.
+        let n = (&mut reader)
+            .take(MAX_TASK_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        if buf.len() as u64 > MAX_TASK_LINE_BYTES && buf.last() != Some(&b'\n') {
+            l.problems.push(at(
+                file,
+                line,
+                1,
+                format!("line is {TooLong}; reading stops here"),
+            ));
+            break;
+        }
+        while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            buf.pop();
+        }
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t,
+            Err(e) => {
+                let col = e.valid_up_to() + 1;
+                l.problems
+                    .push(at(file, line, col, "line is not UTF-8 text".into()));
+                continue;
+            }
+        };
+        // Editors on Windows start UTF-8 files with a byte order mark; it is not data.
+        let text = if line == 1 {
+            text.strip_prefix('\u{feff}').unwrap_or(text)
+        } else {
+            text
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        match parse_task_line(text) {
+            Ok((t, unknown)) => {
+                for u in unknown {
+                    l.problems
+                        .push(at(file, line, 1, format!("unknown key `{u}`")));
+                }
+                check.add(l, t.id.text(), t.vars, TaskOrigin::File(file, line));
+                if check.full() {
+                    l.problems.push(at(file, line, 1, too_many_tasks()));
+                    break;
+                }
+            }
+            Err((col, message)) => l.problems.push(at(file, line, col, message)),
+        }
+    }
+    Ok(())
+}
+
+/// Parses one JSONL line: exactly one JSON object, nothing before or after it. Returns the
+/// task and its unknown keys, or the 1-based column and message of the problem.
+fn parse_task_line(text: &str) -> Result<(TaskLine, Vec<String>), (usize, String)> {
+    let lead = text.len() - text.trim_start().len();
+    if !text[lead..].starts_with('{') {
+        return Err((
+            lead + 1,
+            "invalid task: expected one JSON object a line, like {\"id\": \"t1\", \"vars\": {...}}"
+                .into(),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut unknown = Vec::new();
+    let task: TaskLine = serde_ignored::deserialize(&mut de, |p| unknown.push(p.to_string()))
+        .map_err(|e| {
+            (
+                e.column().max(1),
+                format!("invalid task: {}", json_error_text(&e)),
+            )
+        })?;
+    de.end().map_err(|e| {
+        (
+            e.column().max(1),
+            "invalid task: more text after the JSON object; write exactly one object a line"
+                .to_string(),
+        )
+    })?;
+    Ok((task, unknown))
+}
+
+/// serde_json's message without its own " at line 1 column 47" suffix: the problem already
+/// carries the file's line and column.
+fn json_error_text(e: &serde_json::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 /// Turns a template name like `prompt.examples[0].user` into its document path.

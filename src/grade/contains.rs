@@ -117,29 +117,38 @@ impl ContainsGrader {
         })
     }
 
-    /// Renders and normalises the needles, then searches the output.
-    pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
-        let haystack = self.normalize.apply(output);
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
+    /// The rendered, normalised needles for a task; an empty one is an error, since it
+    /// would match everything.
+    pub(crate) fn needles(&self, vars: &Vars) -> Result<Vec<String>, String> {
+        let mut out = Vec::with_capacity(self.needles.len());
         for id in &self.needles {
-            let rendered = match self.templates.render(*id, vars) {
-                Ok(r) => r,
-                Err(e) => return Check::Error(e),
-            };
+            let rendered = self.templates.render(*id, vars)?;
             let needle = self.normalize.apply(&rendered);
             if needle.is_empty() {
-                // A needle that renders (or normalises) to nothing would
-                // match everything; treat it as a data problem instead.
-                return Check::Error(format!(
+                return Err(format!(
                     "needle {} is empty after rendering",
                     snippet(&rendered)
                 ));
             }
-            if haystack.contains(needle.as_ref()) {
-                found.push(snippet(&needle));
+            out.push(needle.into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Renders and normalises the needles, then searches the output.
+    pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
+        let needles = match self.needles(vars) {
+            Ok(n) => n,
+            Err(e) => return Check::Error(e),
+        };
+        let haystack = self.normalize.apply(output);
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for needle in &needles {
+            if haystack.contains(needle.as_str()) {
+                found.push(snippet(needle));
             } else {
-                missing.push(snippet(&needle));
+                missing.push(snippet(needle));
             }
         }
         let in_output = snippet(&haystack);

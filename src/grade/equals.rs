@@ -1,5 +1,7 @@
 //! The `equals` grader: the (normalised) output must equal a rendered value.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::template::{TemplateId, TemplateSet, scalar_string};
@@ -48,9 +50,14 @@ impl EqualsGrader {
         })
     }
 
+    /// The rendered expected value for a task.
+    pub(crate) fn expected<'a>(&'a self, vars: &Vars) -> Result<Cow<'a, str>, String> {
+        self.templates.render(self.value, vars)
+    }
+
     /// Compares the normalised output with the normalised rendered value.
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
-        let expected = match self.templates.render(self.value, vars) {
+        let expected = match self.expected(vars) {
             Ok(v) => v,
             Err(e) => return Check::Error(e),
         };

@@ -2,10 +2,12 @@
 //! code fence), contain required keys, and hold expected values at JSON
 //! pointers.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::number;
+use super::number::{self, Num};
 use super::template::{TemplateId, TemplateSet};
 use super::text::{Normalize, NormalizeSet, clip, fenced_body, snippet};
 use super::{Check, GradeConfigError, Vars};
@@ -82,7 +84,7 @@ pub(crate) struct JsonGrader {
     required: Vec<Required>,
     expect: Vec<(String, Expected)>,
     normalize: NormalizeSet,
-    tolerance: f64,
+    tolerance: Num,
     allow_prose: bool,
 }
 
@@ -131,8 +133,8 @@ impl JsonGrader {
             expect.push((ptr.clone(), expected));
         }
         let tolerance = match spec.tolerance {
-            None => 0.0,
-            Some(t) if t.is_finite() && t >= 0.0 => t,
+            None => Num::zero(),
+            Some(t) if t.is_finite() && t >= 0.0 => Num::from_f64(t),
             Some(t) => {
                 return Err(GradeConfigError::new(
                     "json",
@@ -151,8 +153,25 @@ impl JsonGrader {
         })
     }
 
+    /// The `expect` templates rendered for a task, in `expect` order (`None` for literal
+    /// values).
+    pub(crate) fn rendered<'a>(&'a self, vars: &Vars) -> Result<Vec<Option<Cow<'a, str>>>, String> {
+        self.expect
+            .iter()
+            .map(|(_, e)| match e {
+                Expected::Text(id) => self.templates.render(*id, vars).map(Some),
+                Expected::Value(_) => Ok(None),
+            })
+            .collect()
+    }
+
     /// Parses the output, then checks `required` and `expect`.
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
+        // Rendered first: a template that fails is a grader error whatever the output is.
+        let rendered = match self.rendered(vars) {
+            Ok(r) => r,
+            Err(e) => return Check::Error(e),
+        };
         let doc = match parse_output(output, self.allow_prose) {
             Ok(doc) => doc,
             Err(e) => return Check::Fail(e),
@@ -177,22 +196,19 @@ impl JsonGrader {
                 }
             }
         }
-        for (ptr, expected) in &self.expect {
+        for ((ptr, expected), text) in self.expect.iter().zip(&rendered) {
             let at = if ptr.is_empty() { "root" } else { ptr };
             let actual = doc.pointer(ptr);
-            let (ok, want) = match expected {
-                Expected::Text(id) => {
-                    let text = match self.templates.render(*id, vars) {
-                        Ok(t) => t,
-                        Err(e) => return Check::Error(e),
-                    };
-                    let ok = actual.is_some_and(|a| self.text_matches(&text, a));
-                    (ok, snippet(&text))
+            let (ok, want) = match (expected, text) {
+                (_, Some(text)) => {
+                    let ok = actual.is_some_and(|a| self.text_matches(text, a));
+                    (ok, snippet(text))
                 }
-                Expected::Value(v) => {
+                (Expected::Value(v), None) => {
                     let ok = actual.is_some_and(|a| self.value_matches(v, a));
                     (ok, clip(&v.to_string()))
                 }
+                (Expected::Text(_), None) => (false, String::new()),
             };
             if !ok {
                 let found = actual.map_or_else(|| "nothing".to_owned(), |a| clip(&a.to_string()));
@@ -222,18 +238,8 @@ impl JsonGrader {
     fn text_matches(&self, text: &str, actual: &Value) -> bool {
         match actual {
             Value::String(s) => self.normalize.apply(text) == self.normalize.apply(s),
-            Value::Number(n) => {
-                let mut it = number::numbers(text);
-                let parsed =
-                    text.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .or_else(|| match (it.next(), it.next()) {
-                            (Some(x), None) => Some(x),
-                            _ => None,
-                        });
-                parsed.is_some_and(|x| n.as_f64().is_some_and(|y| self.close(x, y)))
-            }
+            Value::Number(n) => number::parse_expected(text)
+                .is_ok_and(|x| Num::from_json(n).is_some_and(|y| self.close(&x, &y))),
             Value::Bool(b) => text
                 .trim()
                 .eq_ignore_ascii_case(if *b { "true" } else { "false" }),
@@ -247,8 +253,8 @@ impl JsonGrader {
     fn value_matches(&self, expected: &Value, actual: &Value) -> bool {
         match (expected, actual) {
             (Value::String(s), a) => self.text_matches(s, a),
-            (Value::Number(a), Value::Number(b)) => match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) => self.close(x, y),
+            (Value::Number(a), Value::Number(b)) => match (Num::from_json(a), Num::from_json(b)) {
+                (Some(x), Some(y)) => self.close(&x, &y),
                 _ => false,
             },
             (Value::Bool(a), Value::Bool(b)) => a == b,
@@ -265,9 +271,9 @@ impl JsonGrader {
         }
     }
 
-    /// Numeric equality within the absolute tolerance.
-    fn close(&self, x: f64, y: f64) -> bool {
-        x == y || (x - y).abs() <= self.tolerance
+    /// Numeric equality within the absolute tolerance, exact for integers and decimals.
+    fn close(&self, expected: &Num, actual: &Num) -> bool {
+        actual.within(expected, &self.tolerance, &Num::zero()).0
     }
 }
 
@@ -482,6 +488,28 @@ mod tests {
             ),
             Check::Error(_)
         ));
+    }
+
+    #[test]
+    // Regression: expected numbers were compared as f64, so 9007199254740992 matched an
+    // output of 9007199254740993.
+    fn big_integers_in_expect_compare_exactly() {
+        let g = grader("{expect: {/n: 9007199254740992, /t: '{{ t }}'}}");
+        let v = vars(json!({"t": "9007199254740992"}));
+        assert!(passes(
+            &g,
+            r#"{"n": 9007199254740992, "t": 9007199254740992}"#,
+            &v
+        ));
+        let Check::Fail(r) = g.check(r#"{"n": 9007199254740993, "t": 9007199254740993}"#, &v)
+        else {
+            panic!("expected failure");
+        };
+        assert_eq!(
+            r,
+            "at /n: expected 9007199254740992, found 9007199254740993; \
+             at /t: expected \"9007199254740992\", found 9007199254740993"
+        );
     }
 
     proptest! {

@@ -33,7 +33,13 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
 /// Each variant's struct has `deny_unknown_fields`; that (not the enum-level
 /// attribute) is what rejects misspelt keys inside an internally tagged enum.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    expecting = "a grader: a mapping with a `type` key (equals, contains, contains-any, \
+                 contains-all, regex, number or json) and that type's fields"
+)]
 pub enum GraderSpec {
     /// `type: equals` — the whole output equals a value.
     Equals(EqualsSpec),
@@ -143,13 +149,24 @@ impl GradeConfigError {
 }
 
 /// Result of one grader on one output.
+///
+/// Three states: accepted (`passed`), rejected (neither `passed` nor `error`), or the grader
+/// could not run (`error` is set, `passed` is false): an error says nothing about the output,
+/// so reports can tell a broken grader from a bad answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Whether the grader accepted the output.
     pub passed: bool,
     /// Short human-readable explanation (expected vs found), unescaped.
     pub reason: String,
+    /// Why the grader could not judge the output (a template that failed to render, a rendered
+    /// regex or number that is invalid); absent when it judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
+
+/// The status of one graded output: the store's contract, decided here.
+pub use crate::store::GradeStatus;
 
 /// Raw outcome of a grader before `negate` is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +205,21 @@ impl CompiledGrader {
         self.kind
     }
 
-    /// Grades one output. Never panics: render errors and malformed outputs
-    /// become failing verdicts with a reason.
+    /// Checks, without an output, the parts of this grader that depend on a task's
+    /// variables (templates render, a rendered regex or number is valid), so the suite
+    /// loader can report a grader that would fail for a task before anything is called.
+    pub fn check_task(&self, vars: &Vars) -> Result<(), String> {
+        match &self.inner {
+            Inner::Equals(g) => g.expected(vars).map(drop),
+            Inner::Contains(g) => g.needles(vars).map(drop),
+            Inner::Regex(g) => g.regex(vars).map(drop),
+            Inner::Number(g) => g.expected(vars).map(drop),
+            Inner::Json(g) => g.rendered(vars).map(drop),
+        }
+    }
+
+    /// Grades one output. Never panics: render errors become verdicts with `error` set, and
+    /// malformed outputs failing verdicts with a reason.
     pub fn grade(&self, output: &str, vars: &Vars) -> Verdict {
         let check = match &self.inner {
             Inner::Equals(g) => g.check(output, vars),
@@ -199,26 +229,26 @@ impl CompiledGrader {
             Inner::Json(g) => g.check(output, vars),
         };
         match (check, self.negate) {
-            (Check::Pass(reason), false) => Verdict {
-                passed: true,
-                reason,
-            },
-            (Check::Fail(reason), false) => Verdict {
-                passed: false,
-                reason,
-            },
-            (Check::Pass(reason), true) => Verdict {
-                passed: false,
-                reason: format!("negated, but {reason}"),
-            },
-            (Check::Fail(reason), true) => Verdict {
-                passed: true,
-                reason: format!("negated: {reason}"),
-            },
+            (Check::Pass(reason), false) => Verdict::judged(true, reason),
+            (Check::Fail(reason), false) => Verdict::judged(false, reason),
+            (Check::Pass(reason), true) => Verdict::judged(false, format!("negated, but {reason}")),
+            (Check::Fail(reason), true) => Verdict::judged(true, format!("negated: {reason}")),
             (Check::Error(reason), _) => Verdict {
                 passed: false,
                 reason: format!("error: {reason}"),
+                error: Some(reason),
             },
+        }
+    }
+}
+
+impl Verdict {
+    /// A verdict of a grader that judged the output.
+    fn judged(passed: bool, reason: String) -> Verdict {
+        Verdict {
+            passed,
+            reason,
+            error: None,
         }
     }
 }
@@ -237,8 +267,35 @@ pub struct GradeInput<'a> {
 pub struct GradeOutcome {
     /// True when every grader passed (vacuously true with no graders).
     pub accepted: bool,
+    /// The first grader error, as `graders[i]: message`, when some grader could not run;
+    /// such an output is neither accepted nor judged rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// One verdict per grader, in grader order.
     pub verdicts: Vec<Verdict>,
+}
+
+impl GradeOutcome {
+    /// Builds the outcome of one output from its verdicts, in grader order.
+    pub fn from_verdicts(verdicts: Vec<Verdict>) -> GradeOutcome {
+        GradeOutcome {
+            accepted: verdicts.iter().all(|v| v.passed),
+            error: verdicts
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.error.as_ref().map(|e| format!("graders[{i}]: {e}"))),
+            verdicts,
+        }
+    }
+
+    /// Accepted, rejected, or not judged because a grader could not run.
+    pub fn status(&self) -> GradeStatus {
+        match (&self.error, self.accepted) {
+            (Some(_), _) => GradeStatus::Error,
+            (None, true) => GradeStatus::Accepted,
+            (None, false) => GradeStatus::Rejected,
+        }
+    }
 }
 
 /// Grades every (output, vars) item against all graders in parallel with
@@ -247,14 +304,12 @@ pub fn grade_all(graders: &[CompiledGrader], items: &[GradeInput<'_>]) -> Vec<Gr
     items
         .par_iter()
         .map(|item| {
-            let verdicts: Vec<Verdict> = graders
-                .iter()
-                .map(|g| g.grade(item.output, item.vars))
-                .collect();
-            GradeOutcome {
-                accepted: verdicts.iter().all(|v| v.passed),
-                verdicts,
-            }
+            GradeOutcome::from_verdicts(
+                graders
+                    .iter()
+                    .map(|g| g.grade(item.output, item.vars))
+                    .collect(),
+            )
         })
         .collect()
 }
@@ -402,6 +457,41 @@ mod tests {
     }
 
     #[test]
+    // Regression: a grader that could not run (a template failing for an output) looked like
+    // a rejection; the outcome now says it was not judged.
+    fn grader_errors_are_a_third_status() {
+        let graders: Vec<CompiledGrader> = [
+            "{type: contains, value: x}",
+            "{type: equals, value: '{{ missing }}'}",
+        ]
+        .iter()
+        .map(|y| spec(y).compile().unwrap())
+        .collect();
+        let v = Vars::new();
+        let item = |output| GradeInput { output, vars: &v };
+        let out = grade_all(&graders, &[item("x"), item("y")]);
+        for o in &out {
+            assert_eq!(o.status(), GradeStatus::Error, "{o:?}");
+            assert!(!o.accepted);
+            assert_eq!(
+                o.error.as_deref(),
+                Some("graders[1]: cannot render `value`: task does not define missing")
+            );
+        }
+        let json = serde_json::to_value(&out[0].verdicts).unwrap();
+        assert_eq!(json[0], json!({"passed": true, "reason": "found \"x\""}));
+        assert_eq!(
+            json[1]["error"],
+            "cannot render `value`: task does not define missing"
+        );
+        let ok = grade_all(&graders[..1], &[item("x"), item("y")]);
+        assert_eq!(ok[0].status(), GradeStatus::Accepted);
+        assert_eq!(ok[1].status(), GradeStatus::Rejected);
+        assert!(graders[1].check_task(&v).is_err());
+        assert!(graders[0].check_task(&v).is_ok());
+    }
+
+    #[test]
     fn grade_all_keeps_order_and_requires_every_grader() {
         let graders: Vec<CompiledGrader> = [
             "{type: contains, value: '{{ word }}'}",
@@ -450,6 +540,7 @@ mod tests {
             out,
             vec![GradeOutcome {
                 accepted: true,
+                error: None,
                 verdicts: vec![]
             }]
         );

@@ -48,10 +48,11 @@ pub struct NumberSpec {
 
 /// Expected value of a `number` grader.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a number, or a template rendering to one")]
 pub enum NumberValue {
-    /// A literal YAML number.
-    Number(f64),
+    /// A literal YAML number; integers are kept exactly (an f64 would round
+    /// 9007199254740993 to 9007199254740992).
+    Number(serde_json::Number),
     /// A template rendering to a number.
     Template(String),
 }
@@ -79,7 +80,7 @@ impl Pick {
 /// The expected value, parsed at load time when possible.
 #[derive(Debug, Clone)]
 enum Expected {
-    Fixed(f64),
+    Fixed(Num),
     Templated(TemplateId),
 }
 
@@ -88,17 +89,195 @@ enum Expected {
 pub(crate) struct NumberGrader {
     templates: TemplateSet,
     expected: Expected,
-    tolerance: f64,
-    relative_tolerance: f64,
+    tolerance: Num,
+    relative_tolerance: Num,
     pick: Pick,
     pattern: Option<Regex>,
 }
 
+/// An exact decimal: `mant` × 10^-`scale`. Enough for every number people and models write
+/// (38 significant digits); larger ones fall back to f64 comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dec {
+    mant: i128,
+    scale: u32,
+}
+
+/// Scales beyond this are not worth exact arithmetic (10^-60 and smaller).
+const MAX_SCALE: u32 = 60;
+
+impl Dec {
+    /// Parses `[-]digits[.digits][e[+-]digits]` (no separators), or `None` when it does not
+    /// fit exactly.
+    fn parse(s: &str) -> Option<Dec> {
+        let (neg, s) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (num, exp) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], s[i + 1..].parse::<i64>().ok()?),
+            None => (s, 0),
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let mut mant: i128 = 0;
+        for c in int.chars().chain(frac.chars()) {
+            let d = c.to_digit(10)?;
+            mant = mant.checked_mul(10)?.checked_add(i128::from(d))?;
+        }
+        let mut scale = i64::try_from(frac.len()).ok()?.checked_sub(exp)?;
+        while scale < 0 {
+            mant = mant.checked_mul(10)?;
+            scale += 1;
+        }
+        let scale = u32::try_from(scale).ok().filter(|s| *s <= MAX_SCALE)?;
+        Some(Dec {
+            mant: if neg { -mant } else { mant },
+            scale,
+        })
+    }
+
+    /// Both values as mantissas of one common scale, or `None` on overflow.
+    fn align(self, other: Dec) -> Option<(i128, i128, u32)> {
+        let scale = self.scale.max(other.scale);
+        let up = |d: Dec| d.mant.checked_mul(10i128.checked_pow(scale - d.scale)?);
+        Some((up(self)?, up(other)?, scale))
+    }
+
+    fn abs(self) -> Dec {
+        Dec {
+            mant: self.mant.saturating_abs(),
+            scale: self.scale,
+        }
+    }
+
+    fn mul(self, other: Dec) -> Option<Dec> {
+        Some(Dec {
+            mant: self.mant.checked_mul(other.mant)?,
+            scale: self.scale.checked_add(other.scale)?,
+        })
+    }
+
+    fn sub(self, other: Dec) -> Option<Dec> {
+        let (a, b, scale) = self.align(other)?;
+        Some(Dec {
+            mant: a.checked_sub(b)?,
+            scale,
+        })
+    }
+
+    /// `self <= other`, or `None` on overflow.
+    fn le(self, other: Dec) -> Option<bool> {
+        let (a, b, _) = self.align(other)?;
+        Some(a <= b)
+    }
+
+    fn max(self, other: Dec) -> Option<Dec> {
+        Some(if self.le(other)? { other } else { self })
+    }
+}
+
+impl std::fmt::Display for Dec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.mant.unsigned_abs().to_string();
+        let sign = if self.mant < 0 { "-" } else { "" };
+        let scale = self.scale as usize;
+        let (int, frac) = if digits.len() > scale {
+            digits.split_at(digits.len() - scale)
+        } else {
+            ("0", digits.as_str())
+        };
+        let frac = format!("{frac:0>scale$}");
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            write!(f, "{sign}{int}")
+        } else {
+            write!(f, "{sign}{int}.{frac}")
+        }
+    }
+}
+
+/// A number as written, with its exact value when it fits and its nearest f64.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Num {
+    /// The number as written (sign, digits with any thousands separators, exponent), so
+    /// reasons quote it exactly rather than as a rounded float.
+    text: String,
+    exact: Option<Dec>,
+    float: f64,
+}
+
+impl Num {
+    /// A number from its written `text` and its plain form `plain` (separators removed).
+    fn new(text: String, plain: &str) -> Option<Num> {
+        Some(Num {
+            exact: Dec::parse(plain),
+            float: plain.parse::<f64>().ok()?,
+            text,
+        })
+    }
+
+    /// A YAML or JSON number, exact when it is an integer (serde_json keeps those as
+    /// integers); other numbers as the shortest text that reads back as the same f64.
+    pub(crate) fn from_json(n: &serde_json::Number) -> Option<Num> {
+        let text = n.to_string();
+        let num = Num::new(text.clone(), &text)?;
+        num.float.is_finite().then_some(num)
+    }
+
+    /// A tolerance or other f64 setting, read as the shortest decimal that is that f64
+    /// (0.01 is 0.01, not 0.01000000000000000020816681711721685).
+    pub(crate) fn from_f64(x: f64) -> Num {
+        let text = x.to_string();
+        Num {
+            exact: Dec::parse(&text),
+            float: x,
+            text,
+        }
+    }
+
+    /// Zero.
+    pub(crate) fn zero() -> Num {
+        Num::from_f64(0.0)
+    }
+
+    /// Whether `self` is within `max(abs_tol, rel_tol × |expected|)` of `expected`: exactly
+    /// when every value fits a [`Dec`], else in f64. Returns the verdict and the allowance
+    /// (for the reason; `None` when it is zero).
+    pub(crate) fn within(
+        &self,
+        expected: &Num,
+        abs_tol: &Num,
+        rel_tol: &Num,
+    ) -> (bool, Option<String>) {
+        let exact = (|| {
+            let (f, e) = (self.exact?, expected.exact?);
+            let allowed = abs_tol.exact?.max(rel_tol.exact?.mul(e.abs())?)?;
+            Some((f.sub(e)?.abs().le(allowed)?, allowed))
+        })();
+        if let Some((ok, allowed)) = exact {
+            return (ok, (allowed.mant != 0).then(|| allowed.to_string()));
+        }
+        let allowed = abs_tol.float.max(rel_tol.float * expected.float.abs());
+        // NaN-safe: a non-finite value makes the comparison false.
+        let ok = (self.float - expected.float).abs() <= allowed;
+        (ok, (allowed > 0.0).then(|| allowed.to_string()))
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Checks a tolerance field: finite and non-negative.
-fn tolerance(field: &str, v: Option<f64>) -> Result<f64, GradeConfigError> {
+fn tolerance(field: &str, v: Option<f64>) -> Result<Num, GradeConfigError> {
     match v {
-        None => Ok(0.0),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        None => Ok(Num::zero()),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Num::from_f64(t)),
         Some(t) => Err(GradeConfigError::new(
             "number",
             field,
@@ -112,14 +291,9 @@ impl NumberGrader {
     pub(crate) fn compile(spec: &NumberSpec) -> Result<Self, GradeConfigError> {
         let mut templates = TemplateSet::new();
         let expected = match &spec.value {
-            NumberValue::Number(n) if n.is_finite() => Expected::Fixed(*n),
-            NumberValue::Number(n) => {
-                return Err(GradeConfigError::new(
-                    "number",
-                    "value",
-                    format!("must be finite, got {n}"),
-                ));
-            }
+            NumberValue::Number(n) => Expected::Fixed(Num::from_json(n).ok_or_else(|| {
+                GradeConfigError::new("number", "value", format!("must be finite, got {n}"))
+            })?),
             NumberValue::Template(src) => {
                 let id = templates.add("number", "value", src)?;
                 match templates.literal(id) {
@@ -152,17 +326,22 @@ impl NumberGrader {
         })
     }
 
+    /// The expected number for a task.
+    pub(crate) fn expected(&self, vars: &Vars) -> Result<Num, String> {
+        match &self.expected {
+            Expected::Fixed(n) => Ok(n.clone()),
+            Expected::Templated(id) => {
+                let s = self.templates.render(*id, vars)?;
+                parse_expected(&s).map_err(|e| format!("`value`: {e}"))
+            }
+        }
+    }
+
     /// Extracts, picks and compares.
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
-        let expected = match &self.expected {
-            Expected::Fixed(n) => *n,
-            Expected::Templated(id) => match self.templates.render(*id, vars) {
-                Ok(s) => match parse_expected(&s) {
-                    Ok(n) => n,
-                    Err(e) => return Check::Error(format!("`value`: {e}")),
-                },
-                Err(e) => return Check::Error(e),
-            },
+        let expected = match self.expected(vars) {
+            Ok(n) => n,
+            Err(e) => return Check::Error(e),
         };
         let region = match &self.pattern {
             None => output,
@@ -201,14 +380,12 @@ impl NumberGrader {
         let Some(found) = found else {
             return Check::Fail(format!("no number found in {}", snippet(region)));
         };
-        let allowed = self.tolerance.max(self.relative_tolerance * expected.abs());
-        let want = if allowed > 0.0 {
-            format!("{expected} ± {allowed}")
-        } else {
-            expected.to_string()
+        let (ok, allowed) = found.within(&expected, &self.tolerance, &self.relative_tolerance);
+        let want = match allowed {
+            Some(a) => format!("{expected} ± {a}"),
+            None => expected.to_string(),
         };
-        // NaN-safe: a non-finite `found` makes the comparison false.
-        if (found - expected).abs() <= allowed {
+        if ok {
             Check::Pass(format!("found {found} (expected {want})"))
         } else {
             Check::Fail(format!(
@@ -235,44 +412,39 @@ fn number_re() -> Option<&'static Regex> {
     .as_ref()
 }
 
-/// Iterates over the numbers in `text`, in order.
-pub(crate) fn numbers(text: &str) -> impl Iterator<Item = f64> + '_ {
+/// Iterates over the numbers in `text`, in order, each as written.
+pub(crate) fn numbers(text: &str) -> impl Iterator<Item = Num> + '_ {
     number_re()
         .into_iter()
         .flat_map(|re| re.captures_iter(text))
         .filter_map(move |caps| {
             let whole = caps.get(0)?;
-            let sign = caps.get(1).map_or("", |m| m.as_str());
+            let sign = caps.get(1)?;
             // A sign glued to a preceding word or number is a hyphen/operator.
             let glued = text[..whole.start()]
                 .chars()
                 .next_back()
                 .is_some_and(char::is_alphanumeric);
-            let negative = matches!(sign, "-" | "−") && !glued;
-            let mut s = String::with_capacity(whole.len());
-            if negative {
-                s.push('-');
-            }
-            s.extend(caps.get(2)?.as_str().chars().filter(|c| *c != ','));
-            if let Some(exp) = caps.get(3) {
-                s.push_str(exp.as_str());
-            }
-            s.parse::<f64>().ok()
+            let negative = matches!(sign.as_str(), "-" | "−") && !glued;
+            let digits = caps.get(2)?.as_str();
+            let exp = caps.get(3).map_or("", |m| m.as_str());
+            let written = if negative { sign.as_str() } else { "" };
+            let plain = format!(
+                "{}{}{exp}",
+                if negative { "-" } else { "" },
+                digits.replace(',', "")
+            );
+            Num::new(format!("{written}{digits}{exp}"), &plain)
         })
 }
 
-/// Parses an expected value: a plain float, or text holding exactly one
-/// number in the formats above.
-fn parse_expected(s: &str) -> Result<f64, String> {
+/// Parses an expected value: text holding exactly one finite number in the
+/// formats above (`"12.50"`, `"1,234"`, `"$5"`, `"-3"`, `"1e3"`).
+pub(crate) fn parse_expected(s: &str) -> Result<Num, String> {
     let t = s.trim();
-    if let Ok(n) = t.parse::<f64>()
-        && n.is_finite()
-    {
-        return Ok(n);
-    }
     let mut it = numbers(t);
     match (it.next(), it.next()) {
-        (Some(n), None) if n.is_finite() => Ok(n),
+        (Some(n), None) if n.float.is_finite() => Ok(n),
         _ => Err(format!("{} is not a single finite number", snippet(t))),
     }
 }
@@ -295,7 +467,7 @@ mod tests {
     }
 
     fn all(text: &str) -> Vec<f64> {
-        numbers(text).collect()
+        numbers(text).map(|n| n.float).collect()
     }
 
     #[test]
@@ -396,17 +568,9 @@ mod tests {
             let err = NumberGrader::compile(&spec).unwrap_err();
             assert_eq!(err.field, field, "{yaml}: {err}");
         }
-        // Non-finite numbers cannot come from serde-saphyr (its policy
-        // rejects .inf) but can from other front ends.
+        // A non-finite value cannot be written (serde_json::Number holds none); a
+        // non-finite tolerance can come from other front ends.
         let base: NumberSpec = serde_saphyr::from_str("{value: 1}").unwrap();
-        let bad_value = NumberSpec {
-            value: NumberValue::Number(f64::INFINITY),
-            ..base.clone()
-        };
-        assert_eq!(
-            NumberGrader::compile(&bad_value).unwrap_err().field,
-            "value"
-        );
         let bad_rel = NumberSpec {
             relative_tolerance: Some(f64::NAN),
             ..base
@@ -420,7 +584,7 @@ mod tests {
     #[test]
     fn string_literal_value_is_parsed_at_load() {
         let g = grader("{value: '1e3'}");
-        assert!(matches!(g.expected, Expected::Fixed(n) if n == 1000.0));
+        assert!(matches!(&g.expected, Expected::Fixed(n) if n.float == 1000.0));
     }
 
     #[test]
@@ -429,6 +593,74 @@ mod tests {
         let huge = format!("1{}", "0".repeat(400));
         assert!(matches!(g.check(&huge, &Vars::new()), Check::Fail(_)));
         assert!(matches!(g.check("1e999", &Vars::new()), Check::Fail(_)));
+    }
+
+    #[test]
+    // Regression: integers past 2^53 were compared as f64, so 9007199254740992 accepted
+    // 9007199254740993 and the reason quoted the output as the rounded float.
+    fn big_integers_compare_exactly_and_are_quoted_as_written() {
+        let g = grader("{value: 9007199254740992}");
+        let Check::Fail(r) = g.check("9007199254740993", &Vars::new()) else {
+            panic!("expected failure");
+        };
+        assert_eq!(
+            r,
+            r#"expected 9007199254740992, found 9007199254740993 in "9007199254740993""#
+        );
+        assert!(matches!(
+            g.check("9,007,199,254,740,992", &Vars::new()),
+            Check::Pass(_)
+        ));
+        let g = grader("{value: '{{ n }}'}");
+        let v = vars(json!({"n": "123456789012345678901234567890"}));
+        assert!(matches!(
+            g.check("123456789012345678901234567891", &v),
+            Check::Fail(_)
+        ));
+        let Check::Pass(r) = g.check("123456789012345678901234567890", &v) else {
+            panic!("expected pass");
+        };
+        assert_eq!(
+            r,
+            "found 123456789012345678901234567890 (expected 123456789012345678901234567890)"
+        );
+    }
+
+    #[test]
+    // Regression: tolerances were applied in f64, so ± 0.5 around 2^53 accepted 2^53 + 1.
+    fn tolerances_are_exact_decimals() {
+        let g = grader("{value: 9007199254740992, tolerance: 0.5}");
+        assert!(matches!(
+            g.check("9007199254740993", &Vars::new()),
+            Check::Fail(_)
+        ));
+        let g = grader("{value: 0.3, tolerance: 0.1}");
+        // 0.4 - 0.3 is 0.10000000000000003 in f64; exactly it is 0.1, within tolerance.
+        let Check::Pass(r) = g.check("0.4", &Vars::new()) else {
+            panic!("expected pass");
+        };
+        assert_eq!(r, "found 0.4 (expected 0.3 ± 0.1)");
+        let g = grader("{value: 200, relative_tolerance: 0.005}");
+        assert!(matches!(g.check("201", &Vars::new()), Check::Pass(_)));
+        assert!(matches!(g.check("201.01", &Vars::new()), Check::Fail(_)));
+    }
+
+    #[test]
+    fn numbers_keep_their_written_text() {
+        let texts: Vec<String> = numbers("-$1,234.50 and 2024-05 and −7 and 1e3")
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(texts, ["-1,234.50", "2024", "05", "−7", "1e3"]);
+        assert_eq!(
+            Dec::parse("1.50e-3").map(|d| d.to_string()).as_deref(),
+            Some("0.0015")
+        );
+        assert_eq!(
+            Dec::parse("-12e2").map(|d| d.to_string()).as_deref(),
+            Some("-1200")
+        );
+        assert_eq!(Dec::parse(&"9".repeat(40)), None);
+        assert_eq!(Dec::parse("1e-99"), None);
     }
 
     proptest! {

@@ -1,6 +1,8 @@
 //! The `regex` grader: a regular expression (Rust `regex` syntax) must match
 //! somewhere in the normalised output.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use ::regex::{Regex, RegexBuilder};
@@ -100,34 +102,33 @@ impl RegexGrader {
         })
     }
 
+    /// The regex for a task: the static one, or the pattern rendered with the task's
+    /// variables and compiled.
+    pub(crate) fn regex(&self, vars: &Vars) -> Result<Cow<'_, Regex>, String> {
+        let id = match &self.pattern {
+            Pattern::Static(re) => return Ok(Cow::Borrowed(re)),
+            Pattern::Templated(id) => *id,
+        };
+        let src = self.templates.render(id, vars)?;
+        build(&src, self.case_sensitive)
+            .map(Cow::Owned)
+            .map_err(|e| {
+                // regex errors span several lines (caret diagrams); a verdict reason must stay
+                // on one.
+                let msg = e
+                    .to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("rendered pattern {} is invalid: {msg}", snippet(&src))
+            })
+    }
+
     /// Searches the normalised output for the pattern.
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
-        let dynamic;
-        let re = match &self.pattern {
-            Pattern::Static(re) => re,
-            Pattern::Templated(id) => {
-                let src = match self.templates.render(*id, vars) {
-                    Ok(s) => s,
-                    Err(e) => return Check::Error(e),
-                };
-                dynamic = match build(&src, self.case_sensitive) {
-                    Ok(re) => re,
-                    Err(e) => {
-                        // regex errors span several lines (caret diagrams);
-                        // a verdict reason must stay on one.
-                        let msg = e
-                            .to_string()
-                            .split_whitespace()
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        return Check::Error(format!(
-                            "rendered pattern {} is invalid: {msg}",
-                            snippet(&src)
-                        ));
-                    }
-                };
-                &dynamic
-            }
+        let re = match self.regex(vars) {
+            Ok(re) => re,
+            Err(e) => return Check::Error(e),
         };
         let text = self.normalize.apply(output);
         match re.find(&text) {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{CompiledGrader, GradeInput, Vars, grade_all};
-use crate::store::{GradeRow, GradeStatus, Store, StoreError};
+use crate::store::{GradeRow, Store, StoreError};
 
 /// Answers read and graded per chunk; bounds memory on large runs.
 const CHUNK: usize = 1024;
@@ -17,6 +17,8 @@ pub struct GradeSummary {
     pub graded: u64,
     /// Of which accepted.
     pub accepted: u64,
+    /// Of which a grader could not run (not judged; see [`super::GradeStatus::Error`]).
+    pub errors: u64,
     /// Answers of suites with no graders given (left as they were).
     pub skipped: u64,
 }
@@ -59,17 +61,14 @@ pub fn grade_run(
             for (&i, outcome) in idx.iter().zip(grade_all(gs, &items)) {
                 sum.graded += 1;
                 sum.accepted += u64::from(outcome.accepted);
+                sum.errors += u64::from(outcome.error.is_some());
                 let verdicts = serde_json::to_string(&outcome.verdicts).unwrap_or_default();
                 rows.push((
                     &answers[i],
                     GradeRow {
                         attempt_id: answers[i].attempt_id,
-                        status: if outcome.accepted {
-                            GradeStatus::Accepted
-                        } else {
-                            GradeStatus::Rejected
-                        },
-                        error: None,
+                        status: outcome.status(),
+                        error: outcome.error.clone(),
                         verdicts,
                     },
                 ));

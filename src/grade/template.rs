@@ -15,18 +15,27 @@ use serde::de::{self, SeqAccess, Visitor};
 
 use super::{GradeConfigError, Vars};
 
-/// Builds the environment every grader template is compiled in.
+/// Work one template render may do, in minijinja fuel (about one instruction, or 64 bytes of
+/// data, per unit). Generous for any real prompt or grader (a 16 MiB task variable costs about
+/// 260,000), but it turns a runaway template, such as nested `range(100000)` loops, into an
+/// error within a second instead of a run that never ends.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+
+/// The one template environment of costbench: suite prompts and grader templates are the same
+/// dialect, so a filter or setting that works in one works in the other.
 ///
-/// Strict undefined behaviour turns a missing task variable into an error
-/// instead of silently rendering an empty string (which would make e.g. a
-/// `contains` grader trivially pass). Auto-escaping is off because graders
-/// compare plain text; HTML escaping belongs to the report layer.
-fn new_env() -> Environment<'static> {
+/// Strict undefined behaviour turns a missing task variable into an error instead of silently
+/// rendering an empty string (which would make e.g. a `contains` grader trivially pass).
+/// Auto-escaping is off because prompts and graders are plain text; HTML escaping belongs to
+/// the report layer. Fuel bounds every render (see [`TEMPLATE_FUEL`]).
+pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     // Jinja drops one trailing newline by default; an expected value of
-    // "a\n" must stay "a\n" or `equals` would compare the wrong string.
+    // "a\n" must stay "a\n" or `equals` would compare the wrong string, and a
+    // prompt is sent as written.
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
         .keep_trailing_newline(true)
         .build()
@@ -58,7 +67,7 @@ fn builtin_globals(env: &Environment<'_>) -> BTreeSet<String> {
 /// in branches that never run (e.g. under `{% if x is defined %}`) are still
 /// reported.
 pub fn template_variables(src: &str) -> Result<BTreeSet<String>, String> {
-    let env = new_env();
+    let env = environment();
     let tmpl = env.template_from_str(src).map_err(|e| e.to_string())?;
     let globals = builtin_globals(&env);
     Ok(tmpl
@@ -93,7 +102,7 @@ impl TemplateSet {
     /// Creates an empty set with the grader environment.
     pub(crate) fn new() -> Self {
         Self {
-            env: new_env(),
+            env: environment(),
             entries: Vec::new(),
         }
     }
@@ -186,8 +195,11 @@ impl TemplateSet {
 }
 
 /// A minijinja error as "kind: detail (line N)", without the internal
-/// template name.
-fn describe(e: &minijinja::Error) -> String {
+/// template name; running out of fuel is said in plain words.
+pub fn describe(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return "template used too much computation (fuel exhausted)".to_owned();
+    }
     let mut msg = e.kind().to_string();
     if let Some(detail) = e.detail() {
         msg.push_str(": ");

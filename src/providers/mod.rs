@@ -20,6 +20,10 @@ pub use price::{Money, Rate};
 
 /// List prices of one provider, USD per 1M tokens by token class.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(
+    expecting = "a mapping with keys input and output, and optionally cached_input, \
+                     cache_write and cache_write_1h"
+)]
 pub struct Price {
     /// Prompt tokens not served from a cache.
     pub input: Rate,
@@ -35,7 +39,10 @@ pub struct Price {
 
 /// Retry policy for one provider.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a mapping with keys max_retries, base_delay_ms, max_delay_ms and max_retry_after_s"
+)]
 pub struct RetryPolicy {
     /// Retries after the first try (so `max_retries + 1` tries in all).
     pub max_retries: u32,
@@ -45,6 +52,77 @@ pub struct RetryPolicy {
     pub max_delay_ms: u64,
     /// A `retry-after` longer than this is not waited for; the attempt fails instead.
     pub max_retry_after_s: u64,
+}
+
+/// Most retries after the first try.
+pub const MAX_RETRIES: u32 = 100;
+/// Longest backoff delay (`base_delay_ms`, `max_delay_ms`): one hour.
+pub const MAX_DELAY_MS: u64 = 3_600_000;
+/// Longest `retry-after` a policy may wait for (`max_retry_after_s`): one hour.
+pub const MAX_RETRY_AFTER_S: u64 = 3_600;
+/// Longest timeout of one HTTP call (`timeout_s`): one day.
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+/// Most calls in flight to one provider; tokio's semaphore panics far above it, and no
+/// provider serves more.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
+impl RetryPolicy {
+    /// Every setting out of bounds, as (key, message): unbounded values once meant a backoff
+    /// that sleeps forever.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.max_retries > MAX_RETRIES {
+            out.push((
+                "max_retries",
+                format!("must be at most {MAX_RETRIES}, got {}", self.max_retries),
+            ));
+        }
+        for (key, v) in [
+            ("base_delay_ms", self.base_delay_ms),
+            ("max_delay_ms", self.max_delay_ms),
+        ] {
+            if v > MAX_DELAY_MS {
+                out.push((
+                    key,
+                    format!("must be at most {MAX_DELAY_MS} (one hour), got {v}"),
+                ));
+            }
+        }
+        if self.max_retry_after_s > MAX_RETRY_AFTER_S {
+            out.push((
+                "max_retry_after_s",
+                format!(
+                    "must be at most {MAX_RETRY_AFTER_S} (one hour), got {}",
+                    self.max_retry_after_s
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// Checks a `base_url`: an http or https URL with a host. `localhost:8080/v1` parses as a
+/// URL with the scheme `localhost`, so parsing alone is not enough.
+fn base_url_problem(url: &str) -> Option<String> {
+    let hint = |u: &str| format!("; write it with its scheme, like `http://{u}`");
+    match reqwest::Url::parse(url) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            None
+        }
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Some(format!("`{url}` has no host")),
+        _ if !url.contains("://") => Some(format!(
+            "`{url}` is not a URL: it needs an http:// or https:// scheme{}",
+            hint(url.trim_start_matches('/'))
+        )),
+        Ok(u) => Some(format!(
+            "`{url}` is not an http or https URL (its scheme is `{}`)",
+            u.scheme()
+        )),
+        Err(_) => Some(format!("`{url}` is not a URL")),
+    }
 }
 
 impl Default for RetryPolicy {
@@ -61,6 +139,11 @@ impl Default for RetryPolicy {
 
 /// One provider entry of the providers file.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(
+    expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
+                     optionally api_key_env, price, max_concurrency, timeout_s, retry, \
+                     extra_body, drop_params and tags"
+)]
 pub struct ProviderConfig {
     /// Unique id used in reports.
     pub id: String,
@@ -102,6 +185,7 @@ fn default_timeout() -> f64 {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a mapping with the key providers, a list of providers")]
 struct ProvidersFile {
     providers: Vec<Value>,
 }
@@ -136,17 +220,32 @@ pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
                 ),
             );
         }
-        if reqwest::Url::parse(&cfg.base_url).is_err() {
-            l.problem(
-                &p.key("base_url"),
-                format!("`{}` is not a URL", cfg.base_url),
-            );
+        if let Some(e) = base_url_problem(&cfg.base_url) {
+            l.problem(&p.key("base_url"), e);
         }
         if cfg.max_concurrency == 0 {
             l.problem(&p.key("max_concurrency"), "must be at least 1");
+        } else if cfg.max_concurrency > MAX_CONCURRENCY {
+            l.problem(
+                &p.key("max_concurrency"),
+                format!(
+                    "must be at most {MAX_CONCURRENCY}, got {}",
+                    cfg.max_concurrency
+                ),
+            );
         }
-        if !(cfg.timeout_s > 0.0 && cfg.timeout_s.is_finite()) {
-            l.problem(&p.key("timeout_s"), "must be a positive number of seconds");
+        // Bounded here: `Duration::from_secs_f64` panics on a value like 1e20.
+        if !(cfg.timeout_s > 0.0 && cfg.timeout_s <= MAX_TIMEOUT_S) {
+            l.problem(
+                &p.key("timeout_s"),
+                format!(
+                    "must be a positive number of seconds, at most {MAX_TIMEOUT_S} (one day); got {}",
+                    cfg.timeout_s
+                ),
+            );
+        }
+        for (key, message) in cfg.retry.problems() {
+            l.problem(&p.key("retry").key(key), message);
         }
         out.push(cfg);
     }

@@ -124,7 +124,7 @@ impl fmt::Display for Rate {
 /// text the user wrote for any price with ≤ 15 significant digits, so no binary error leaks in.
 fn decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
-    #[serde(untagged)]
+    #[serde(untagged, expecting = "a plain decimal number, like 0.28")]
     enum Num {
         I(i64),
         F(f64),

@@ -25,7 +25,8 @@ pub struct Ungraded {
 }
 
 /// The verdict on one outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GradeStatus {
     /// Every grader passed.
     Accepted,

@@ -31,6 +31,7 @@ fn build_db(path: &Path, outcomes: usize) {
             tasks: tasks as u64,
             fingerprint: "bench".into(),
             max_tokens: Some(16),
+            margin: None,
         }],
         providers: (0..PROVIDERS)
             .map(|i| ProviderPlan {

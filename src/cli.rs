@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::analysis::{AnalysisOptions, RunAnalysis};
+use crate::compare::{self, CompareError, CompareSpec};
 use crate::config::ConfigError;
 use crate::export::{self, Format};
 use crate::grade::CompiledGrader;
@@ -55,6 +56,9 @@ enum Command {
     Report(ReportArgs),
     /// Re-grade a run's stored outputs with the suites' current graders; calls no provider.
     Grade(GradeArgs),
+    /// Migration verdict: may the candidate replace the incumbent? Paired, non-inferiority
+    /// against the suite's margin, with the saving per accepted outcome; no provider calls.
+    Compare(CompareArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -153,6 +157,33 @@ struct ReportArgs {
 }
 
 #[derive(Args, Debug)]
+struct CompareArgs {
+    /// Provider id of the incumbent (the provider now in use).
+    #[arg(long)]
+    incumbent: String,
+    /// Provider id of the candidate.
+    #[arg(long)]
+    candidate: String,
+    /// Run holding both providers (default: the latest).
+    #[arg(long, conflicts_with = "runs")]
+    run: Option<i64>,
+    /// Two runs of the same suites: the incumbent from the first, the candidate from the second.
+    #[arg(long, num_args = 2, value_names = ["ID_A", "ID_B"])]
+    runs: Option<Vec<i64>>,
+    /// Only this suite.
+    #[arg(long)]
+    suite: Option<String>,
+    /// Non-inferiority margin in acceptance-rate units (overrides the suites' `margin`).
+    #[arg(long)]
+    margin: Option<f64>,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportFlags,
+}
+
+#[derive(Args, Debug)]
 struct GradeArgs {
     /// Run id (default: the latest).
     #[arg(long)]
@@ -220,6 +251,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<ConfigError>().is_some()
             || c.downcast_ref::<UsageError>().is_some()
+            || c.downcast_ref::<CompareError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
                 Some(run::RunError::Cassette { .. })
@@ -249,7 +281,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     if e.downcast_ref::<ConfigError>().is_some() {
         Some("the README documents every suite and provider field")
     } else {
-        None
+        e.downcast_ref::<CompareError>().map(CompareError::hint)
     }
 }
 
@@ -260,14 +292,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let opts = a.report.options()?;
             let store = Store::open_to_read(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
-            let text = export::render(&analysis, a.report.format);
-            match &a.out {
-                Some(path) => write_output(path, &text)?,
-                None => println!("{text}"),
-            }
-            Ok(exit::OK)
+            emit(
+                &export::render(&analysis, a.report.format),
+                a.out.as_deref(),
+            )
         }
         Command::Grade(a) => cmd_grade(&cli.db, a),
+        Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -425,6 +456,38 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         return Ok(exit::PROVIDER_FAILURES);
     }
     Ok(exit::OK)
+}
+
+/// Prints an output, or writes it to `out`.
+fn emit(text: &str, out: Option<&Path>) -> Result<i32> {
+    match out {
+        Some(path) => write_output(path, text)?,
+        None => println!("{text}"),
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
+    let opts = a.report.options()?;
+    let store = Store::open_to_read(db)?;
+    let (inc, cand) = match a.runs.as_deref() {
+        Some(&[x, y]) => (
+            RunAnalysis::load(&store, store.run(Some(x))?, opts)?,
+            Some(RunAnalysis::load(&store, store.run(Some(y))?, opts)?),
+        ),
+        _ => (RunAnalysis::load(&store, store.run(a.run)?, opts)?, None),
+    };
+    let spec = CompareSpec {
+        incumbent: &a.incumbent,
+        candidate: &a.candidate,
+        suite: a.suite.as_deref(),
+        margin: a.margin,
+    };
+    let c = compare::compare(&inc, cand.as_ref().unwrap_or(&inc), &spec)?;
+    emit(
+        &export::compare::render(&c, a.report.format),
+        a.out.as_deref(),
+    )
 }
 
 /// Writes an output file whole: a temporary file beside it, renamed into place.

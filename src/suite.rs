@@ -107,8 +107,8 @@ impl Task {
 #[derive(Deserialize)]
 #[serde(
     expecting = "a mapping with keys suite, prompt, graders, tasks or tasks_file, and \
-                     optionally description, workload, quality_threshold, rejection_cost_usd, \
-                     repeats and params"
+                     optionally description, workload, quality_threshold, margin, \
+                     rejection_cost_usd, repeats and params"
 )]
 struct SuiteHead {
     suite: String,
@@ -117,6 +117,7 @@ struct SuiteHead {
     #[serde(default = "default_workload")]
     workload: String,
     quality_threshold: Option<f64>,
+    margin: Option<f64>,
     #[serde(default)]
     rejection_cost_usd: Money,
     #[serde(default = "one")]
@@ -172,6 +173,8 @@ pub struct Suite {
     pub workload: String,
     /// Acceptance a provider must reach to qualify for this workload.
     pub quality_threshold: Option<f64>,
+    /// Non-inferiority margin for `compare`, fixed before the run (acceptance-rate units).
+    pub margin: Option<f64>,
     /// Downstream cost of one rejected output.
     pub rejection_cost: Money,
     /// Samples per task per provider.
@@ -269,6 +272,14 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         && !(0.0..=1.0).contains(&q)
     {
         l.problem(&top.key("quality_threshold"), "must be between 0 and 1");
+    }
+    if let Some(m) = head.margin
+        && !(m > 0.0 && m < 1.0)
+    {
+        l.problem(
+            &top.key("margin"),
+            format!("must be above 0 and below 1 (got {m}); 0.02 means two points of acceptance"),
+        );
     }
     for (key, why) in RESERVED_PARAMS {
         if head.params.contains_key(*key) {
@@ -402,6 +413,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         description: head.description,
         workload: head.workload,
         quality_threshold: head.quality_threshold,
+        margin: head.margin,
         rejection_cost: head.rejection_cost_usd,
         repeats: head.repeats,
         params: head.params,

@@ -3,6 +3,7 @@
 //! As hyperfine's `src/export/`: one small trait, and table logic written once in `markup`
 //! and shared by the terminal table and markdown. No exporter reads the store.
 
+pub mod compare;
 pub mod json;
 pub mod markdown;
 pub mod markup;

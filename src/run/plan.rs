@@ -61,6 +61,7 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
                 path: std::path::absolute(&s.path).unwrap_or_else(|_| s.path.clone()),
                 workload: s.workload.clone(),
                 quality_threshold: s.quality_threshold,
+                margin: s.margin,
                 rejection_cost_femto: s.rejection_cost,
                 repeats: s.repeats,
                 tasks: s.tasks.len() as u64,

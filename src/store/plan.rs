@@ -33,6 +33,9 @@ pub struct SuitePlan {
     pub workload: String,
     /// Acceptance a provider must reach to qualify.
     pub quality_threshold: Option<f64>,
+    /// Non-inferiority margin fixed in the suite file; absent in runs stored before it existed.
+    #[serde(default)]
+    pub margin: Option<f64>,
     /// Downstream cost of one rejected output, femto-dollars as decimal text (exact).
     #[serde(with = "money_text")]
     pub rejection_cost_femto: Money,

@@ -1,0 +1,196 @@
+//! The output of `costbench compare`: the JSON contract (documented on
+//! [`crate::compare::Comparison`]), and one markup shared by the terminal table and markdown:
+//! verdicts first, each figure with its interval, a footnote saying what each interval is.
+
+use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
+
+use super::Format;
+use super::markup::usd;
+use crate::compare::{Comparison, Comparisons, MarginSource};
+use crate::stats::Estimate;
+
+/// The widest the table may be, so it reads in a 100-column terminal or pull request.
+const WIDTH: u16 = 100;
+
+/// Renders the comparisons in a format.
+pub fn render(c: &Comparisons, format: Format) -> String {
+    match format {
+        // Serializing plain data with string keys cannot fail.
+        Format::Json => serde_json::to_string_pretty(c).unwrap_or_default(),
+        Format::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_style(UTF8_FULL_CONDENSED)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(WIDTH)
+                .set_header(header(c));
+            for r in &c.comparisons {
+                t.add_row(cells(r));
+            }
+            let foot: Vec<String> = footnote(c).lines().map(wrap).collect();
+            format!("{}\n{t}\n{}", title(c), foot.join("\n"))
+        }
+        Format::Md => {
+            let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+            let h = header(c);
+            let mut out = format!("## {}\n\n| {} |\n", esc(&title(c)), h.join(" | "));
+            out.push_str(&format!("|{}\n", "---|".repeat(h.len())));
+            for r in &c.comparisons {
+                let cs: Vec<String> = cells(r).iter().map(|s| esc(s)).collect();
+                out.push_str(&format!("| {} |\n", cs.join(" | ")));
+            }
+            out.push_str(&format!("\n{}", footnote(c).replace('\n', "\n\n")));
+            out
+        }
+    }
+}
+
+/// The title line.
+fn title(c: &Comparisons) -> String {
+    let (inc, cand) = c
+        .comparisons
+        .first()
+        .map_or(("?", "?"), |r| (r.incumbent.as_str(), r.candidate.as_str()));
+    if c.incumbent_run == c.candidate_run {
+        format!(
+            "costbench compare, run {}: candidate {cand} vs incumbent {inc}",
+            c.incumbent_run
+        )
+    } else {
+        format!(
+            "costbench compare: candidate {cand} (run {}) vs incumbent {inc} (run {})",
+            c.candidate_run, c.incumbent_run
+        )
+    }
+}
+
+fn header(c: &Comparisons) -> Vec<String> {
+    let conf = format!("{:.0}%", c.confidence * 100.0);
+    vec![
+        "verdict".into(),
+        "suite".into(),
+        "pairs".into(),
+        format!("Δ accepted {conf}"),
+        "margin".into(),
+        "mid-p (Holm)".into(),
+        format!("saving {conf}"),
+        format!("cost ratio {conf}"),
+    ]
+}
+
+/// Breaks a line at spaces so that it fits [`WIDTH`] columns.
+fn wrap(line: &str) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for word in line.split(' ') {
+        let n = word.chars().count();
+        if col > 0 && col + 1 + n > usize::from(WIDTH) {
+            out.push('\n');
+            col = 0;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += n;
+    }
+    out
+}
+
+/// Money with its sign in front: `-$0.0012`.
+fn signed_usd(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v < 0.0 => format!("-{}", usd(Some(-v))),
+        v => usd(v),
+    }
+}
+
+/// Signed percentage points with one decimal.
+fn points(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |v| format!("{:+.1}", v * 100.0))
+}
+
+fn p_value(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".into(), |p| format!("{p:.4}"))
+}
+
+/// An estimate and its interval; an absent bound is unbounded.
+fn interval(e: &Estimate, show: impl Fn(Option<f64>) -> String) -> String {
+    match e.estimate {
+        None => "–".into(),
+        Some(_) => format!(
+            "{} [{}, {}]",
+            show(e.estimate),
+            e.low.map_or_else(|| "−∞".into(), |l| show(Some(l))),
+            e.high.map_or_else(|| "∞".into(), |h| show(Some(h)))
+        ),
+    }
+}
+
+fn cells(r: &Comparison) -> Vec<String> {
+    let verdict = match r.more_tasks {
+        Some(n) => format!("{} (+{n} tasks)", r.verdict),
+        None => r.verdict.to_string(),
+    };
+    let suite = match &r.suite {
+        Some(s) => s.clone(),
+        None => format!("{} (pooled)", r.workload),
+    };
+    let d = &r.acceptance_diff;
+    let diff = match d.estimate {
+        None => "–".into(),
+        Some(_) => format!(
+            "{} pt [{}, {}]",
+            points(d.estimate),
+            points(d.low),
+            points(d.high)
+        ),
+    };
+    let margin = format!(
+        "{:.1} pt{}",
+        r.margin * 100.0,
+        match r.margin_source {
+            MarginSource::Suite => "",
+            MarginSource::Default => " (default)",
+            MarginSource::Flag => " (flag)",
+        }
+    );
+    let p = match (r.mcnemar_mid_p, r.mcnemar_mid_p_holm) {
+        (Some(p), Some(h)) => format!("{} ({})", p_value(Some(p)), p_value(Some(h))),
+        (p, _) => p_value(p),
+    };
+    vec![
+        verdict,
+        suite,
+        r.paired.to_string(),
+        diff,
+        margin,
+        p,
+        interval(&r.saving_per_accepted_usd, signed_usd),
+        interval(&r.cost_ratio, |x| {
+            x.map_or_else(|| "–".into(), |v| format!("{v:.3}"))
+        }),
+    ]
+}
+
+/// What the verdicts and each interval are, then one line per note.
+fn footnote(c: &Comparisons) -> String {
+    let conf = format!("{:.0}%", c.confidence * 100.0);
+    let mut s = format!(
+        "Δ acceptance = candidate − incumbent over paired outcomes, in points, with a two-sided {conf} \
+         Tango score interval (one outcome per task) or paired cluster bootstrap (BCa, whole tasks \
+         resampled; with repeats). Verdict against the margin fixed before the run: NON-INFERIOR when \
+         the low bound is above −margin, SUPERIOR when above 0, INFERIOR when the high bound is below \
+         −margin, else INCONCLUSIVE (+N tasks: paired tasks more for an 80% chance of a conclusive \
+         verdict). mid-p: McNemar mid-p, Holm-adjusted over the workload's suites in parentheses. \
+         saving = incumbent − candidate cost per accepted outcome (known token costs + rejection \
+         costs), ratio = candidate / incumbent, each with a {conf} paired BCa bootstrap resampling \
+         the same tasks on both sides; ∞ = unbounded (resamples where a side accepted nothing)."
+    );
+    for r in &c.comparisons {
+        let name = r.suite.as_deref().unwrap_or(r.workload.as_str());
+        for n in &r.notes {
+            s.push_str(&format!("\n{name}: {n}"));
+        }
+    }
+    s
+}

@@ -18,8 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::providers::{Money, Usage, bound};
+use crate::providers::{Money, Price, Usage, bound};
 use crate::stats::{self, Outcome};
+use crate::store::outcomes::{AttemptCost, Reprice};
 use crate::store::plan::{ProviderPlan, SuitePlan};
 use crate::store::{ErrorKind, GradeStatus, OutcomeRecord, RunInfo, Store, StoreError};
 
@@ -141,6 +142,58 @@ impl RunAnalysis {
         run: RunInfo,
         options: AnalysisOptions,
     ) -> Result<RunAnalysis, StoreError> {
+        Self::load_with(store, run, options, None)
+    }
+
+    /// Reads and analyses a run as if its providers had had `prices` (by provider id): every
+    /// attempt with stored usage is priced anew, and the bound of each call of unknown cost is
+    /// taken at the new prices; what was actually spent stays as stored. Providers missing from
+    /// `prices` keep their stored costs. No provider is called and the store is not changed.
+    pub fn load_repriced(
+        store: &Store,
+        mut run: RunInfo,
+        options: AnalysisOptions,
+        prices: &HashMap<String, Price>,
+    ) -> Result<RunAnalysis, StoreError> {
+        for p in &mut run.plan.providers {
+            if let Some(price) = prices.get(&p.id) {
+                p.price = Some(price.clone());
+            }
+        }
+        let caps: HashMap<String, Option<u64>> = run
+            .plan
+            .suites
+            .iter()
+            .map(|s| (s.name.clone(), s.max_tokens))
+            .collect();
+        let reprice = move |suite: &str, provider: &str, a: &mut AttemptCost| {
+            let Some(price) = prices.get(provider) else {
+                return;
+            };
+            match a.usage {
+                Some(u) => a.cost = u.cost(price),
+                None if a.cost.is_none() => {
+                    a.cost_max = a
+                        .est_prompt_tokens
+                        .zip(caps.get(suite).copied().flatten())
+                        .map(|(est, cap)| {
+                            bound::prompt_rate(price)
+                                .cost(est)
+                                .plus(price.output.cost(cap))
+                        });
+                }
+                None => {}
+            }
+        };
+        Self::load_with(store, run, options, Some(&reprice))
+    }
+
+    fn load_with(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+        reprice: Option<&Reprice<'_>>,
+    ) -> Result<RunAnalysis, StoreError> {
         let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
         let input_rates: HashMap<&str, _> = run
             .plan
@@ -148,12 +201,17 @@ impl RunAnalysis {
             .iter()
             .filter_map(|p| Some((p.id.as_str(), bound::prompt_rate(p.price.as_ref()?))))
             .collect();
-        store.for_each_outcome(run.id, &|p| input_rates.get(p).copied(), |o| {
-            // Outcomes arrive grouped by suite and provider: look the row up once per group.
-            acc.entry((o.suite.clone(), o.provider.clone()))
-                .or_default()
-                .add(&o);
-        })?;
+        store.for_each_outcome_repriced(
+            run.id,
+            &|p| input_rates.get(p).copied(),
+            reprice,
+            |o| {
+                // Outcomes arrive grouped by suite and provider: look the row up once per group.
+                acc.entry((o.suite.clone(), o.provider.clone()))
+                    .or_default()
+                    .add(&o);
+            },
+        )?;
         let mut rows = Vec::new();
         for s in &run.plan.suites {
             for p in &run.plan.providers {

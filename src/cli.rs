@@ -14,6 +14,7 @@ use crate::export::{self, Format};
 use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
 use crate::providers::{ProviderConfig, load_providers};
+use crate::reprice::{self, RepriceError};
 use crate::run::{self, CacheMode, RunOptions};
 use crate::store::Store;
 use crate::suite::{Suite, load_suite};
@@ -59,6 +60,8 @@ enum Command {
     /// Migration verdict: may the candidate replace the incumbent? Paired, non-inferiority
     /// against the suite's margin, with the saving per accepted outcome; no provider calls.
     Compare(CompareArgs),
+    /// Every cost figure and interval of a stored run under another price table; no calls.
+    Reprice(RepriceArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -184,6 +187,21 @@ struct CompareArgs {
 }
 
 #[derive(Args, Debug)]
+struct RepriceArgs {
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    /// A providers file whose entries' `price` replaces the run's prices (by provider id).
+    #[arg(long)]
+    prices: PathBuf,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportFlags,
+}
+
+#[derive(Args, Debug)]
 struct GradeArgs {
     /// Run id (default: the latest).
     #[arg(long)]
@@ -252,6 +270,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
         c.downcast_ref::<ConfigError>().is_some()
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<CompareError>().is_some()
+            || c.downcast_ref::<RepriceError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
                 Some(run::RunError::Cassette { .. })
@@ -281,7 +300,9 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     if e.downcast_ref::<ConfigError>().is_some() {
         Some("the README documents every suite and provider field")
     } else {
-        e.downcast_ref::<CompareError>().map(CompareError::hint)
+        e.downcast_ref::<CompareError>()
+            .map(CompareError::hint)
+            .or_else(|| e.downcast_ref::<RepriceError>().map(RepriceError::hint))
     }
 }
 
@@ -299,6 +320,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Grade(a) => cmd_grade(&cli.db, a),
         Command::Compare(a) => cmd_compare(&cli.db, a),
+        Command::Reprice(a) => cmd_reprice(&cli.db, a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -486,6 +508,21 @@ fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
     let c = compare::compare(&inc, cand.as_ref().unwrap_or(&inc), &spec)?;
     emit(
         &export::compare::render(&c, a.report.format),
+        a.out.as_deref(),
+    )
+}
+
+fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
+    let opts = a.report.options()?;
+    let entries = load_providers(&a.prices)?;
+    let store = Store::open_to_read(db)?;
+    let run = store.run(a.run)?;
+    let prices = reprice::prices_for(&run, &entries, &a.prices)?;
+    let before = RunAnalysis::load(&store, run.clone(), opts)?;
+    let after = RunAnalysis::load_repriced(&store, run, opts, &prices)?;
+    let r = reprice::repriced(&before, &after, &a.prices);
+    emit(
+        &export::reprice::render(&r, a.report.format),
         a.out.as_deref(),
     )
 }

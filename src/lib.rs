@@ -11,6 +11,7 @@ pub mod config;
 pub mod export;
 pub mod grade;
 pub mod providers;
+pub mod reprice;
 pub mod run;
 pub mod stats;
 pub mod store;

@@ -2,15 +2,10 @@
 //! [`crate::compare::Comparison`]), and one markup shared by the terminal table and markdown:
 //! verdicts first, each figure with its interval, a footnote saying what each interval is.
 
-use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
-
 use super::Format;
-use super::markup::usd;
+use super::markup::{markdown_table, text_table, usd, wrap};
 use crate::compare::{Comparison, Comparisons, MarginSource};
 use crate::stats::Estimate;
-
-/// The widest the table may be, so it reads in a 100-column terminal or pull request.
-const WIDTH: u16 = 100;
 
 /// Renders the comparisons in a format.
 pub fn render(c: &Comparisons, format: Format) -> String {
@@ -18,28 +13,23 @@ pub fn render(c: &Comparisons, format: Format) -> String {
         // Serializing plain data with string keys cannot fail.
         Format::Json => serde_json::to_string_pretty(c).unwrap_or_default(),
         Format::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_style(UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_width(WIDTH)
-                .set_header(header(c));
-            for r in &c.comparisons {
-                t.add_row(cells(r));
-            }
+            let rows = c.comparisons.iter().map(cells).collect();
             let foot: Vec<String> = footnote(c).lines().map(wrap).collect();
-            format!("{}\n{t}\n{}", title(c), foot.join("\n"))
+            format!(
+                "{}\n{}\n{}",
+                title(c),
+                text_table(header(c), rows),
+                foot.join("\n")
+            )
         }
         Format::Md => {
-            let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-            let h = header(c);
-            let mut out = format!("## {}\n\n| {} |\n", esc(&title(c)), h.join(" | "));
-            out.push_str(&format!("|{}\n", "---|".repeat(h.len())));
-            for r in &c.comparisons {
-                let cs: Vec<String> = cells(r).iter().map(|s| esc(s)).collect();
-                out.push_str(&format!("| {} |\n", cs.join(" | ")));
-            }
-            out.push_str(&format!("\n{}", footnote(c).replace('\n', "\n\n")));
-            out
+            let rows: Vec<Vec<String>> = c.comparisons.iter().map(cells).collect();
+            format!(
+                "## {}\n\n{}\n{}",
+                title(c),
+                markdown_table(&header(c), &rows),
+                footnote(c).replace('\n', "\n\n")
+            )
         }
     }
 }
@@ -75,25 +65,6 @@ fn header(c: &Comparisons) -> Vec<String> {
         format!("saving {conf}"),
         format!("cost ratio {conf}"),
     ]
-}
-
-/// Breaks a line at spaces so that it fits [`WIDTH`] columns.
-fn wrap(line: &str) -> String {
-    let mut out = String::new();
-    let mut col = 0;
-    for word in line.split(' ') {
-        let n = word.chars().count();
-        if col > 0 && col + 1 + n > usize::from(WIDTH) {
-            out.push('\n');
-            col = 0;
-        } else if col > 0 {
-            out.push(' ');
-            col += 1;
-        }
-        out.push_str(word);
-        col += n;
-    }
-    out
 }
 
 /// Money with its sign in front: `-$0.0012`.

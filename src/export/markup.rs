@@ -1,7 +1,12 @@
 //! What the text table and markdown share: the title, the columns, each row's cells and the
 //! footnote.
 
+use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
+
 use crate::analysis::{Row, RunAnalysis};
+
+/// The widest the compare and reprice tables may be, so they read in a 100-column terminal.
+pub const WIDTH: u16 = 100;
 
 /// Money for people: `unknown`, `$0`, four decimals from a cent up, six below.
 pub fn usd(x: Option<f64>) -> String {
@@ -136,4 +141,53 @@ pub fn footnote(a: &RunAnalysis) -> String {
         ));
     }
     s
+}
+
+/// A terminal table fitted to [`WIDTH`] columns.
+pub fn text_table(header: Vec<String>, rows: Vec<Vec<String>>) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header);
+    for r in rows {
+        t.add_row(r);
+    }
+    t
+}
+
+/// A markdown table, cells escaped.
+pub fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let esc = |s: &String| s.replace('|', "\\|").replace('\n', " ");
+    let line = |cells: &[String]| {
+        format!(
+            "| {} |\n",
+            cells.iter().map(esc).collect::<Vec<_>>().join(" | ")
+        )
+    };
+    let mut out = line(header);
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// Breaks a line at spaces so that it fits [`WIDTH`] columns.
+pub fn wrap(line: &str) -> String {
+    let mut out = String::new();
+    let mut col = 0;
+    for word in line.split(' ') {
+        let n = word.chars().count();
+        if col > 0 && col + 1 + n > usize::from(WIDTH) {
+            out.push('\n');
+            col = 0;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += n;
+    }
+    out
 }

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod json;
 pub mod markdown;
 pub mod markup;
+pub mod reprice;
 pub mod table;
 
 use crate::analysis::RunAnalysis;

@@ -121,6 +121,22 @@ pub struct OutcomeRecord {
     pub failures: Vec<FailedAttempt>,
 }
 
+/// What an attempt's cost rests on, which a re-pricing may replace before folding.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptCost {
+    /// Token usage, when the provider reported it.
+    pub usage: Option<Usage>,
+    /// Its cost; `None` when unknown.
+    pub cost: Option<Money>,
+    /// The most it can have cost, when its cost is unknown; `None` when unboundable.
+    pub cost_max: Option<Money>,
+    /// The byte-count prompt estimate the bound was made with.
+    pub est_prompt_tokens: Option<u64>,
+}
+
+/// Re-prices one attempt of (suite, provider) in place (see `costbench reprice`).
+pub type Reprice<'a> = dyn Fn(&str, &str, &mut AttemptCost) + 'a;
+
 /// One stored attempt, before folding.
 struct AttemptFacts {
     delivery: Delivery,
@@ -253,6 +269,18 @@ impl Store {
         &self,
         run_id: i64,
         prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        f: impl FnMut(OutcomeRecord),
+    ) -> Result<(), StoreError> {
+        self.for_each_outcome_repriced(run_id, prompt_rate, None, f)
+    }
+
+    /// [`Store::for_each_outcome`] with each attempt's cost first replaced by `reprice`, when
+    /// given (the stored rows are not changed).
+    pub fn for_each_outcome_repriced(
+        &self,
+        run_id: i64,
+        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        reprice: Option<&Reprice<'_>>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
         let mut st = self
@@ -349,6 +377,18 @@ impl Store {
                     Some(d) => d,
                     None => legacy_delivery(kind, r.get(8)?, answered, cost),
                 };
+                let mut priced = AttemptCost {
+                    usage,
+                    cost,
+                    cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
+                    est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
+                };
+                if let Some(reprice) = reprice {
+                    let name = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+                    if let (Some(suite), Some(provider)) = (name(0), name(1)) {
+                        reprice(suite, provider, &mut priced);
+                    }
+                }
                 Ok((
                     same,
                     AttemptFacts {
@@ -356,10 +396,10 @@ impl Store {
                         kind,
                         message: if answered { None } else { text(6)? },
                         answered,
-                        usage,
-                        cost,
-                        cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
-                        est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
+                        usage: priced.usage,
+                        cost: priced.cost,
+                        cost_max: priced.cost_max,
+                        est_prompt_tokens: priced.est_prompt_tokens,
                         spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
                         latency_ms: r.get(22)?,
                     },

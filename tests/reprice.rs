@@ -1,0 +1,177 @@
+//! `costbench reprice` through the binary: a stored run priced again from its stored usage,
+//! with no call, before → after; and each bad price file is a clear error with exit 2.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::Value;
+
+// openai-chat.json reports 512 input, 1536 cached and 310 output tokens: at {input 0.40,
+// cached 0.10, output 1.60} one call costs 0.0008544 USD; at twice those prices 0.0017088.
+const CALL: f64 = 0.0008544;
+// A hung call's bound: 2048 prompt tokens at the input rate + the suite's 16 max_tokens at the
+// output rate = 0.0008448 USD at the stored prices.
+const HUNG_MAX: f64 = 0.0008448;
+const DOUBLE: &str = "{input: 0.80, cached_input: 0.20, output: 3.20}";
+
+fn reprice(ws: &Workspace, prices: &std::path::Path, extra: &[&str]) -> Out {
+    let mut c = ws.cmd();
+    c.arg("reprice").arg("--prices").arg(prices).args(extra);
+    Out::of(c.output().expect("run costbench reprice"))
+}
+
+fn reprice_json(ws: &Workspace, prices: &std::path::Path) -> Value {
+    let out = reprice(ws, prices, &["--format", "json"]);
+    out.assert_code(0);
+    out.json()
+}
+
+fn row<'a>(v: &'a Value, provider: &str) -> &'a Value {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == provider)
+        .unwrap_or_else(|| panic!("no row {provider}: {v:#}"))
+}
+
+#[test]
+fn doubled_prices_double_every_cost_figure_and_unpriced_attempts_get_a_cost() {
+    let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
+    let answer = answer_with(&tasks);
+    let seen: Mutex<HashMap<String, u32>> = Mutex::new(HashMap::new());
+    // `p` hangs on t1's first try (a call of unknown cost), then answers everything.
+    let server = ScriptServer::start(move |req, i| {
+        let task = req.task.clone().unwrap_or_default();
+        let first = {
+            let mut m = seen.lock().unwrap();
+            let n = m
+                .entry(format!("{}/{task}", req.body["model"]))
+                .or_insert(0);
+            *n += 1;
+            *n == 1
+        };
+        if first && task == "t1" && req.body["model"] == "priced" {
+            Reply::Hang
+        } else {
+            answer(req, i)
+        }
+    });
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &tasks));
+    let mut p = Provider::new("p", &server.base_url()).timeout_s(0.5);
+    p.model = "priced".into();
+    let mut free = Provider::new("free", &server.base_url()).price(None);
+    free.model = "unpriced".into();
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[p.clone(), free.clone()]),
+    );
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+
+    let doubled = ws.write(
+        "doubled.yaml",
+        &providers_yaml(&[p.clone().price(Some(DOUBLE)), free.price(Some(DOUBLE))]),
+    );
+    let v = reprice_json(&ws, &doubled);
+    assert_eq!(v["any_changed"], true, "{v:#}");
+    let r = row(&v, "p");
+    assert_close(&r["cost_per_accepted_usd"]["before"], CALL, 1e-12);
+    assert_close(&r["cost_per_accepted_usd"]["after"], 2.0 * CALL, 1e-12);
+    assert_close(&r["total_usd"]["after"], 8.0 * CALL, 1e-12);
+    // The hung call stays unknown; its bound is taken at the new prices.
+    assert_eq!(
+        r["unpriced_calls"],
+        serde_json::json!({"before": 1, "after": 1})
+    );
+    assert_close(
+        &r["cost_per_accepted_max_usd"]["after"],
+        2.0 * (4.0 * CALL + HUNG_MAX) / 4.0,
+        1e-12,
+    );
+    // Every interval is recomputed: the same resampled tasks at twice the cost.
+    let (b, a) = (
+        &r["cost_per_accepted_ci"]["before"],
+        &r["cost_per_accepted_ci"]["after"],
+    );
+    for k in ["low", "high"] {
+        assert_close(&a[k], 2.0 * b[k].as_f64().unwrap(), 1e-12);
+    }
+    // No price before: every cost unknown; under the new table each answer has one.
+    let f = row(&v, "free");
+    assert_eq!(f["cost_per_accepted_usd"]["before"], Value::Null);
+    assert_close(&f["cost_per_accepted_usd"]["after"], 2.0 * CALL, 1e-12);
+    assert_eq!(
+        f["unpriced_calls"],
+        serde_json::json!({"before": 4, "after": 0})
+    );
+
+    // A provider of the run without a price in the file cannot have its calls re-priced.
+    let unpriced = ws.write(
+        "unpriced.yaml",
+        &providers_yaml(&[p, Provider::new("free", "http://x").price(None)]),
+    );
+    let out = reprice(&ws, &unpriced, &[]);
+    assert_eq!(
+        out.code, 2,
+        "a provider without price cannot re-price:\n{out}"
+    );
+    assert!(out.stderr.contains("provider `free`"), "{out}");
+}
+
+#[test]
+fn the_stored_prices_change_nothing() {
+    let tasks = [("t1", "a1"), ("t2", "a2")];
+    let server = ScriptServer::start(answer_with(&tasks));
+    let ws = Workspace::new();
+    let (suite, provs) = ws.suite_and_provider(&tasks, &server.base_url());
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let v = reprice_json(&ws, &provs);
+    assert_eq!(v["any_changed"], false, "{v:#}");
+    let out = reprice(&ws, &provs, &[]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("(same)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("No row's cost per accepted outcome changes."),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 100),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_price_file_missing_a_provider_of_the_run_is_an_error_naming_it() {
+    let tasks = [("t1", "a1")];
+    let server = ScriptServer::start(answer_with(&tasks));
+    let ws = Workspace::new();
+    let (suite, provs) = ws.suite_and_provider(&tasks, &server.base_url());
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let other = ws.write(
+        "other.yaml",
+        &providers_yaml(&[Provider::new("q", "http://x")]),
+    );
+    let out = reprice(&ws, &other, &[]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("has no provider `p`, which run 1 used (the file has: q)"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("hint: give every provider of the run"),
+        "{out}"
+    );
+    let out = reprice(&ws, &provs, &["--run", "5"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("no run 5"), "{out}");
+    let bad = ws.write("bad.yaml", "providers: [{id: p}]\n");
+    reprice(&ws, &bad, &[]).assert_code(2);
+}

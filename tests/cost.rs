@@ -232,11 +232,10 @@ fn report_json_follows_the_documented_contract() {
     let yaml = suite_yaml("s", &[("t1", "a1"), ("t2", "a2"), ("t3", "a3")])
         .replace("rejection_cost_usd: 0\n", "rejection_cost_usd: 0.002\n");
     let suite = ws.write("suite.yaml", &yaml);
-    // Regression: with the same model on the same server both providers asked the same
-    // request, so whichever called second got the first one's recorded answer (spent 0 instead
-    // of unknown) and the snapshot flipped with thread timing. Distinct models, distinct keys.
+    // Another model, so the two never share recorded answers (the cache key is the request,
+    // and a replayed answer spends nothing: that made this test flaky).
     let mut unpriced = Provider::new("unpriced", &server.base_url()).price(None);
-    unpriced.model = "unpriced-model".into();
+    unpriced.model = "other-model".into();
     let provs = ws.write(
         "providers.yaml",
         &providers_yaml(&[Provider::new("priced", &server.base_url()), unpriced]),

@@ -1,7 +1,8 @@
 //! Report benchmark: `costbench report` (release build) on a stored run of N outcomes
 //! (default 1,000,000: N/3 tasks × 3 providers, one attempt each plus a retry on 1 in 50,
 //! 1 in 1,000 with a timed-out try of unknown cost), graded. Prints wall time and peak RSS of
-//! the report process, per output format.
+//! the report process, per output format, then of `compare` (two of the providers) and
+//! `reprice` (every price doubled), which read the same run.
 //!
 //! Run: `cargo bench --bench report` or `cargo bench --bench report -- 100000`.
 //! It is a benchmark, not a test: it prints figures and asserts nothing.
@@ -164,15 +165,16 @@ fn build_db(path: &Path, outcomes: usize) {
     tx.commit().unwrap();
 }
 
-/// Runs the report, waiting with wait4 to read its own peak RSS: (seconds, peak KB, status).
+/// Runs costbench with `args`, waiting with wait4 to read its own peak RSS: (seconds, peak KB,
+/// status).
 // wait4 reaps the child, so `Child::wait` must not be called as well.
 #[allow(clippy::zombie_processes)]
-fn report(db: &Path, format: &str) -> (f64, i64, i32) {
+fn costbench(db: &Path, args: &[&str]) -> (f64, i64, i32) {
     let t0 = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"))
         .args(["--db"])
         .arg(db)
-        .args(["report", "--format", format])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
@@ -207,10 +209,41 @@ fn main() {
             "{n} outcomes: database built in {built:.1}s, {:.1} MB",
             size as f64 / 1e6
         );
-        for format in ["json", "table"] {
-            let (secs, rss_kb, status) = report(&db, format);
+        let prices = dir.path().join("prices.yaml");
+        let entries: String = (0..PROVIDERS)
+            .map(|i| {
+                format!(
+                    "  - {{id: p{i}, protocol: openai, base_url: \"http://127.0.0.1:9/v1\", \
+                     model: m{i}, price: {{input: 0.8, cached_input: 0.2, output: 3.2}}}}\n"
+                )
+            })
+            .collect();
+        std::fs::write(&prices, format!("providers:\n{entries}")).unwrap();
+        let prices = prices.to_string_lossy().into_owned();
+        let commands: [(&str, Vec<&str>); 4] = [
+            ("report --format json", vec!["report", "--format", "json"]),
+            ("report --format table", vec!["report", "--format", "table"]),
+            (
+                "compare p0 → p1 --format json",
+                vec![
+                    "compare",
+                    "--incumbent",
+                    "p0",
+                    "--candidate",
+                    "p1",
+                    "--format",
+                    "json",
+                ],
+            ),
+            (
+                "reprice (prices ×2) --format json",
+                vec!["reprice", "--prices", &prices, "--format", "json"],
+            ),
+        ];
+        for (name, args) in commands {
+            let (secs, rss_kb, status) = costbench(&db, &args);
             println!(
-                "  report --format {format}: {secs:.2}s, peak RSS {:.1} MB, exit status {status}",
+                "  {name}: {secs:.2}s, peak RSS {:.1} MB, exit status {status}",
                 rss_kb as f64 / 1024.0
             );
         }

@@ -493,17 +493,21 @@ fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
     let opts = a.report.options()?;
     let store = Store::open_to_read(db)?;
     let (inc, cand) = match a.runs.as_deref() {
-        Some(&[x, y]) => (
-            RunAnalysis::load(&store, store.run(Some(x))?, opts)?,
-            Some(RunAnalysis::load(&store, store.run(Some(y))?, opts)?),
-        ),
-        _ => (RunAnalysis::load(&store, store.run(a.run)?, opts)?, None),
+        Some(&[x, y]) => (store.run(Some(x))?, Some(store.run(Some(y))?)),
+        _ => (store.run(a.run)?, None),
     };
     let spec = CompareSpec {
         incumbent: &a.incumbent,
         candidate: &a.candidate,
         suite: a.suite.as_deref(),
         margin: a.margin,
+    };
+    // Bad input is refused before the (possibly long) analyses are loaded.
+    compare::check(&inc, cand.as_ref().unwrap_or(&inc), &spec)?;
+    let inc = RunAnalysis::load(&store, inc, opts)?;
+    let cand = match cand {
+        Some(c) if c.id != inc.run.id => Some(RunAnalysis::load(&store, c, opts)?),
+        _ => None,
     };
     let c = compare::compare(&inc, cand.as_ref().unwrap_or(&inc), &spec)?;
     emit(

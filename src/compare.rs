@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::analysis::{AnalysisOptions, OutcomeFacts, Pairing, RunAnalysis, Verdict};
 use crate::providers::Money;
 use crate::stats::{self, Estimate, Interval, Outcome, StatsError};
+use crate::store::RunInfo;
 use crate::store::plan::SuitePlan;
 
 /// The margin used when neither the suite nor `--margin` sets one: two points of acceptance.
@@ -314,6 +315,11 @@ const NO_ESTIMATE: Estimate = Estimate {
     high: None,
 };
 
+const NO_SIDES: Sides = Sides {
+    incumbent: None,
+    candidate: None,
+};
+
 /// The acceptance side of a comparison: the interval, the test and the verdict.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -401,14 +407,7 @@ pub fn assess(
                 candidate: p.cost_per_accepted_a,
             },
         ),
-        Err(_) => (
-            NO_ESTIMATE,
-            NO_ESTIMATE,
-            Sides {
-                incumbent: None,
-                candidate: None,
-            },
-        ),
+        Err(_) => (NO_ESTIMATE, NO_ESTIMATE, NO_SIDES),
     };
     Ok(Assessment {
         acceptance: Sides {
@@ -450,66 +449,13 @@ pub fn compare(
     candidate_run: &RunAnalysis,
     spec: &CompareSpec<'_>,
 ) -> Result<Comparisons, CompareError> {
+    let common = check(&incumbent_run.run, &candidate_run.run, spec)?;
     let same_run = incumbent_run.run.id == candidate_run.run.id;
-    for (run, id) in [
-        (incumbent_run, spec.incumbent),
-        (candidate_run, spec.candidate),
-    ] {
-        if run.run.plan.provider(id).is_none() {
-            return Err(CompareError::UnknownProvider {
-                id: id.to_string(),
-                run: run.run.id,
-                known: join(run.run.plan.providers.iter().map(|p| p.id.as_str())),
-            });
-        }
-    }
-    if same_run && spec.incumbent == spec.candidate {
-        return Err(CompareError::SameProvider(
-            spec.incumbent.to_string(),
-            incumbent_run.run.id,
-        ));
-    }
-    if let Some(m) = spec.margin
-        && !(m > 0.0 && m < 1.0)
-    {
-        return Err(CompareError::BadMargin(m));
-    }
     let plan_c = &candidate_run.run.plan;
-    let common: Vec<&SuitePlan> = incumbent_run
-        .run
-        .plan
-        .suites
-        .iter()
-        .filter(|s| plan_c.suite(&s.name).is_some())
+    let suites: Vec<&SuitePlan> = common
+        .into_iter()
+        .filter(|s| spec.suite.is_none_or(|name| s.name == name))
         .collect();
-    if common.is_empty() {
-        return Err(CompareError::NoCommonSuite {
-            a: incumbent_run.run.id,
-            b: candidate_run.run.id,
-            suites_a: join(
-                incumbent_run
-                    .run
-                    .plan
-                    .suites
-                    .iter()
-                    .map(|s| s.name.as_str()),
-            ),
-            suites_b: join(plan_c.suites.iter().map(|s| s.name.as_str())),
-        });
-    }
-    let suites: Vec<&SuitePlan> = match spec.suite {
-        None => common,
-        Some(name) => {
-            let one: Vec<&SuitePlan> = common.iter().copied().filter(|s| s.name == name).collect();
-            if one.is_empty() {
-                return Err(CompareError::UnknownSuite {
-                    suite: name.to_string(),
-                    known: join(common.iter().map(|s| s.name.as_str())),
-                });
-            }
-            one
-        }
-    };
     let inc = Side {
         run: incumbent_run,
         provider: spec.incumbent,
@@ -591,6 +537,59 @@ pub fn compare(
         confidence: opts.confidence,
         comparisons: rows,
     })
+}
+
+/// Checks a comparison against the two runs' plans (cheap, so the CLI calls it before loading
+/// the analyses): both providers exist, they differ within one run, the margin is in (0, 1),
+/// the runs share a suite. Returns the shared suites, in the incumbent run's order.
+pub fn check<'a>(
+    incumbent: &'a RunInfo,
+    candidate: &RunInfo,
+    spec: &CompareSpec<'_>,
+) -> Result<Vec<&'a SuitePlan>, CompareError> {
+    for (run, id) in [(incumbent, spec.incumbent), (candidate, spec.candidate)] {
+        if run.plan.provider(id).is_none() {
+            return Err(CompareError::UnknownProvider {
+                id: id.to_string(),
+                run: run.id,
+                known: join(run.plan.providers.iter().map(|p| p.id.as_str())),
+            });
+        }
+    }
+    if incumbent.id == candidate.id && spec.incumbent == spec.candidate {
+        return Err(CompareError::SameProvider(
+            spec.incumbent.to_string(),
+            incumbent.id,
+        ));
+    }
+    if let Some(m) = spec.margin
+        && !(m > 0.0 && m < 1.0)
+    {
+        return Err(CompareError::BadMargin(m));
+    }
+    let common: Vec<&SuitePlan> = incumbent
+        .plan
+        .suites
+        .iter()
+        .filter(|s| candidate.plan.suite(&s.name).is_some())
+        .collect();
+    if common.is_empty() {
+        return Err(CompareError::NoCommonSuite {
+            a: incumbent.id,
+            b: candidate.id,
+            suites_a: join(incumbent.plan.suites.iter().map(|s| s.name.as_str())),
+            suites_b: join(candidate.plan.suites.iter().map(|s| s.name.as_str())),
+        });
+    }
+    if let Some(name) = spec.suite
+        && !common.iter().any(|s| s.name == name)
+    {
+        return Err(CompareError::UnknownSuite {
+            suite: name.to_string(),
+            known: join(common.iter().map(|s| s.name.as_str())),
+        });
+    }
+    Ok(common)
 }
 
 /// The margin and where it came from: the flag, else the suite's, else the default.
@@ -746,7 +745,13 @@ fn comparison(
         notes.push("no outcome paired: nothing to decide on".to_string());
         None
     } else {
-        assess(&s.incumbent, &s.candidate, margin, opts).ok()
+        match assess(&s.incumbent, &s.candidate, margin, opts) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                notes.push(format!("the statistics could not be computed: {e}"));
+                None
+            }
+        }
     };
     // A side whose every priced figure is unknown would look free: no cost comparison then.
     let costless = s
@@ -756,10 +761,7 @@ fn comparison(
     if let Some(a) = a.as_mut().filter(|_| costless) {
         a.saving = NO_ESTIMATE;
         a.ratio = NO_ESTIMATE;
-        a.cost_per_accepted = Sides {
-            incumbent: None,
-            candidate: None,
-        };
+        a.cost_per_accepted = NO_SIDES;
         notes.push(
             "no cost is known on one side (no price, or no usage reported): the saving and the \
              cost ratio are not computed"
@@ -794,10 +796,6 @@ fn comparison(
             ));
         }
     }
-    let none = Sides {
-        incumbent: None,
-        candidate: None,
-    };
     let method = match &a {
         Some(a) => a.decision.difference.method,
         None => "tango-score",
@@ -812,7 +810,7 @@ fn comparison(
         paired: s.incumbent.len() as u64,
         tasks,
         unpaired: s.unpaired,
-        acceptance: a.as_ref().map_or(none, |a| a.acceptance),
+        acceptance: a.as_ref().map_or(NO_SIDES, |a| a.acceptance),
         acceptance_diff: Difference {
             estimate: a.as_ref().map(|a| a.decision.difference.estimate),
             low: a.as_ref().map(|a| a.decision.difference.low),
@@ -826,7 +824,7 @@ fn comparison(
         verdict: a
             .as_ref()
             .map_or(MigrationVerdict::Inconclusive, |a| a.decision.verdict),
-        cost_per_accepted_usd: a.as_ref().map_or(none, |a| a.cost_per_accepted),
+        cost_per_accepted_usd: a.as_ref().map_or(NO_SIDES, |a| a.cost_per_accepted),
         saving_per_accepted_usd: a.as_ref().map_or(NO_ESTIMATE, |a| a.saving),
         cost_ratio: a.as_ref().map_or(NO_ESTIMATE, |a| a.ratio),
         tasks_needed,

@@ -670,6 +670,57 @@ mod tests {
         }
     }
 
+    fn record(task_idx: u32, answered: bool, grade: Option<GradeStatus>, cost: i128) -> OutcomeRecord {
+        OutcomeRecord {
+            suite: "s".into(),
+            provider: "p".into(),
+            task_id: format!("t{task_idx}"),
+            task_idx,
+            repeat: 0,
+            calls: 1,
+            failed_calls: u32::from(!answered),
+            usage: Usage::default(),
+            known_cost: Money(cost),
+            unknown_calls: 0,
+            unknown_max: Some(Money::ZERO),
+            known_spent: Money(cost),
+            unknown_spent_calls: 0,
+            unknown_spent_max: Some(Money::ZERO),
+            answered,
+            latency_ms: Some(10.0),
+            grade,
+            failures: Vec::new(),
+        }
+    }
+
+    fn plans(tasks: u64) -> (SuitePlan, ProviderPlan) {
+        let plan: crate::store::RunPlan = serde_json::from_value(serde_json::json!({
+            "suites": [{"name": "s", "path": "s.yaml", "workload": "w", "quality_threshold": 0.5,
+                "rejection_cost_femto": "1000", "repeats": 1, "tasks": tasks, "fingerprint": "f"}],
+            "providers": [{"id": "p", "protocol": "openai", "base_url": "http://x/v1",
+                "model": "m", "api_key_env": null, "price": null}]
+        }))
+        .unwrap();
+        (plan.suites[0].clone(), plan.providers[0].clone())
+    }
+
+    #[test]
+    fn grader_errors_are_paid_for_but_left_out_of_acceptance() {
+        let mut acc = Acc::default();
+        acc.add(&record(0, true, Some(GradeStatus::Accepted), 100));
+        acc.add(&record(1, true, Some(GradeStatus::Rejected), 100));
+        acc.add(&record(2, true, Some(GradeStatus::Error), 100));
+        acc.add(&record(3, false, None, 0));
+        let (s, p) = plans(4);
+        let r = acc.finish(&s, &p, &AnalysisOptions::default()).figures;
+        assert_eq!((r.accepted, r.grader_errors, r.unanswered), (1, 1, 1));
+        // 1 accepted of 3 decided (the grader error is not a rejection of the provider).
+        assert_eq!(r.acceptance.rate, Some(1.0 / 3.0));
+        // Its cost is still paid: 300 femto of tokens + 2 rejections × 1000 femto.
+        assert_eq!(r.cost_usd.total, Some(Money(2300).usd()));
+        assert_eq!(r.cost_per_accepted_usd, Some(Money(2300).usd()));
+    }
+
     #[test]
     fn pairing_matches_task_and_repeat_and_counts_the_rest() {
         let l = vec![

@@ -227,3 +227,52 @@ fn insert_attempt(conn: &Connection, a: &AttemptRow) -> rusqlite::Result<usize> 
         a.est_prompt_tokens.map(tokens),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: a writer that could not store the run's attempts dropped them while the run
+    // kept calling; now it raises the stop flag and spills every answer it holds.
+    #[test]
+    fn a_writer_that_gives_up_spills_every_answer_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        let spill = dir.path().join("x.spill.jsonl");
+        let writer = Writer::start(&db, spill.clone()).unwrap();
+        // A failure no retry can fix: the table is gone.
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("DROP TABLE attempts")
+            .unwrap();
+        let answer = |key: &str| CacheRecord {
+            key: key.into(),
+            protocol: "openai".into(),
+            base_url: "http://x/v1".into(),
+            model: "m".into(),
+            request: "{}".into(),
+            response: r#"{"choices":[]}"#.into(),
+            latency_ms: Some(1.0),
+        };
+        let tx = writer.sender();
+        tx.blocking_send(WriteOp::Cache(Box::new(answer("k1"))))
+            .unwrap();
+        tx.blocking_send(WriteOp::Attempt(Box::default())).unwrap();
+        tx.blocking_send(WriteOp::Answer(Box::new(answer("k2"))))
+            .unwrap();
+        drop(tx);
+        let failed = writer.failed();
+        let e = writer.finish().unwrap_err();
+        assert!(failed.load(Ordering::SeqCst));
+        assert!(e.to_string().contains("cache import"), "{e}");
+        let lines: Vec<CacheEntry> = std::fs::read_to_string(&spill)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["k1", "k2"]
+        );
+    }
+}

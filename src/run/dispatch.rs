@@ -5,8 +5,6 @@
 //! reports every try to the [`Recorder`]. [`Online`] calls the provider's HTTP API now,
 //! retrying with backoff; provider batch APIs will be another implementation.
 
-use std::future::Future;
-
 use serde_json::Value;
 
 use super::Recorder;
@@ -92,11 +90,7 @@ fn not_called(base: &AttemptRow, kind: ErrorKind, message: String) -> AttemptRow
 pub(crate) trait Dispatch {
     /// Resolves one prepared request, reporting every try (and every retry) to `rec`; the
     /// last attempt reported is final.
-    fn dispatch<'s>(
-        &'s self,
-        req: &'s Prepared,
-        rec: &'s Recorder,
-    ) -> impl Future<Output = ()> + 's;
+    async fn dispatch(&self, req: &Prepared, rec: &Recorder);
 }
 
 /// Online dispatch: the provider's HTTP API, one request per try, retried with backoff.
@@ -113,51 +107,43 @@ pub struct Online<'a> {
 
 impl Dispatch for Online<'_> {
     async fn dispatch(&self, req: &Prepared, rec: &Recorder) {
-        {
-            let key = match &self.key {
-                Some((_, Some(k))) if !k.is_empty() => Some(k.as_str()),
-                Some((var, _)) => {
-                    let row = req.not_called(
-                        ErrorKind::MissingKey,
-                        format!("environment variable {var} is not set"),
-                    );
-                    return rec.record(row, None, None).await;
-                }
-                None => None,
-            };
-            let spec = CallSpec {
-                cfg: self.cfg,
-                protocol: self.protocol,
-                client: &self.client,
-                key,
-                body: &req.body,
-            };
-            let mut delays = backoff(self.cfg);
-            let mut base = req.base.clone();
-            loop {
-                let r = try_once(&spec, base.clone()).await;
-                // The server knows when it will take us back: its wait replaces our backoff.
-                let retry = if r.retryable { delays.next() } else { None }
-                    .map(|d| (r.retry_after.unwrap_or(d), r.retry_after.is_some()));
-                let mut row = req.bounded(r.row);
-                row.is_final = row.answered || retry.is_none();
-                let answer = r.body.map(|resp| {
-                    super::cache::record(
-                        self.cfg,
-                        &row.request_hash,
-                        &req.body,
-                        resp,
-                        row.latency_ms,
-                    )
-                });
-                rec.record(row, answer, retry).await;
-                let Some((wait, _)) = retry else { return };
-                if rec.stopped() {
-                    return;
-                }
-                tokio::time::sleep(wait).await;
-                base.try_no += 1;
+        let key = match &self.key {
+            Some((_, Some(k))) if !k.is_empty() => Some(k.as_str()),
+            Some((var, _)) => {
+                let row = req.not_called(
+                    ErrorKind::MissingKey,
+                    format!("environment variable {var} is not set"),
+                );
+                return rec.record(row, None, None).await;
             }
+            None => None,
+        };
+        let spec = CallSpec {
+            cfg: self.cfg,
+            protocol: self.protocol,
+            client: &self.client,
+            key,
+            body: &req.body,
+        };
+        let mut delays = backoff(self.cfg);
+        let mut base = req.base.clone();
+        loop {
+            let r = try_once(&spec, base.clone()).await;
+            // The server knows when it will take us back: its wait replaces our backoff.
+            let retry = if r.retryable { delays.next() } else { None }
+                .map(|d| (r.retry_after.unwrap_or(d), r.retry_after.is_some()));
+            let mut row = req.bounded(r.row);
+            row.is_final = row.answered || retry.is_none();
+            let answer = r.body.map(|resp| {
+                super::cache::record(self.cfg, &row.request_hash, &req.body, resp, row.latency_ms)
+            });
+            rec.record(row, answer, retry).await;
+            let Some((wait, _)) = retry else { return };
+            if rec.stopped() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            base.try_no += 1;
         }
     }
 }

@@ -278,6 +278,7 @@ pub fn execute(
         mode: opts.cache,
         tx: writer.sender(),
         writer_failed: writer.failed(),
+        interrupted: Arc::new(AtomicBool::new(false)),
         reader: Mutex::new(Store::open(&opts.db)?),
         bar: Progress::new(total, opts.progress),
         counters: Mutex::new(Counters::default()),
@@ -295,13 +296,31 @@ pub fn execute(
         .build()
         .map_err(|e| RunError::Runtime(format!("async runtime: {e}")))?;
     let interrupted = rt.block_on(async {
+        // The handler is registered before the first slot, so SIGINT never meets the default
+        // handler (which would kill the process without saving).
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        tokio::select! {
+            biased;
+            _ = &mut ctrl_c => return true,
+            () = std::future::ready(()) => {}
+        }
+        // Slots served from the cache complete without ever waiting, so the loop below may
+        // not return to this select for a long time; a watcher on a worker thread raises
+        // the flag that stops handing out slots.
+        let flag = rec.interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
         let all =
             futures_util::future::join_all(providers.iter().zip(clients).map(|(p, client)| {
                 run_provider(&rec, p, client, pending_slots(suites, progress_map, &p.id))
             }));
         tokio::select! {
-            _ = all => false,
-            _ = tokio::signal::ctrl_c() => true,
+            biased;
+            _ = &mut ctrl_c => true,
+            _ = all => rec.interrupted.load(Ordering::SeqCst),
         }
     });
     // Dropping the runtime cancels calls still in flight; what finished is already queued.
@@ -362,6 +381,8 @@ pub(crate) struct Recorder {
     mode: CacheMode,
     tx: tokio::sync::mpsc::Sender<WriteOp>,
     writer_failed: Arc<AtomicBool>,
+    /// Set by Ctrl-C.
+    interrupted: Arc<AtomicBool>,
     reader: Mutex<Store>,
     bar: Progress,
     counters: Mutex<Counters>,
@@ -380,9 +401,9 @@ impl Recorder {
         }
     }
 
-    /// Whether the run must start no new call (the store writer gave up).
+    /// Whether the run must start no new call (Ctrl-C, or the store writer gave up).
     fn stopped(&self) -> bool {
-        self.writer_failed.load(Ordering::Relaxed)
+        self.writer_failed.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
     }
 
     /// Records one attempt: its events, then the store (the answer's cache entry first).
@@ -481,7 +502,7 @@ async fn run_provider<'a>(
             .map(|v| (v.clone(), std::env::var(v).ok())),
     };
     futures_util::stream::iter(slots)
-        // A writer that gave up stops new calls; the slots left stay pending for a rerun.
+        // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.
         .take_while(|_| std::future::ready(!rec.stopped()))
         .for_each_concurrent(cfg.max_concurrency, |slot| {
             run_slot(rec, cfg, protocol, &online, slot)

@@ -670,7 +670,12 @@ mod tests {
         }
     }
 
-    fn record(task_idx: u32, answered: bool, grade: Option<GradeStatus>, cost: i128) -> OutcomeRecord {
+    fn record(
+        task_idx: u32,
+        answered: bool,
+        grade: Option<GradeStatus>,
+        cost: i128,
+    ) -> OutcomeRecord {
         OutcomeRecord {
             suite: "s".into(),
             provider: "p".into(),

@@ -27,6 +27,8 @@ pub mod exit {
     pub const CONFIG: i32 = 2;
     /// Some outcomes got no answer (provider failures, replay misses) above the allowed share.
     pub const PROVIDER_FAILURES: i32 = 4;
+    /// Another costbench process is running the same run (same suites and providers).
+    pub const BUSY: i32 = 5;
     /// Stopped by Ctrl-C; run the same command again to resume.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -88,6 +90,9 @@ struct RunArgs {
     /// Never draw the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Write the run's events (attempts, retries, outcomes) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Share of outcomes allowed to end without an answer before exiting with code 4.
     #[arg(long, default_value_t = 0.0)]
     max_failed_share: f64,
@@ -204,6 +209,9 @@ pub fn main() -> i32 {
             if let Some(hint) = hint(&e) {
                 eprintln!("hint: {hint}");
             }
+            if let Some(run::RunError::Busy { .. }) = e.downcast_ref::<run::RunError>() {
+                return exit::BUSY;
+            }
             if is_bad_input(&e) {
                 exit::CONFIG
             } else {
@@ -222,7 +230,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<UsageError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
-                Some(run::RunError::Cassette { .. })
+                Some(run::RunError::Cassette { .. } | run::RunError::Unwritable { .. })
             )
             || matches!(
                 c.downcast_ref::<S>(),
@@ -366,6 +374,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             cassette: a.cassette.clone(),
             progress: !a.no_progress,
             fresh: a.new,
+            events: a.events.clone(),
         },
     )?;
 
@@ -376,9 +385,25 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         .collect();
     let graded = grade_run(&mut store, summary.run_id, &graders, false)?;
 
+    // The cassette is written after grading: a failed export never changes the run's
+    // figures, and is reported after them.
+    let exported = match &a.cassette {
+        Some(path) if a.cache == CacheMode::ReadWrite && !summary.interrupted => {
+            run::cache::export_cassette(&store, db, path).err()
+        }
+        _ => None,
+    };
+
     let mut err = std::io::stderr().lock();
-    for m in &summary.cache_misses {
-        writeln!(err, "error: no recorded answer for {m}")?;
+    if summary.cache_misses > 0 {
+        writeln!(
+            err,
+            "error: {} outcomes have no recorded answer (--cache replay calls nothing); first:",
+            summary.cache_misses
+        )?;
+        for m in &summary.first_misses {
+            writeln!(err, "  no recorded answer for {m}")?;
+        }
     }
     writeln!(
         err,
@@ -391,9 +416,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.failed_slots,
         graded.graded,
         grader_errors(graded.errors),
-        summary
-            .spent
-            .map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+        summary.spent,
         summary.elapsed_s
     )?;
     drop(err);
@@ -401,6 +424,10 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
     println!("{}", export::render(&analysis, a.report.format));
 
+    if let Some(e) = exported {
+        eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");
+        return Ok(exit::INTERNAL);
+    }
     if summary.interrupted {
         eprintln!(
             "interrupted: everything finished so far is saved; run the same command again to resume"
@@ -552,7 +579,7 @@ fn cmd_cache(db: &Path, c: &CacheCommand) -> Result<i32> {
     match c {
         CacheCommand::Export { file } => {
             let store = Store::open_existing(db)?;
-            let n = run::cache::export_cassette(&store, file)?;
+            let n = run::cache::export_cassette(&store, db, file)?;
             eprintln!("wrote {n} recorded answers to {}", file.display());
         }
         CacheCommand::Import { file } => {

@@ -232,12 +232,13 @@ fn report_json_follows_the_documented_contract() {
     let yaml = suite_yaml("s", &[("t1", "a1"), ("t2", "a2"), ("t3", "a3")])
         .replace("rejection_cost_usd: 0\n", "rejection_cost_usd: 0.002\n");
     let suite = ws.write("suite.yaml", &yaml);
+    // Another model, so the two never share recorded answers (the cache key is the request,
+    // and a replayed answer spends nothing: that made this test flaky).
+    let mut unpriced = Provider::new("unpriced", &server.base_url()).price(None);
+    unpriced.model = "other-model".into();
     let provs = ws.write(
         "providers.yaml",
-        &providers_yaml(&[
-            Provider::new("priced", &server.base_url()),
-            Provider::new("unpriced", &server.base_url()).price(None),
-        ]),
+        &providers_yaml(&[Provider::new("priced", &server.base_url()), unpriced]),
     );
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(0);

@@ -148,12 +148,27 @@ impl RunAnalysis {
             .iter()
             .filter_map(|p| Some((p.id.as_str(), bound::prompt_rate(p.price.as_ref()?))))
             .collect();
+        // Outcomes arrive grouped by suite and provider: the row is looked up once per group.
+        let mut current: Option<((String, String), Acc)> = None;
         store.for_each_outcome(run.id, &|p| input_rates.get(p).copied(), |o| {
-            // Outcomes arrive grouped by suite and provider: look the row up once per group.
-            acc.entry((o.suite.clone(), o.provider.clone()))
-                .or_default()
-                .add(&o);
+            let same = current
+                .as_ref()
+                .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
+            if !same {
+                if let Some((k, a)) = current.take() {
+                    acc.insert(k, a);
+                }
+                let k = (o.suite.clone(), o.provider.clone());
+                let a = acc.remove(&k).unwrap_or_default();
+                current = Some((k, a));
+            }
+            if let Some((_, a)) = current.as_mut() {
+                a.add(&o);
+            }
         })?;
+        if let Some((k, a)) = current {
+            acc.insert(k, a);
+        }
         let mut rows = Vec::new();
         for s in &run.plan.suites {
             for p in &run.plan.providers {
@@ -592,8 +607,14 @@ impl Acc {
     }
 }
 
-/// The BCa interval of cost per accepted outcome over the decided outcomes, each carrying its
-/// known token cost plus its rejection cost, clustered by task.
+/// Above this many tasks the cost-per-accepted interval is the log-scale delta method: it
+/// covers as well as BCa from n = 100 up (statistics.md §3.5), while BCa's 2,000 resamples of
+/// every task would dominate a million-outcome report's time.
+pub const DELTA_ABOVE_TASKS: usize = 20_000;
+
+/// The interval of cost per accepted outcome over the decided outcomes, each carrying its
+/// known token cost plus its rejection cost, clustered by task: BCa, or the log-scale delta
+/// method above [`DELTA_ABOVE_TASKS`] tasks (named in `method`).
 fn cost_ci(
     outcomes: &[OutcomeFacts],
     rejection: Money,
@@ -624,7 +645,12 @@ fn cost_ci(
                 .usd(),
         })
         .collect();
-    let r = stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed);
+    let clusters = 1 + sample.windows(2).filter(|w| w[0].task != w[1].task).count();
+    let r = if clusters > DELTA_ABOVE_TASKS {
+        stats::cost_per_accepted_delta_log(&sample, opts.confidence)
+    } else {
+        stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed)
+    };
     CostCi {
         low: r.low,
         high: r.high,

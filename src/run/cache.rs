@@ -122,6 +122,8 @@ pub fn import_cassette(store: &mut Store, path: &Path) -> Result<usize, RunError
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    // A byte-order mark, as some editors write, is accepted as it is in tasks files.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -560,6 +560,29 @@ pub(crate) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn money_columns_round_trip_at_the_64_bit_boundary() {
+        for v in [
+            0,
+            1,
+            -1,
+            i128::from(i64::MAX),
+            i128::from(i64::MAX) + 1,
+            i128::from(i64::MIN) - 1,
+            i128::MAX,
+        ] {
+            let (small, big) = money_columns(Some(Money(v)));
+            assert_eq!(small.is_some(), i64::try_from(v).is_ok(), "{v}");
+            assert_eq!(
+                money_from_columns(small, big.as_deref()),
+                Some(Money(v)),
+                "{v}"
+            );
+        }
+        assert_eq!(money_columns(None), (None, None));
+        assert_eq!(money_from_columns(None, None), None);
+    }
+
     use super::*;
 
     #[test]

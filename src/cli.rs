@@ -118,6 +118,9 @@ struct ReportFlags {
     /// Bootstrap seed.
     #[arg(long, default_value_t = 20261127)]
     seed: u64,
+    /// Fit the table to this many columns (default: the terminal's width).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
 }
 
 impl ReportFlags {
@@ -268,7 +271,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let opts = a.report.options()?;
             let store = Store::open_to_read(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
-            let text = export::render(&analysis, a.report.format);
+            let text = export::render(&analysis, a.report.format, a.report.width);
             match &a.out {
                 Some(path) => write_output(path, &text)?,
                 None => println!("{text}"),
@@ -422,7 +425,10 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     drop(err);
 
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
-    println!("{}", export::render(&analysis, a.report.format));
+    println!(
+        "{}",
+        export::render(&analysis, a.report.format, a.report.width)
+    );
 
     if let Some(e) = exported {
         eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");

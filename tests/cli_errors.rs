@@ -163,5 +163,8 @@ fn a_cassette_with_a_byte_order_mark_imports() {
     let file = ws.write("bom.jsonl", &format!("\u{feff}{cassette}"));
     let out = cmd(&ws, &["cache", "import", file.to_str().unwrap()]);
     out.assert_code(0);
-    assert!(out.stderr.contains("imported 80 new recorded answers"), "{out}");
+    assert!(
+        out.stderr.contains("imported 80 new recorded answers"),
+        "{out}"
+    );
 }

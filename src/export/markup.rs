@@ -29,12 +29,20 @@ pub const UNKNOWN_MARK: &str = "*";
 /// Column headers, with the run's confidence level.
 pub fn header(a: &RunAnalysis) -> Vec<String> {
     let conf = format!("{:.0}%", a.options.confidence * 100.0);
+    let bca = a
+        .rows
+        .iter()
+        .all(|r| r.figures.cost_per_accepted_ci.method == "bca-bootstrap");
     [
         "suite",
         "provider",
         "accepted",
         "acceptance (95% Wilson)",
-        "$/accepted (95% BCa)",
+        if bca {
+            "$/accepted (95% BCa)"
+        } else {
+            "$/accepted (95% interval)"
+        },
         "total cost",
         "calls / failed / retries",
         "p50 / p95 ms",
@@ -116,6 +124,15 @@ pub fn footnote(a: &RunAnalysis) -> String {
         "$/accepted = (token cost of every attempt, retries included + rejected outcomes × rejection cost) / accepted. \
          ✓/✗: acceptance vs the suite's quality threshold.",
     );
+    if a.rows
+        .iter()
+        .any(|r| r.figures.cost_per_accepted_ci.method == "delta-log")
+    {
+        s.push_str(&format!(
+            " $/accepted intervals over more than {} tasks use the log-scale delta method, others BCa.",
+            crate::analysis::DELTA_ABOVE_TASKS
+        ));
+    }
     for r in a.rows.iter().map(|r| &r.figures) {
         if r.unpriced_calls == 0 {
             continue;

@@ -4,7 +4,8 @@
 //! the report process, per output format, then of `compare` (two of the providers) and
 //! `reprice` (every price doubled), which read the same run.
 //!
-//! Run: `cargo bench --bench report` or `cargo bench --bench report -- 100000`.
+//! Run: `cargo bench --bench report` or `cargo bench --bench report -- 100000`
+//! (`BENCH_DB=/tmp/r.db` keeps the database for profiling).
 //! It is a benchmark, not a test: it prints figures and asserts nothing.
 
 use std::path::Path;
@@ -200,9 +201,14 @@ fn main() {
     };
     for n in outcomes {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("bench.db");
+        // BENCH_DB=PATH keeps the database (built once, reused) for profiling.
+        let db = std::env::var_os("BENCH_DB")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("bench.db"));
         let t0 = Instant::now();
-        build_db(&db, n);
+        if !db.exists() {
+            build_db(&db, n);
+        }
         let built = t0.elapsed().as_secs_f64();
         let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
         println!(

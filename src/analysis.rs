@@ -201,17 +201,28 @@ impl RunAnalysis {
             .iter()
             .filter_map(|p| Some((p.id.as_str(), bound::prompt_rate(p.price.as_ref()?))))
             .collect();
-        store.for_each_outcome_repriced(
-            run.id,
-            &|p| input_rates.get(p).copied(),
-            reprice,
-            |o| {
-                // Outcomes arrive grouped by suite and provider: look the row up once per group.
-                acc.entry((o.suite.clone(), o.provider.clone()))
-                    .or_default()
-                    .add(&o);
-            },
-        )?;
+        // Outcomes arrive grouped by suite and provider: the row is looked up once per group.
+        let mut current: Option<((String, String), Acc)> = None;
+        let rate = |p: &str| input_rates.get(p).copied();
+        store.for_each_outcome_repriced(run.id, &rate, reprice, |o| {
+            let same = current
+                .as_ref()
+                .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
+            if !same {
+                if let Some((k, a)) = current.take() {
+                    acc.insert(k, a);
+                }
+                let k = (o.suite.clone(), o.provider.clone());
+                let a = acc.remove(&k).unwrap_or_default();
+                current = Some((k, a));
+            }
+            if let Some((_, a)) = current.as_mut() {
+                a.add(&o);
+            }
+        })?;
+        if let Some((k, a)) = current {
+            acc.insert(k, a);
+        }
         let mut rows = Vec::new();
         for s in &run.plan.suites {
             for p in &run.plan.providers {
@@ -650,8 +661,14 @@ impl Acc {
     }
 }
 
-/// The BCa interval of cost per accepted outcome over the decided outcomes, each carrying its
-/// known token cost plus its rejection cost, clustered by task.
+/// Above this many tasks the cost-per-accepted interval is the log-scale delta method: it
+/// covers as well as BCa from n = 100 up (statistics.md §3.5), while BCa's 2,000 resamples of
+/// every task would dominate a million-outcome report's time.
+pub const DELTA_ABOVE_TASKS: usize = 20_000;
+
+/// The interval of cost per accepted outcome over the decided outcomes, each carrying its
+/// known token cost plus its rejection cost, clustered by task: BCa, or the log-scale delta
+/// method above [`DELTA_ABOVE_TASKS`] tasks (named in `method`).
 fn cost_ci(
     outcomes: &[OutcomeFacts],
     rejection: Money,
@@ -682,7 +699,12 @@ fn cost_ci(
                 .usd(),
         })
         .collect();
-    let r = stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed);
+    let clusters = 1 + sample.windows(2).filter(|w| w[0].task != w[1].task).count();
+    let r = if clusters > DELTA_ABOVE_TASKS {
+        stats::cost_per_accepted_delta_log(&sample, opts.confidence)
+    } else {
+        stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed)
+    };
     CostCi {
         low: r.low,
         high: r.high,
@@ -726,6 +748,62 @@ mod tests {
             unbounded: false,
             latency_ms: None,
         }
+    }
+
+    fn record(
+        task_idx: u32,
+        answered: bool,
+        grade: Option<GradeStatus>,
+        cost: i128,
+    ) -> OutcomeRecord {
+        OutcomeRecord {
+            suite: "s".into(),
+            provider: "p".into(),
+            task_id: format!("t{task_idx}"),
+            task_idx,
+            repeat: 0,
+            calls: 1,
+            failed_calls: u32::from(!answered),
+            usage: Usage::default(),
+            known_cost: Money(cost),
+            unknown_calls: 0,
+            unknown_max: Some(Money::ZERO),
+            known_spent: Money(cost),
+            unknown_spent_calls: 0,
+            unknown_spent_max: Some(Money::ZERO),
+            answered,
+            latency_ms: Some(10.0),
+            grade,
+            failures: Vec::new(),
+        }
+    }
+
+    fn plans(tasks: u64) -> (SuitePlan, ProviderPlan) {
+        let plan: crate::store::RunPlan = serde_json::from_value(serde_json::json!({
+            "suites": [{"name": "s", "path": "s.yaml", "workload": "w", "quality_threshold": 0.5,
+                "rejection_cost_femto": "1000", "repeats": 1, "tasks": tasks, "fingerprint": "f"}],
+            "providers": [{"id": "p", "protocol": "openai", "base_url": "http://x/v1",
+                "model": "m", "api_key_env": null, "price": null}]
+        }))
+        .unwrap();
+        (plan.suites[0].clone(), plan.providers[0].clone())
+    }
+
+    #[test]
+    fn grader_errors_are_paid_for_but_left_out_of_acceptance() {
+        let mut acc = Acc::default();
+        acc.add(&record(0, true, Some(GradeStatus::Accepted), 100));
+        acc.add(&record(1, true, Some(GradeStatus::Rejected), 100));
+        acc.add(&record(2, true, Some(GradeStatus::Error), 100));
+        acc.add(&record(3, false, None, 0));
+        let (s, p) = plans(4);
+        let r = acc.finish(&s, &p, &AnalysisOptions::default()).figures;
+        assert_eq!((r.accepted, r.grader_errors, r.unanswered), (1, 1, 1));
+        // 1 accepted of 3 decided (the grader error is not a rejection of the provider).
+        assert_eq!(r.acceptance.rate, Some(1.0 / 3.0));
+        // Its cost is still paid: 300 femto of tokens + 2 rejections × 1000 femto.
+        assert_eq!(r.cost_usd.total, Some(Money(2300).usd()));
+        assert_eq!(r.cost_per_accepted_usd, Some(Money(2300).usd()));
     }
 
     #[test]

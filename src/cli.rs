@@ -29,6 +29,8 @@ pub mod exit {
     pub const CONFIG: i32 = 2;
     /// Some outcomes got no answer (provider failures, replay misses) above the allowed share.
     pub const PROVIDER_FAILURES: i32 = 4;
+    /// Another costbench process is running the same run (same suites and providers).
+    pub const BUSY: i32 = 5;
     /// Stopped by Ctrl-C; run the same command again to resume.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -95,6 +97,9 @@ struct RunArgs {
     /// Never draw the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Write the run's events (attempts, retries, outcomes) to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     /// Share of outcomes allowed to end without an answer before exiting with code 4.
     #[arg(long, default_value_t = 0.0)]
     max_failed_share: f64,
@@ -120,6 +125,9 @@ struct ReportFlags {
     /// Bootstrap seed.
     #[arg(long, default_value_t = 20261127)]
     seed: u64,
+    /// Fit the table to this many columns (default: the terminal's width).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
 }
 
 impl ReportFlags {
@@ -253,6 +261,9 @@ pub fn main() -> i32 {
             if let Some(hint) = hint(&e) {
                 eprintln!("hint: {hint}");
             }
+            if let Some(run::RunError::Busy { .. }) = e.downcast_ref::<run::RunError>() {
+                return exit::BUSY;
+            }
             if is_bad_input(&e) {
                 exit::CONFIG
             } else {
@@ -273,7 +284,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<RepriceError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
-                Some(run::RunError::Cassette { .. })
+                Some(run::RunError::Cassette { .. } | run::RunError::Unwritable { .. })
             )
             || matches!(
                 c.downcast_ref::<S>(),
@@ -314,7 +325,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let store = Store::open_to_read(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
             emit(
-                &export::render(&analysis, a.report.format),
+                &export::render(&analysis, a.report.format, a.report.width),
                 a.out.as_deref(),
             )
         }
@@ -419,6 +430,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             cassette: a.cassette.clone(),
             progress: !a.no_progress,
             fresh: a.new,
+            events: a.events.clone(),
         },
     )?;
 
@@ -429,9 +441,25 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         .collect();
     let graded = grade_run(&mut store, summary.run_id, &graders, false)?;
 
+    // The cassette is written after grading: a failed export never changes the run's
+    // figures, and is reported after them.
+    let exported = match &a.cassette {
+        Some(path) if a.cache == CacheMode::ReadWrite && !summary.interrupted => {
+            run::cache::export_cassette(&store, db, path).err()
+        }
+        _ => None,
+    };
+
     let mut err = std::io::stderr().lock();
-    for m in &summary.cache_misses {
-        writeln!(err, "error: no recorded answer for {m}")?;
+    if summary.cache_misses > 0 {
+        writeln!(
+            err,
+            "error: {} outcomes have no recorded answer (--cache replay calls nothing); first:",
+            summary.cache_misses
+        )?;
+        for m in &summary.first_misses {
+            writeln!(err, "  no recorded answer for {m}")?;
+        }
     }
     writeln!(
         err,
@@ -444,16 +472,21 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.failed_slots,
         graded.graded,
         grader_errors(graded.errors),
-        summary
-            .spent
-            .map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+        summary.spent,
         summary.elapsed_s
     )?;
     drop(err);
 
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
-    println!("{}", export::render(&analysis, a.report.format));
+    println!(
+        "{}",
+        export::render(&analysis, a.report.format, a.report.width)
+    );
 
+    if let Some(e) = exported {
+        eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");
+        return Ok(exit::INTERNAL);
+    }
     if summary.interrupted {
         eprintln!(
             "interrupted: everything finished so far is saved; run the same command again to resume"
@@ -511,7 +544,7 @@ fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
     };
     let c = compare::compare(&inc, cand.as_ref().unwrap_or(&inc), &spec)?;
     emit(
-        &export::compare::render(&c, a.report.format),
+        &export::compare::render(&c, a.report.format, a.report.width),
         a.out.as_deref(),
     )
 }
@@ -526,7 +559,7 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let after = RunAnalysis::load_repriced(&store, run, opts, &prices)?;
     let r = reprice::repriced(&before, &after, &a.prices);
     emit(
-        &export::reprice::render(&r, a.report.format),
+        &export::reprice::render(&r, a.report.format, a.report.width),
         a.out.as_deref(),
     )
 }
@@ -656,7 +689,7 @@ fn cmd_cache(db: &Path, c: &CacheCommand) -> Result<i32> {
     match c {
         CacheCommand::Export { file } => {
             let store = Store::open_existing(db)?;
-            let n = run::cache::export_cassette(&store, file)?;
+            let n = run::cache::export_cassette(&store, db, file)?;
             eprintln!("wrote {n} recorded answers to {}", file.display());
         }
         CacheCommand::Import { file } => {

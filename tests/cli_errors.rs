@@ -151,3 +151,20 @@ fn a_malformed_cassette_is_bad_input() {
     out.assert_code(2);
     assert!(out.stderr.contains("bad.jsonl"), "{out}");
 }
+
+/// A cassette saved by an editor that writes a byte-order mark is read, as tasks files are.
+#[test]
+fn a_cassette_with_a_byte_order_mark_imports() {
+    let ws = Workspace::new();
+    let cassette = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/cassettes/quickstart.jsonl"),
+    )
+    .unwrap();
+    let file = ws.write("bom.jsonl", &format!("\u{feff}{cassette}"));
+    let out = cmd(&ws, &["cache", "import", file.to_str().unwrap()]);
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("imported 80 new recorded answers"),
+        "{out}"
+    );
+}

@@ -329,3 +329,33 @@ fn report_json_follows_the_documented_contract() {
         ".rows[].latency_ms.p95" => "[ms]",
     });
 }
+
+/// Measured on the first build: costs were exact i128 femto-dollars but stored as i64, so one
+/// attempt above $9,223.37 (a price typo is enough) wrapped around. Now it is stored exactly.
+#[test]
+fn an_attempt_above_the_64_bit_femto_range_is_stored_and_reported_exactly() {
+    let server = serve_verbatim(fixture("openai-chat.json"));
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    // A typo: $100,000,000 per 1M input tokens, i.e. $100 a token.
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url())
+            .price(Some("{input: 100000000, cached_input: 0.10, output: 1.60}"))]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(0);
+    // 512 × $100 + 1536 × $0.0000001 + 310 × $0.0000016 = $51,200.0006496.
+    let exact = "51200000649600000000";
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let (small, big): (Option<i64>, Option<String>) = conn
+        .query_row("SELECT cost_femto, cost_big FROM attempts", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(small, None, "does not fit in 64 bits, so not stored there");
+    assert_eq!(big.as_deref(), Some(exact));
+    assert!(out.stderr.contains("spent $51200.0006496 "), "{out}");
+    let r = out.json();
+    assert_close(&row(&r, "p")["cost_usd"]["tokens"], 51_200.000_649_6, 1e-6);
+}

@@ -535,6 +535,8 @@ fn an_rw_cassette_is_loaded_first_and_rewritten_with_new_answers() {
     assert!(!ws.path("c.jsonl.tmp").exists());
 }
 
+// Regression: this test passed even when nothing was saved before the kill; it now requires
+// the answers received before `kill -9` to be stored, and none of them to be paid again.
 #[test]
 fn kill_9_leaves_a_readable_database_and_the_same_command_resumes() {
     let ws = Workspace::new();
@@ -546,34 +548,54 @@ fn kill_9_leaves_a_readable_database_and_the_same_command_resumes() {
         .spawn()
         .expect("spawn costbench");
     wait_for_t3_and_t4(&run.server);
+    // t1 and t2 were answered before t3 and t4 were sent; wait (failsafe-bounded) until the
+    // writer has committed them, which is what the kill must not undo.
+    let answered = |ws: &Workspace| {
+        if !ws.db().exists() {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = ws
+            .attempts()
+            .into_iter()
+            .filter(|a| a.answered)
+            .map(|a| a.task_id)
+            .collect();
+        v.sort();
+        v
+    };
+    for _ in 0..6000 {
+        if answered(&ws).len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
 
-    // The database opens and reports; what was committed is kept, nothing is torn.
-    let stored = ws.attempts();
-    let saved: Vec<String> = stored
-        .iter()
-        .filter(|a| a.answered)
-        .map(|a| a.task_id.clone())
-        .collect();
-    assert!(
-        saved.iter().all(|t| t == "t1" || t == "t2"),
-        "only answered tasks can be stored: {stored:?}"
+    // The database opens and reports; the answers committed before the kill are kept.
+    assert_eq!(
+        answered(&ws),
+        vec!["t1", "t2"],
+        "answers saved before the kill"
     );
     let report = ws.report(None);
     assert_eq!(report["run"]["status"], "running");
+    let before = run.server.tasks();
 
     // Resuming calls exactly the tasks the database has no answer for.
     run.server.set_script(answer_with(&run.tasks));
     run.server.clear_log();
     let again = Out::of(run.command(&ws).output().expect("run costbench"));
     again.assert_code(0);
-    let expected: Vec<String> = ["t1", "t2", "t3", "t4"]
-        .iter()
-        .filter(|t| !saved.iter().any(|s| s == *t))
-        .map(|t| t.to_string())
-        .collect();
-    assert_eq!(sorted(run.server.tasks()), expected);
+    assert_eq!(sorted(run.server.tasks()), vec!["t3", "t4"]);
+    let all: Vec<String> = before.into_iter().chain(run.server.tasks()).collect();
+    for t in ["t1", "t2"] {
+        assert_eq!(
+            all.iter().filter(|x| *x == t).count(),
+            1,
+            "{t} was paid once: {all:?}"
+        );
+    }
     let report = again.json();
     let r = row(&report, "p");
     assert_eq!((&r["accepted"], &r["pending"]), (&json!(4), &json!(0)));

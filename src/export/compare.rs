@@ -3,22 +3,24 @@
 //! verdicts first, each figure with its interval, a footnote saying what each interval is.
 
 use super::Format;
-use super::markup::{markdown_table, text_table, usd, wrap};
+use super::markup::{WIDTH, markdown_table, text_table, usd, wrap};
 use crate::compare::{Comparison, Comparisons, MarginSource};
 use crate::stats::Estimate;
 
 /// Renders the comparisons in a format.
-pub fn render(c: &Comparisons, format: Format) -> String {
+/// `width` fits the table (default [`WIDTH`] columns).
+pub fn render(c: &Comparisons, format: Format, width: Option<u16>) -> String {
+    let width = width.unwrap_or(WIDTH);
     match format {
         // Serializing plain data with string keys cannot fail.
         Format::Json => serde_json::to_string_pretty(c).unwrap_or_default(),
         Format::Table => {
             let rows = c.comparisons.iter().map(cells).collect();
-            let foot: Vec<String> = footnote(c).lines().map(wrap).collect();
+            let foot: Vec<String> = footnote(c).lines().map(|l| wrap(l, width)).collect();
             format!(
                 "{}\n{}\n{}",
                 title(c),
-                text_table(header(c), rows),
+                text_table(header(c), rows, width),
                 foot.join("\n")
             )
         }

@@ -5,7 +5,8 @@ use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
 
 use crate::analysis::{Row, RunAnalysis};
 
-/// The widest the compare and reprice tables may be, so they read in a 100-column terminal.
+/// The width of the compare and reprice tables unless `--width` says otherwise: they read in
+/// a 100-column terminal.
 pub const WIDTH: u16 = 100;
 
 /// Money for people: `unknown`, `$0`, four decimals from a cent up, six below.
@@ -34,12 +35,20 @@ pub const UNKNOWN_MARK: &str = "*";
 /// Column headers, with the run's confidence level.
 pub fn header(a: &RunAnalysis) -> Vec<String> {
     let conf = format!("{:.0}%", a.options.confidence * 100.0);
+    let bca = a
+        .rows
+        .iter()
+        .all(|r| r.figures.cost_per_accepted_ci.method == "bca-bootstrap");
     [
         "suite",
         "provider",
         "accepted",
         "acceptance (95% Wilson)",
-        "$/accepted (95% BCa)",
+        if bca {
+            "$/accepted (95% BCa)"
+        } else {
+            "$/accepted (95% interval)"
+        },
         "total cost",
         "calls / failed / retries",
         "p50 / p95 ms",
@@ -121,6 +130,15 @@ pub fn footnote(a: &RunAnalysis) -> String {
         "$/accepted = (token cost of every attempt, retries included + rejected outcomes × rejection cost) / accepted. \
          ✓/✗: acceptance vs the suite's quality threshold.",
     );
+    if a.rows
+        .iter()
+        .any(|r| r.figures.cost_per_accepted_ci.method == "delta-log")
+    {
+        s.push_str(&format!(
+            " $/accepted intervals over more than {} tasks use the log-scale delta method, others BCa.",
+            crate::analysis::DELTA_ABOVE_TASKS
+        ));
+    }
     for r in a.rows.iter().map(|r| &r.figures) {
         if r.unpriced_calls == 0 {
             continue;
@@ -143,12 +161,12 @@ pub fn footnote(a: &RunAnalysis) -> String {
     s
 }
 
-/// A terminal table fitted to [`WIDTH`] columns.
-pub fn text_table(header: Vec<String>, rows: Vec<Vec<String>>) -> comfy_table::Table {
+/// A terminal table fitted to `width` columns.
+pub fn text_table(header: Vec<String>, rows: Vec<Vec<String>>, width: u16) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_width(WIDTH)
+        .set_width(width)
         .set_header(header);
     for r in rows {
         t.add_row(r);
@@ -173,13 +191,13 @@ pub fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Breaks a line at spaces so that it fits [`WIDTH`] columns.
-pub fn wrap(line: &str) -> String {
+/// Breaks a line at spaces so that it fits `width` columns.
+pub fn wrap(line: &str, width: u16) -> String {
     let mut out = String::new();
     let mut col = 0;
     for word in line.split(' ') {
         let n = word.chars().count();
-        if col > 0 && col + 1 + n > usize::from(WIDTH) {
+        if col > 0 && col + 1 + n > usize::from(width) {
             out.push('\n');
             col = 0;
         } else if col > 0 {

@@ -29,16 +29,18 @@ pub trait Exporter {
     fn render(&self, analysis: &RunAnalysis) -> String;
 }
 
-/// The exporter of a format.
-pub fn exporter(format: Format) -> Box<dyn Exporter> {
+/// The exporter of a format; `width` fits the table (default: the terminal's width).
+pub fn exporter(format: Format, width: Option<u16>) -> Box<dyn Exporter> {
     match format {
-        Format::Table => Box::new(table::Table::fit_terminal()),
+        Format::Table => {
+            Box::new(width.map_or_else(table::Table::fit_terminal, table::Table::with_width))
+        }
         Format::Json => Box::new(json::Json),
         Format::Md => Box::new(markdown::Markdown),
     }
 }
 
 /// Renders an analysed run in a format.
-pub fn render(analysis: &RunAnalysis, format: Format) -> String {
-    exporter(format).render(analysis)
+pub fn render(analysis: &RunAnalysis, format: Format, width: Option<u16>) -> String {
+    exporter(format, width).render(analysis)
 }

@@ -2,21 +2,23 @@
 //! [`crate::reprice::Repriced`]), and one markup shared by the terminal table and markdown.
 
 use super::Format;
-use super::markup::{markdown_table, text_table, usd, wrap};
+use super::markup::{WIDTH, markdown_table, text_table, usd, wrap};
 use crate::reprice::{Bounds, Change, Repriced, RepricedRow};
 
 /// Renders a re-priced run in a format.
-pub fn render(r: &Repriced, format: Format) -> String {
+/// `width` fits the table (default [`WIDTH`] columns).
+pub fn render(r: &Repriced, format: Format, width: Option<u16>) -> String {
+    let width = width.unwrap_or(WIDTH);
     let rows: Vec<Vec<String>> = r.rows.iter().map(cells).collect();
     match format {
         // Serializing plain data with string keys cannot fail.
         Format::Json => serde_json::to_string_pretty(r).unwrap_or_default(),
         Format::Table => {
-            let foot: Vec<String> = footnote(r).lines().map(wrap).collect();
+            let foot: Vec<String> = footnote(r).lines().map(|l| wrap(l, width)).collect();
             format!(
                 "{}\n{}\n{}",
                 title(r),
-                text_table(header(r), rows),
+                text_table(header(r), rows, width),
                 foot.join("\n")
             )
         }

@@ -553,25 +553,27 @@ mod tests {
     }
 
     #[test]
-    fn grading_is_fast() {
-        // Guards the ≥2,000 calls/s target with a wide margin even in debug
-        // builds: 2,000 outputs × 7 graders must take well under a second.
+    fn grading_a_batch_in_parallel_keeps_every_verdict_in_order() {
+        // Its speed is measured by `cargo bench --bench grading`, not asserted here.
         let graders: Vec<CompiledGrader> = suite().iter().map(|s| s.compile().unwrap()).collect();
         let v = vars(
             json!({"label": "Bug", "city": "Paris", "date": "May 3", "answer": 42,
                             "total": "12.5"}),
         );
-        let output = r#"```json
+        let good = r#"```json
 {"name": "refund yes", "total": 12.5, "currency": "EUR", "city": "Paris May 3"}
 ```"#;
-        let items: Vec<GradeInput<'_>> =
-            (0..2000).map(|_| GradeInput { output, vars: &v }).collect();
-        let start = std::time::Instant::now();
+        let items: Vec<GradeInput<'_>> = (0..2000)
+            .map(|i| GradeInput {
+                output: if i % 2 == 0 { good } else { "no json here" },
+                vars: &v,
+            })
+            .collect();
         let out = grade_all(&graders, &items);
-        let elapsed = start.elapsed();
         assert_eq!(out.len(), 2000);
         assert!(out[0].verdicts[6].passed, "{:?}", out[0].verdicts[6]);
-        assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
+        assert!(!out[1].verdicts[6].passed, "{:?}", out[1].verdicts[6]);
+        assert!(out.iter().step_by(2).all(|o| o.verdicts[6].passed));
     }
 
     proptest! {

@@ -8,6 +8,7 @@ pub mod bound;
 pub mod gemini;
 pub mod openai;
 pub mod price;
+pub mod quirks;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,6 +6,11 @@
 //! distinct answers). The API key is never part of it. The same key can be recomputed with any
 //! language's SHA-256 and a sorted-keys JSON dump.
 //!
+//! The canonical JSON stays our own (`suite::canonical_json`, serde_json's number format) and
+//! is not RFC 8785 (`serde_jcs`): JCS writes `0.0` as `0`, so every recorded request with a
+//! float such as `temperature: 0.0` would get a new key and be paid for again. (The committed
+//! quickstart cassette has only integers and hashes the same either way.)
+//!
 //! A cassette is JSONL, one [`CacheEntry`] a line, sorted by key so diffs stay small.
 
 use std::path::Path;
@@ -14,9 +19,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::RunError;
-use crate::providers::{Money, Protocol, ProviderConfig};
+use crate::providers::{Money, Protocol, ProviderConfig, quirks};
 use crate::store::{AttemptRow, CacheEntry, CacheRecord, Delivery, ErrorKind, Store};
-use crate::suite::{canonical_json, hex};
+use crate::suite::canonical_json;
 
 /// Version of the cache key format; bump to invalidate every recorded answer.
 pub const CACHE_FORMAT: u32 = 1;
@@ -56,7 +61,7 @@ pub fn request_key(cfg: &ProviderConfig, body: &serde_json::Value, sample: u32) 
         "body": body,
         "sample": sample,
     });
-    hex(&Sha256::digest(canonical_json(&v).as_bytes()))
+    hex::encode(Sha256::digest(canonical_json(&v).as_bytes()))
 }
 
 /// A cache record for a fresh answer.
@@ -94,8 +99,9 @@ pub fn replayed_row(
     row.delivery = Delivery::Answered;
     row.latency_ms = latency_ms.unwrap_or(0.0);
     match protocol.parse(response.as_bytes()) {
-        Ok(c) => {
-            row.cost = super::call::price(&c, cfg);
+        Ok(mut c) => {
+            row.error_message = quirks::sane_usage(&mut c);
+            row.cost = quirks::price(&c, cfg);
             row.usage = c.usage;
             row.finish_reason = c.finish_reason;
             row.output = Some(c.text);
@@ -116,6 +122,8 @@ pub fn import_cassette(store: &mut Store, path: &Path) -> Result<usize, RunError
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    // A byte-order mark, as some editors write, is accepted as it is in tasks files.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -128,19 +136,22 @@ pub fn import_cassette(store: &mut Store, path: &Path) -> Result<usize, RunError
     Ok(store.cache_import(&entries)?)
 }
 
-/// Writes the whole cache to a cassette (atomically: a temp file, then rename).
-pub fn export_cassette(store: &Store, path: &Path) -> Result<usize, RunError> {
+/// Writes the whole cache to a cassette (atomically: a temporary file beside it, renamed into
+/// place), refusing the database itself and its WAL/SHM files as the output.
+pub fn export_cassette(store: &Store, db: &Path, path: &Path) -> Result<usize, RunError> {
+    super::check_output(db, path)?;
     let err = |message: String| RunError::Cassette {
         path: path.to_path_buf(),
         message,
     };
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut f =
-        std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| err(e.to_string()))?;
+    let mut f = std::io::BufWriter::new(tmp);
     let n = store.cache_export(&mut f)?;
-    use std::io::Write;
-    f.flush().map_err(|e| err(e.to_string()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
+    let tmp = f.into_inner().map_err(|e| err(e.error().to_string()))?;
+    tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
     Ok(n)
 }

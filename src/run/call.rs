@@ -1,8 +1,10 @@
-//! One call: an HTTP exchange with a provider, retried with backoff, every try recorded.
+//! One HTTP try with a provider and its classification; the retry loop lives in the online
+//! dispatcher ([`super::dispatch`]).
 //!
 //! Retries follow the OpenAI SDK's policy (shared/reference/providers.md §1): retry 408, 409,
 //! 429 and 5xx, timeouts and connection errors; honour `x-should-retry`, `retry-after-ms` and
-//! `retry-after`; give up when the server asks for a longer wait than the policy allows.
+//! `retry-after` (seconds or an HTTP date); give up when the server asks for a longer wait
+//! than the policy allows. Every header is read defensively: no value a server sends panics.
 //! `insufficient_quota` (a 429) and a 402 without `retry-after` are terminal.
 
 use std::time::{Duration, Instant};
@@ -10,8 +12,20 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 use reqwest::header::HeaderMap;
 
-use crate::providers::{Completion, Money, Protocol, ProviderConfig};
+use crate::providers::quirks::{self, is_context_length};
+use crate::providers::{Completion, Protocol, ProviderConfig};
 use crate::store::{AttemptRow, Delivery, ErrorKind, now};
+
+/// The longest a single HTTP call may be given, whatever the config says: a day. Keeps the
+/// conversion to a [`Duration`] and the deadline arithmetic far from overflow.
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// The per-call timeout of a provider, never panicking on any configured value.
+pub fn call_timeout(cfg: &ProviderConfig) -> Duration {
+    Duration::try_from_secs_f64(cfg.timeout_s)
+        .unwrap_or(MAX_CALL_TIMEOUT)
+        .min(MAX_CALL_TIMEOUT)
+}
 
 /// The outcome of one HTTP try, before it is stored.
 pub struct TryResult {
@@ -78,7 +92,7 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     let mut req = spec
         .client
         .post(spec.protocol.url(spec.cfg))
-        .timeout(Duration::from_secs_f64(spec.cfg.timeout_s))
+        .timeout(call_timeout(spec.cfg))
         .json(spec.body);
     if let Some(k) = spec.key {
         for (h, v) in spec.protocol.auth_headers(k) {
@@ -124,7 +138,11 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     }
 
     let info = spec.protocol.parse_error(&bytes);
-    let retry_after = retry_after(&headers);
+    let limit = spec.cfg.retry.max_retry_after_s;
+    let (retry_after, too_long) = match retry_after(&headers, limit) {
+        Ok(wait) => (wait, None),
+        Err(asked) => (None, Some(asked)),
+    };
     let code = info.code.clone().unwrap_or_default();
     let (kind, mut retryable) = match status {
         429 if code == "insufficient_quota" => (ErrorKind::Quota, false),
@@ -151,14 +169,11 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
             .map(|m| format!(": {}", truncate(m, 300)))
             .unwrap_or_default()
     );
-    if let Some(wait) = retry_after
-        && wait.as_secs() > spec.cfg.retry.max_retry_after_s
-    {
+    if let Some(asked) = too_long {
         retryable = false;
         message.push_str(&format!(
-            " (retry-after {}s exceeds the {}s limit)",
-            wait.as_secs(),
-            spec.cfg.retry.max_retry_after_s
+            " (retry-after {}s exceeds the {limit}s limit)",
+            truncate(&format!("{asked:.0}"), 40)
         ));
     }
     row.error_kind = Some(kind);
@@ -175,27 +190,23 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     }
 }
 
-/// Whether a 400 says the prompt is too long: OpenAI-style `context_length_exceeded`,
-/// Anthropic's "prompt is too long", Gemini's "exceeds the maximum number of tokens".
-fn is_context_length(code: &str, message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    code.contains("context_length")
-        || m.contains("prompt is too long")
-        || m.contains("maximum number of tokens")
-        || m.contains("context length")
-}
-
-fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u8]) -> TryResult {
+fn answered(
+    mut row: AttemptRow,
+    mut c: Completion,
+    cfg: &ProviderConfig,
+    bytes: &[u8],
+) -> TryResult {
+    let note = quirks::sane_usage(&mut c);
     row.delivery = Delivery::Answered;
-    row.cost = price(&c, cfg);
+    row.cost = quirks::price(&c, cfg);
     row.spent = row.cost;
     row.usage = c.usage;
     row.finish_reason = c.finish_reason.clone();
-    // DeepSeek stops generation for lack of resources: billed, but not an answer.
-    if c.finish_reason.as_deref() == Some("insufficient_system_resource") {
+    row.output = Some(c.text);
+    if let Some(why) = quirks::incomplete_finish(row.finish_reason.as_deref()) {
+        // Billed, but not an answer; another try may get one.
         row.error_kind = Some(ErrorKind::Incomplete);
-        row.error_message = Some("finish_reason insufficient_system_resource".into());
-        row.output = Some(c.text);
+        row.error_message = Some(why.into());
         return TryResult {
             row,
             retryable: true,
@@ -204,23 +215,13 @@ fn answered(mut row: AttemptRow, c: Completion, cfg: &ProviderConfig, bytes: &[u
         };
     }
     row.answered = true;
-    row.output = Some(c.text);
+    row.error_message = note;
     TryResult {
         row,
         retryable: false,
         retry_after: None,
         body: String::from_utf8(bytes.to_vec()).ok(),
     }
-}
-
-/// The production cost of a parsed answer: the provider's own figure, else usage × price.
-pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
-    c.reported_cost.or_else(|| {
-        c.usage
-            .as_ref()
-            .zip(cfg.price.as_ref())
-            .and_then(|(u, p)| u.cost(p))
-    })
 }
 
 fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> TryResult {
@@ -268,41 +269,40 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// `retry-after-ms`, then `retry-after` in seconds (HTTP dates are ignored).
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
+/// The wait a server asked for: `retry-after-ms`, then `retry-after` in seconds or as an
+/// HTTP date. `Err(seconds)` when it asks for more than `limit_s`; unreadable, negative or
+/// non-finite values are ignored. Compared in f64 before any [`Duration`] is built, so no
+/// header value can panic the run.
+fn retry_after(h: &HeaderMap, limit_s: u64) -> Result<Option<Duration>, f64> {
     let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    get("retry-after")
+    let seconds = get("retry-after-ms")
         .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| ms / 1000.0)
+        .or_else(|| {
+            let v = get("retry-after")?;
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .or_else(|| {
+                    let at = httpdate::parse_http_date(v).ok()?;
+                    // A date in the past means "now".
+                    Some(
+                        at.duration_since(std::time::SystemTime::now())
+                            .map_or(0.0, |d| d.as_secs_f64()),
+                    )
+                })
+        });
+    match seconds {
+        None => Ok(None),
+        Some(s) if s > limit_s as f64 => Err(s),
+        Some(s) => Ok(Duration::try_from_secs_f64(s).ok()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn context_length_errors_of_each_protocol() {
-        assert!(is_context_length("context_length_exceeded", ""));
-        assert!(is_context_length(
-            "invalid_request_error",
-            "prompt is too long: 210000 tokens > 200000 maximum"
-        ));
-        assert!(is_context_length(
-            "INVALID_ARGUMENT",
-            "The input token count exceeds the maximum number of tokens allowed"
-        ));
-        assert!(!is_context_length(
-            "invalid_request_error",
-            "temperature: out of range"
-        ));
-    }
 
     #[test]
     fn keys_are_redacted() {
@@ -317,14 +317,46 @@ mod tests {
     fn retry_after_headers() {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&h, 60), Ok(Some(Duration::from_secs(2))));
         h.insert("retry-after-ms", "150".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        assert_eq!(retry_after(&h, 60), Ok(Some(Duration::from_millis(150))));
+        // An HTTP date is honoured: one in the past means "now".
         let mut h = HeaderMap::new();
         h.insert(
             "retry-after",
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
-        assert_eq!(retry_after(&h), None);
+        assert_eq!(retry_after(&h, 60), Ok(Some(Duration::ZERO)));
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+        h.insert("retry-after", later.parse().unwrap());
+        assert!(matches!(retry_after(&h, 60), Err(s) if s > 3000.0));
+    }
+
+    // Regression: `retry-after-ms: 1e300` and `retry-after: 1e25` panicked in
+    // Duration::from_secs_f64 before the limit was checked.
+    #[test]
+    fn huge_retry_after_is_over_the_limit_not_a_panic() {
+        for (k, v) in [("retry-after-ms", "1e300"), ("retry-after", "1e25")] {
+            let mut h = HeaderMap::new();
+            h.insert(k, v.parse().unwrap());
+            assert!(retry_after(&h, 120).is_err(), "{k}: {v}");
+        }
+        for v in ["NaN", "inf", "-1", "-inf", "soon", ""] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            assert_eq!(retry_after(&h, 120), Ok(None), "{v}");
+        }
+    }
+
+    // Regression: a huge `timeout_s` panicked in Duration::from_secs_f64.
+    #[test]
+    fn any_timeout_converts() {
+        let mut cfg =
+            crate::providers::testutil::config("openai", "http://x/v1", "m", serde_json::json!({}));
+        for t in [1e300, f64::INFINITY, f64::NAN, -1.0, 0.5] {
+            cfg.timeout_s = t;
+            assert!(call_timeout(&cfg) <= MAX_CALL_TIMEOUT);
+        }
     }
 }

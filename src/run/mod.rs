@@ -7,22 +7,28 @@
 
 pub mod cache;
 pub mod call;
+pub mod dispatch;
+pub mod events;
 pub mod plan;
 pub mod progress;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::providers::{ChatRequest, Money, ProviderConfig, bound, protocol_for};
+use crate::providers::{ProviderConfig, protocol_for};
 use crate::store::{
-    AttemptRow, Delivery, ErrorKind, RunStatus, Store, StoreError, WriteOp, Writer,
+    AttemptRow, CacheRecord, ErrorKind, RunStatus, Store, StoreError, WriteOp, Writer,
 };
 use crate::suite::Suite;
 pub use cache::CacheMode;
-use call::{CallSpec, try_once};
+use dispatch::{Dispatch, Online, Prepared};
+pub use events::Spend;
+use events::{Consumer, Counters, EventLog, RunEvent};
 use plan::{Slot, pending_slots, run_key, run_plan, slots_in};
 use progress::Progress;
 
@@ -32,13 +38,19 @@ pub struct RunOptions {
     pub db: PathBuf,
     /// Record/replay cache mode.
     pub cache: CacheMode,
-    /// A JSONL cassette to load before the run (and to record into in `rw` mode).
+    /// A JSONL cassette to load before the run (and to record into in `rw` mode, which the
+    /// caller does with [`cache::export_cassette`] once the run is graded).
     pub cassette: Option<PathBuf>,
     /// Show a progress bar (only on a terminal).
     pub progress: bool,
     /// Always start a new run instead of resuming an unfinished one.
     pub fresh: bool,
+    /// Write the run's events to this file as JSONL.
+    pub events: Option<PathBuf>,
 }
+
+/// How many replay misses the summary names; the rest are counted.
+const MISSES_NAMED: usize = 5;
 
 /// What a run did, for the CLI's summary and exit code.
 #[derive(Debug)]
@@ -55,12 +67,14 @@ pub struct RunSummary {
     pub replayed: u64,
     /// Slots that ended without an answer.
     pub failed_slots: u64,
-    /// Replay-mode cache misses, as `suite / task / provider`.
-    pub cache_misses: Vec<String>,
+    /// How many slots replay mode had no recorded answer for.
+    pub cache_misses: u64,
+    /// The first few of them, as `suite / task / provider`.
+    pub first_misses: Vec<String>,
     /// Whether Ctrl-C stopped it.
     pub interrupted: bool,
-    /// Money spent by this invocation; `None` when some spend cannot be known.
-    pub spent: Option<Money>,
+    /// Money spent by this invocation, unknown costs bounded.
+    pub spent: Spend,
     /// Wall time.
     pub elapsed_s: f64,
 }
@@ -79,9 +93,94 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// An output file given on the command line cannot be written; found before any call.
+    #[error("{path}: {message}")]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Another process is running the same run.
+    #[error(
+        "another costbench process is running this run (same suites and providers; lock {}); wait for it to finish",
+        .lock.display()
+    )]
+    Busy {
+        /// The lock file it holds.
+        lock: PathBuf,
+    },
     /// The async runtime or an HTTP client could not start.
     #[error("cannot start: {0}")]
     Runtime(String),
+}
+
+/// Checks that `out` can be written and is not the database (or its WAL/SHM files), before
+/// anything is called or overwritten.
+pub fn check_output(db: &Path, out: &Path) -> Result<(), RunError> {
+    let unwritable = |message: String| RunError::Unwritable {
+        path: out.to_path_buf(),
+        message,
+    };
+    let canon = |p: &Path| -> Option<PathBuf> {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        let dir = dir.unwrap_or(Path::new(".")).canonicalize().ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    let target = canon(out).ok_or_else(|| unwritable("no such directory".into()))?;
+    let target = target.canonicalize().unwrap_or(target);
+    if let Some(db) = canon(db) {
+        let db = db.canonicalize().unwrap_or(db);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            if target == Path::new(&p) {
+                return Err(unwritable(format!(
+                    "is the database{}; choose another output file",
+                    if suffix.is_empty() { "" } else { "'s own file" }
+                )));
+            }
+        }
+    }
+    if target.is_dir() {
+        return Err(unwritable("is a directory".into()));
+    }
+    // Creating a temporary file beside it is exactly what writing it will need.
+    let dir = target.parent().unwrap_or(Path::new("."));
+    tempfile::NamedTempFile::new_in(dir)
+        .map(drop)
+        .map_err(|e| unwritable(format!("cannot write in {}: {e}", dir.display())))?;
+    if target.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&target)
+            .map(drop)
+            .map_err(|e| unwritable(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Takes the run's lock: a file lock beside the database, named after the run key, held for
+/// as long as this process runs the run. The OS releases it when the process dies (even by
+/// `kill -9`), so a crash never leaves a run stuck.
+fn lock_run(db: &Path, key: &str) -> Result<std::fs::File, RunError> {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".run-{}.lock", key.get(..16).unwrap_or(key)));
+    let lock = db.with_file_name(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| RunError::Runtime(format!("lock file {}: {e}", lock.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy { lock }),
+        Err(std::fs::TryLockError::Error(e)) => Err(RunError::Runtime(format!(
+            "lock file {}: {e}",
+            lock.display()
+        ))),
+    }
 }
 
 /// Runs every suite against every provider and stores every attempt.
@@ -92,6 +191,24 @@ pub fn execute(
 ) -> Result<RunSummary, RunError> {
     let t0 = Instant::now();
     let mut store = Store::open(&opts.db)?;
+    // Outputs are checked before the first call, not discovered broken after the last.
+    if let Some(c) = opts
+        .cassette
+        .as_ref()
+        .filter(|_| opts.cache == CacheMode::ReadWrite)
+    {
+        check_output(&opts.db, c)?;
+    }
+    let log = match &opts.events {
+        Some(p) => {
+            check_output(&opts.db, p)?;
+            Some(EventLog::create(p).map_err(|e| RunError::Unwritable {
+                path: p.clone(),
+                message: e.to_string(),
+            })?)
+        }
+        None => None,
+    };
     // In rw mode a cassette that does not exist yet is about to be recorded.
     if let Some(c) = opts
         .cassette
@@ -101,6 +218,7 @@ pub fn execute(
         cache::import_cassette(&mut store, c)?;
     }
     let key = run_key(suites, providers);
+    let _lock = lock_run(&opts.db, &key)?;
     let resume = if opts.fresh {
         None
     } else {
@@ -128,13 +246,16 @@ pub fn execute(
     };
     let progress_map = store.slot_progress(run_id)?;
 
-    // Work lists are generated lazily, so memory does not grow with the number of slots.
+    // Work lists are generated lazily, so memory does not grow with the number of slots, and
+    // the total is counted, not enumerated (a billion repeats must not stall the start).
     let progress_map = &progress_map;
-    let total: u64 = providers
+    let done = progress_map
         .iter()
-        .map(|p| pending_slots(suites, progress_map, &p.id).count() as u64)
-        .sum();
-    let skipped = providers.len() as u64 * slots_in(suites) - total;
+        .filter(|(k, (answered, _))| *answered && providers.iter().any(|p| p.id == k.1))
+        .count() as u64;
+    let all = (providers.len() as u64).saturating_mul(slots_in(suites));
+    let total = all.saturating_sub(done);
+    let skipped = all - total;
 
     // One HTTP client (and connection pool) per provider, built before anything is called.
     let clients = providers
@@ -144,58 +265,85 @@ pub fn execute(
                 .pool_max_idle_per_host(p.max_concurrency)
                 // A connect that cannot finish in half the call's time fails as a connect
                 // error: nothing was sent, so it is known to cost nothing.
-                .connect_timeout(
-                    std::time::Duration::try_from_secs_f64((p.timeout_s / 2.0).min(30.0))
-                        .unwrap_or(std::time::Duration::from_secs(30)),
-                )
+                .connect_timeout((call::call_timeout(p) / 2).min(Duration::from_secs(30)))
                 .build()
                 .map_err(|e| RunError::Runtime(format!("HTTP client for `{}`: {e}", p.id)))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let writer = Writer::start(&opts.db)?;
-    let reader = Mutex::new(Store::open(&opts.db)?);
-    let bar = Progress::new(total, opts.progress);
-    let state = Shared {
+    let mut spill = opts.db.clone().into_os_string();
+    spill.push(format!(".spill-run{run_id}-{}.jsonl", std::process::id()));
+    let writer = Writer::start(&opts.db, PathBuf::from(spill))?;
+    let rec = Recorder {
         run_id,
         mode: opts.cache,
         tx: writer.sender(),
-        reader,
-        bar,
-        misses: Mutex::new(Vec::new()),
+        writer_failed: writer.failed(),
+        interrupted: Arc::new(AtomicBool::new(false)),
+        reader: Mutex::new(Store::open(&opts.db)?),
+        bar: Progress::new(total, opts.progress),
         counters: Mutex::new(Counters::default()),
+        log,
+        misses: Mutex::new((0, Vec::new())),
     };
+    rec.emit(&RunEvent::RunStarted {
+        run_id,
+        resumed: resume.is_some(),
+        total_slots: total,
+    });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| RunError::Runtime(format!("async runtime: {e}")))?;
     let interrupted = rt.block_on(async {
+        // The handler is registered before the first slot, so SIGINT never meets the default
+        // handler (which would kill the process without saving).
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        tokio::select! {
+            biased;
+            _ = &mut ctrl_c => return true,
+            () = std::future::ready(()) => {}
+        }
+        // Slots served from the cache complete without ever waiting, so the loop below may
+        // not return to this select for a long time; a watcher on a worker thread raises
+        // the flag that stops handing out slots.
+        let flag = rec.interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
         let all =
             futures_util::future::join_all(providers.iter().zip(clients).map(|(p, client)| {
-                run_provider(
-                    &state,
-                    p,
-                    client,
-                    pending_slots(suites, progress_map, &p.id),
-                )
+                run_provider(&rec, p, client, pending_slots(suites, progress_map, &p.id))
             }));
         tokio::select! {
-            _ = all => false,
-            _ = tokio::signal::ctrl_c() => true,
+            biased;
+            _ = &mut ctrl_c => true,
+            _ = all => rec.interrupted.load(Ordering::SeqCst),
         }
     });
     // Dropping the runtime cancels calls still in flight; what finished is already queued.
     drop(rt);
-    state.bar.finish();
-    let Shared {
+    rec.bar.finish();
+    if interrupted {
+        rec.emit(&RunEvent::RunInterrupted);
+    }
+    let Recorder {
         tx,
         misses,
         counters,
+        log,
         ..
-    } = state;
+    } = rec;
     drop(tx);
-    writer.finish()?;
-    let c = counters.into_inner().unwrap_or_default();
+    if let Err(e) = writer.finish() {
+        // The run could not be stored whole; resuming calls only what is missing.
+        let _ = store.set_run_status(run_id, RunStatus::Interrupted);
+        return Err(e.into());
+    }
+    let c = counters.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (cache_misses, first_misses) = misses.into_inner().unwrap_or_else(|e| e.into_inner());
 
     let status = if interrupted {
         RunStatus::Interrupted
@@ -205,88 +353,138 @@ pub fn execute(
         RunStatus::Complete
     };
     store.set_run_status(run_id, status)?;
-    if let Some(path) = &opts.cassette
-        && opts.cache == CacheMode::ReadWrite
-        && !interrupted
-    {
-        cache::export_cassette(&store, path)?;
-    }
-    Ok(RunSummary {
+    let summary = RunSummary {
         run_id,
         resumed: resume.is_some(),
         skipped,
         calls: c.calls,
         replayed: c.replayed,
         failed_slots: c.failed_slots,
-        cache_misses: misses.into_inner().unwrap_or_default(),
+        cache_misses,
+        first_misses,
         interrupted,
         spent: c.spent,
         elapsed_s: t0.elapsed().as_secs_f64(),
-    })
-}
-
-struct Counters {
-    calls: u64,
-    replayed: u64,
-    failed_slots: u64,
-    spent: Option<Money>,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Counters {
-            calls: 0,
-            replayed: 0,
-            failed_slots: 0,
-            spent: Some(Money::ZERO),
+    };
+    if let Some(log) = log {
+        log.event(&RunEvent::RunFinished(&summary));
+        if let Some(e) = log.error() {
+            eprintln!("warning: the events log is incomplete: {e}");
         }
     }
+    Ok(summary)
 }
 
-struct Shared {
+/// Where the run's attempts go: the event consumers, then the store writer.
+pub(crate) struct Recorder {
     run_id: i64,
     mode: CacheMode,
-    tx: std::sync::mpsc::SyncSender<WriteOp>,
+    tx: tokio::sync::mpsc::Sender<WriteOp>,
+    writer_failed: Arc<AtomicBool>,
+    /// Set by Ctrl-C.
+    interrupted: Arc<AtomicBool>,
     reader: Mutex<Store>,
     bar: Progress,
-    misses: Mutex<Vec<String>>,
     counters: Mutex<Counters>,
+    log: Option<EventLog>,
+    /// Replay misses: how many, and the first few named.
+    misses: Mutex<(u64, Vec<String>)>,
 }
 
-/// How an attempt came about, for the run's counters.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// An HTTP try.
-    Http,
-    /// An answer served from the cache.
-    Replayed,
-    /// Recorded without any call (replay miss, missing key, template error).
-    NotCalled,
-}
-
-impl Shared {
-    fn record(&self, row: AttemptRow, source: Source) {
-        {
-            let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-            match source {
-                Source::Http => c.calls += 1,
-                Source::Replayed => c.replayed += 1,
-                Source::NotCalled => {}
-            }
-            c.spent = c.spent.zip(row.spent).map(|(a, b)| a.plus(b));
-            if row.is_final && !row.answered {
-                c.failed_slots += 1;
-            }
-            self.bar.update(&row, c.spent);
+impl Recorder {
+    /// Hands an event to every consumer.
+    fn emit(&self, e: &RunEvent<'_>) {
+        self.counters.event(e);
+        self.bar.event(e);
+        if let Some(log) = &self.log {
+            log.event(e);
         }
-        // The writer outlives every sender; a send error means it already failed, which
-        // `Writer::finish` reports.
-        let _ = self.tx.send(WriteOp::Attempt(Box::new(row)));
+    }
+
+    /// Whether the run must start no new call (Ctrl-C, or the store writer gave up).
+    fn stopped(&self) -> bool {
+        self.writer_failed.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// Records one attempt: its events, then the store (the answer's cache entry first).
+    /// `retry` is the wait before the next try, and whether the server asked for it.
+    async fn record(
+        &self,
+        row: AttemptRow,
+        answer: Option<CacheRecord>,
+        retry: Option<(Duration, bool)>,
+    ) {
+        self.emit(&RunEvent::AttemptFinished(&row));
+        if let Some((delay, server_asked)) = retry {
+            self.emit(&RunEvent::RetryScheduled {
+                attempt: &row,
+                delay,
+                server_asked,
+            });
+        }
+        if row.is_final {
+            self.emit(&RunEvent::OutcomeFinished(&row));
+        }
+        if let Some(a) = answer {
+            let op = if self.mode == CacheMode::ReadWrite {
+                WriteOp::Cache(Box::new(a))
+            } else {
+                WriteOp::Answer(Box::new(a))
+            };
+            // The writer outlives every sender; a send error means it already failed, which
+            // `Writer::finish` reports.
+            let _ = self.tx.send(op).await;
+        }
+        let _ = self.tx.send(WriteOp::Attempt(Box::new(row))).await;
+    }
+
+    /// Serves a prepared request from the cache when it can; `true` when the slot is done.
+    async fn resolve_from_cache(
+        &self,
+        req: &Prepared,
+        cfg: &ProviderConfig,
+        protocol: &dyn crate::providers::Protocol,
+    ) -> bool {
+        if self.mode == CacheMode::Off {
+            return false;
+        }
+        let hit = {
+            let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            reader.cache_get(&req.base.request_hash).ok().flatten()
+        };
+        // A cache answer never waits on the network; yielding here lets the runtime see
+        // Ctrl-C even when every slot is served (or missed) from the cache.
+        tokio::task::yield_now().await;
+        if let Some((resp, latency)) = hit {
+            let row = cache::replayed_row(req.base.clone(), (&resp, latency), cfg, protocol);
+            self.record(req.bounded(row), None, None).await;
+            return true;
+        }
+        if self.mode != CacheMode::Replay {
+            return false;
+        }
+        let what = format!(
+            "suite `{}` / task `{}` / provider `{}`",
+            req.base.suite, req.base.task_id, cfg.id
+        );
+        {
+            let mut m = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+            m.0 += 1;
+            if m.1.len() < MISSES_NAMED {
+                m.1.push(what.clone());
+            }
+        }
+        let row = req.not_called(
+            ErrorKind::CacheMiss,
+            format!("no recorded answer for {what} (--cache replay makes no network call)"),
+        );
+        self.record(row, None, None).await;
+        true
     }
 }
 
 async fn run_provider<'a>(
-    state: &Shared,
+    rec: &Recorder,
     cfg: &ProviderConfig,
     client: reqwest::Client,
     slots: impl Iterator<Item = Slot<'a>>,
@@ -294,32 +492,34 @@ async fn run_provider<'a>(
     let Some(protocol) = protocol_for(&cfg.protocol) else {
         return; // validated at load time
     };
-    let key = cfg
-        .api_key_env
-        .as_ref()
-        .map(|v| (v.clone(), std::env::var(v).ok()));
+    let online = Online {
+        cfg,
+        protocol,
+        client,
+        key: cfg
+            .api_key_env
+            .as_ref()
+            .map(|v| (v.clone(), std::env::var(v).ok())),
+    };
     futures_util::stream::iter(slots)
+        // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.
+        .take_while(|_| std::future::ready(!rec.stopped()))
         .for_each_concurrent(cfg.max_concurrency, |slot| {
-            let client = &client;
-            let key = &key;
-            async move {
-                run_slot(state, cfg, protocol, client, key, slot).await;
-            }
+            run_slot(rec, cfg, protocol, &online, slot)
         })
         .await;
 }
 
+/// One slot: prepare → resolve from the cache → dispatch; every attempt is recorded.
 async fn run_slot(
-    state: &Shared,
+    rec: &Recorder,
     cfg: &ProviderConfig,
     protocol: &dyn crate::providers::Protocol,
-    client: &reqwest::Client,
-    key: &Option<(String, Option<String>)>,
+    dispatcher: &impl Dispatch,
     slot: Slot<'_>,
 ) {
-    // The slot's identity; every attempt of the slot starts from it.
-    let mut base = AttemptRow {
-        run_id: state.run_id,
+    let base = AttemptRow {
+        run_id: rec.run_id,
         suite: slot.suite.name.clone(),
         provider: cfg.id.clone(),
         task_id: slot.task.id.clone(),
@@ -327,102 +527,12 @@ async fn run_slot(
         try_no: slot.next_try,
         ..Default::default()
     };
-    let fail = |base: &AttemptRow, kind: ErrorKind, message: String| AttemptRow {
-        is_final: true,
-        started_at: crate::store::now(),
-        delivery: Delivery::NotCalled,
-        error_kind: Some(kind),
-        error_message: Some(message),
-        cost: Some(Money::ZERO),
-        spent: Some(Money::ZERO),
-        ..base.clone()
+    let req = match Prepared::new(base, cfg, protocol, slot.suite, slot.task) {
+        Ok(req) => req,
+        Err(row) => return rec.record(*row, None, None).await,
     };
-    let messages = match slot.suite.messages(slot.task) {
-        Ok(m) => m,
-        Err(e) => {
-            return state.record(fail(&base, ErrorKind::RenderError, e), Source::NotCalled);
-        }
-    };
-    let body = protocol.body(
-        cfg,
-        &ChatRequest {
-            messages,
-            params: slot.suite.params.clone(),
-        },
-    );
-    base.request_hash = cache::request_key(cfg, &body, slot.repeat);
-    // Kept on every attempt, used only where the cost turns out unknown.
-    let est_prompt = bound::prompt_token_bound(&body);
-    let cost_max = bound::cost_bound(cfg.price.as_ref(), &body, est_prompt);
-    let bounded = |mut row: AttemptRow| {
-        if row.cost.is_none() {
-            row.cost_max = cost_max;
-            row.est_prompt_tokens = Some(est_prompt);
-        }
-        row
-    };
-
-    if state.mode != CacheMode::Off {
-        let hit = {
-            let reader = state.reader.lock().unwrap_or_else(|e| e.into_inner());
-            reader.cache_get(&base.request_hash).ok().flatten()
-        };
-        if let Some((resp, latency)) = hit {
-            let row = cache::replayed_row(base, (&resp, latency), cfg, protocol);
-            return state.record(bounded(row), Source::Replayed);
-        }
-        if state.mode == CacheMode::Replay {
-            let what = format!(
-                "suite `{}` / task `{}` / provider `{}`",
-                slot.suite.name, slot.task.id, cfg.id
-            );
-            state
-                .misses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(what.clone());
-            let row = fail(
-                &base,
-                ErrorKind::CacheMiss,
-                format!("no recorded answer for {what} (--cache replay makes no network call)"),
-            );
-            return state.record(row, Source::NotCalled);
-        }
+    if rec.resolve_from_cache(&req, cfg, protocol).await {
+        return;
     }
-
-    let api_key = match key {
-        Some((_, Some(k))) if !k.is_empty() => Some(k.as_str()),
-        Some((var, _)) => {
-            let row = fail(
-                &base,
-                ErrorKind::MissingKey,
-                format!("environment variable {var} is not set"),
-            );
-            return state.record(row, Source::NotCalled);
-        }
-        None => None,
-    };
-    let spec = CallSpec {
-        cfg,
-        protocol,
-        client,
-        key: api_key,
-        body: &body,
-    };
-    let mut delays = call::backoff(cfg);
-    loop {
-        let r = try_once(&spec, base.clone()).await;
-        let delay = if r.retryable { delays.next() } else { None };
-        let mut row = bounded(r.row);
-        row.is_final = row.answered || delay.is_none();
-        if let Some(resp) = r.body.filter(|_| state.mode == CacheMode::ReadWrite) {
-            let record = cache::record(cfg, &row.request_hash, &body, resp, row.latency_ms);
-            let _ = state.tx.send(WriteOp::Cache(Box::new(record)));
-        }
-        state.record(row, Source::Http);
-        let Some(d) = delay else { return };
-        // The server knows when it will take us back: its wait replaces our backoff.
-        tokio::time::sleep(r.retry_after.unwrap_or(d)).await;
-        base.try_no += 1;
-    }
+    dispatcher.dispatch(&req, rec).await;
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::providers::ProviderConfig;
 use crate::store::SlotKey;
 use crate::store::plan::{ProviderPlan, RunPlan, SuitePlan};
-use crate::suite::{Suite, Task, canonical_json, hex};
+use crate::suite::{Suite, Task, canonical_json};
 
 /// One unit of work: a task sample for one provider.
 pub struct Slot<'a> {
@@ -33,7 +33,7 @@ pub fn run_key(suites: &[Suite], providers: &[ProviderConfig]) -> String {
         let v = serde_json::to_value(provider_plan(p)).unwrap_or_default();
         h.update(canonical_json(&v).as_bytes());
     }
-    hex(&h.finalize())
+    hex::encode(h.finalize())
 }
 
 /// What the store keeps about a provider: everything but secrets.

@@ -1,16 +1,17 @@
-//! The progress bar: done/total, failures and live spend, on a terminal only.
+//! The progress bar: done/total, failures and live spend, on a terminal only. A consumer of
+//! the run's event stream.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::providers::Money;
-use crate::store::AttemptRow;
+use super::events::{Consumer, RunEvent, Spend};
 
-/// A progress display fed by stored attempts.
+/// A progress display fed by the run's events.
 pub struct Progress {
     bar: ProgressBar,
-    failed: AtomicU64,
+    /// Failed slots and spend so far, for the bar's message.
+    state: Mutex<(u64, Spend)>,
 }
 
 impl Progress {
@@ -30,30 +31,31 @@ impl Progress {
         };
         Progress {
             bar,
-            failed: AtomicU64::new(0),
-        }
-    }
-
-    /// Counts a finished slot (final attempt) and refreshes the spend.
-    pub fn update(&self, row: &AttemptRow, spent: Option<Money>) {
-        if !row.is_final {
-            return;
-        }
-        if !row.answered {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        self.bar.inc(1);
-        if !self.bar.is_hidden() {
-            let spent = spent.map_or_else(|| "unknown".to_string(), |m| format!("${:.4}", m.usd()));
-            self.bar.set_message(format!(
-                "failed {} · spent {spent}",
-                self.failed.load(Ordering::Relaxed)
-            ));
+            state: Mutex::new((0, Spend::default())),
         }
     }
 
     /// Removes the bar.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+impl Consumer for Progress {
+    fn event(&self, e: &RunEvent<'_>) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match e {
+            RunEvent::AttemptFinished(row) => st.1.add(row),
+            RunEvent::OutcomeFinished(row) => {
+                st.0 += u64::from(!row.answered);
+                self.bar.inc(1);
+                self.bar
+                    .set_message(format!("failed {} · spent {}", st.0, st.1));
+            }
+            _ => {}
+        }
     }
 }

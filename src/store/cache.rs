@@ -58,6 +58,20 @@ impl From<&CacheEntry> for CacheRecord {
     }
 }
 
+impl From<&CacheRecord> for CacheEntry {
+    fn from(r: &CacheRecord) -> Self {
+        CacheEntry {
+            key: r.key.clone(),
+            protocol: r.protocol.clone(),
+            base_url: r.base_url.clone(),
+            model: r.model.clone(),
+            request: serde_json::from_str(&r.request).unwrap_or_default(),
+            response: serde_json::from_str(&r.response).unwrap_or_default(),
+            latency_ms: r.latency_ms,
+        }
+    }
+}
+
 impl Store {
     /// Looks up a cached response body (as recorded) and the recorded call's latency.
     pub fn cache_get(&self, key: &str) -> Result<Option<(String, Option<f64>)>, StoreError> {
@@ -78,30 +92,20 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = st
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<f64>>(6)?,
-                ))
+                Ok(CacheRecord {
+                    key: r.get(0)?,
+                    protocol: r.get(1)?,
+                    base_url: r.get(2)?,
+                    model: r.get(3)?,
+                    request: r.get(4)?,
+                    response: r.get(5)?,
+                    latency_ms: r.get(6)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         let mut n = 0;
         for row in rows {
-            let (key, protocol, base_url, model, request, response, latency_ms) =
-                row.map_err(|e| self.err(e))?;
-            let e = CacheEntry {
-                key,
-                protocol,
-                base_url,
-                model,
-                request: serde_json::from_str(&request).unwrap_or_default(),
-                response: serde_json::from_str(&response).unwrap_or_default(),
-                latency_ms,
-            };
+            let e = CacheEntry::from(&row.map_err(|e| self.err(e))?);
             let line = serde_json::to_string(&e).map_err(|e| StoreError::Io(e.to_string()))?;
             writeln!(out, "{line}").map_err(|e| StoreError::Io(e.to_string()))?;
             n += 1;

@@ -94,9 +94,34 @@ pub enum StoreError {
         /// What could not be read.
         what: String,
     },
+    /// The writer could not store the run's attempts and gave up; the answers it held went
+    /// to a spill file when there were any.
+    #[error("{cause}; {}", spill_note(*.answers, .spill))]
+    WriterGaveUp {
+        /// Why the database refused the writes.
+        cause: String,
+        /// How many received answers were not stored.
+        answers: usize,
+        /// The spill file holding them (`None`: there were none), or why it failed.
+        spill: Result<Option<PathBuf>, String>,
+    },
     /// Other I/O.
     #[error("{0}")]
     Io(String),
+}
+
+fn spill_note(answers: usize, spill: &Result<Option<PathBuf>, String>) -> String {
+    match spill {
+        Ok(None) => "no received answer was lost".into(),
+        Ok(Some(p)) => format!(
+            "the {answers} answers not stored are in {}: `costbench cache import {}`, then run the same command again to replay them without paying twice",
+            p.display(),
+            p.display()
+        ),
+        Err(e) => {
+            format!("{answers} received answers could not be saved to a spill file either: {e}")
+        }
+    }
 }
 
 /// A slot: (suite, provider, task id, repeat).
@@ -190,8 +215,25 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // Switching a brand-new file to WAL can report "locked" without waiting while another
+        // process creates the same file; such an open is retried a few times.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Sqlite { source, .. })
+                    if tries < 50 && writer::is_busy(&source) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10 * tries));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|e| sql(path, e))?;
-        let mut s = Store {
+        let s = Store {
             conn,
             path: path.to_path_buf(),
         };
@@ -228,7 +270,11 @@ impl Store {
             });
         }
         use rusqlite::OpenFlags;
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        // NO_MUTEX as rusqlite's own default: a connection is used from one thread at a time,
+        // and SQLite's per-call mutex was an eighth of a large report's time.
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let check = |conn: Connection| -> Result<Store, StoreError> {
             let s = Store {
                 conn,
@@ -237,7 +283,7 @@ impl Store {
             s.conn
                 .execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;")
                 .map_err(|e| s.err(e))?;
-            let version = s.check_application()?;
+            let version = s.check_version(&s.conn)? as i64;
             if version < SCHEMA_VERSION {
                 return Err(StoreError::NeedsUpgrade {
                     path: path.to_path_buf(),
@@ -265,15 +311,38 @@ impl Store {
     fn configure(&self) -> Result<(), StoreError> {
         self.conn
             .execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-512;",
+                // busy_timeout first: switching a new file to WAL needs a lock another
+                // process creating the same file may hold for a moment.
+                "PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-512;",
             )
             .map_err(|e| self.err(e))
     }
 
-    /// The schema version, after checking the file is a costbench database this build reads.
-    fn check_application(&self) -> Result<i64, StoreError> {
-        let version: i64 = self
-            .conn
+    fn migrate(&self) -> Result<(), StoreError> {
+        // The common case, an up-to-date file, takes no write lock.
+        if self.check_version(&self.conn)? == SCHEMA_VERSION as usize {
+            return Ok(());
+        }
+        // Migrating takes the write lock first and reads the version again under it, so two
+        // processes creating the same new file cannot both run the first migration.
+        let path = self.path.clone();
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )
+        .map_err(|e| sql(&path, e))?;
+        let version = self.check_version(&tx)?;
+        for m in &MIGRATIONS[version..] {
+            tx.execute_batch(m).map_err(|e| sql(&path, e))?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
+            .map_err(|e| sql(&path, e))?;
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// How many migrations the file has had; a newer or foreign file is an error.
+    fn check_version(&self, conn: &Connection) -> Result<usize, StoreError> {
+        let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
         if version > SCHEMA_VERSION {
@@ -282,43 +351,27 @@ impl Store {
                 found: version,
             });
         }
-        if version == 0 {
-            let tables: i64 = self
-                .conn
+        let ours = if version <= 0 {
+            let tables: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
                 .map_err(|e| self.err(e))?;
-            if tables > 0 {
-                return Err(StoreError::Foreign {
-                    path: self.path.clone(),
-                });
-            }
+            tables == 0 && version == 0
         } else {
-            let app: Option<String> = self
-                .conn
-                .query_row("SELECT value FROM meta WHERE key='application'", [], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .unwrap_or(None);
-            if app.as_deref() != Some("costbench") {
-                return Err(StoreError::Foreign {
-                    path: self.path.clone(),
-                });
-            }
+            conn.query_row("SELECT value FROM meta WHERE key='application'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .ok()
+            .flatten()
+            .as_deref()
+                == Some("costbench")
+        };
+        if !ours {
+            return Err(StoreError::Foreign {
+                path: self.path.clone(),
+            });
         }
-        Ok(version)
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let version = self.check_application()?;
-        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
-            tx.execute_batch(m).map_err(|e| sql(&self.path, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| sql(&self.path, e))?;
-            tx.commit().map_err(|e| sql(&self.path, e))?;
-        }
-        Ok(())
+        Ok(version as usize)
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
@@ -507,6 +560,29 @@ pub(crate) fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn money_columns_round_trip_at_the_64_bit_boundary() {
+        for v in [
+            0,
+            1,
+            -1,
+            i128::from(i64::MAX),
+            i128::from(i64::MAX) + 1,
+            i128::from(i64::MIN) - 1,
+            i128::MAX,
+        ] {
+            let (small, big) = money_columns(Some(Money(v)));
+            assert_eq!(small.is_some(), i64::try_from(v).is_ok(), "{v}");
+            assert_eq!(
+                money_from_columns(small, big.as_deref()),
+                Some(Money(v)),
+                "{v}"
+            );
+        }
+        assert_eq!(money_columns(None), (None, None));
+        assert_eq!(money_from_columns(None, None), None);
+    }
+
     use super::*;
 
     #[test]
@@ -532,5 +608,35 @@ mod tests {
         let t = dir.path().join("text.db");
         std::fs::write(&t, "hello, this is not sqlite at all, just text........").unwrap();
         assert!(Store::open(&t).is_err());
+    }
+
+    // Regression: processes creating one new database at once failed with `table meta
+    // already exists` (both ran the first migration).
+    #[test]
+    fn creating_one_new_database_from_many_connections_at_once() {
+        for _ in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("fresh.db");
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            Store::open(&p).map(|_| ())
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().unwrap().unwrap();
+                }
+            });
+            let s = Store::open(&p).unwrap();
+            let v: i64 = s
+                .conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! What the analysis and the graders read: every outcome of a run, and answers to grade.
 
+use std::collections::HashMap;
+
 use rusqlite::params;
 
 use super::{Delivery, ErrorKind, Store, StoreError, money_from_columns, now, sql};
@@ -260,8 +262,12 @@ impl Default for Folded {
 
 impl Store {
     /// Calls `f` with every attempted outcome of a run, its attempts folded, in the order of
-    /// suite, provider, task id and repeat. Rows stream from SQLite along the attempts index,
-    /// so neither SQLite nor this loop holds more than one outcome at a time.
+    /// suite, provider, task id and repeat.
+    ///
+    /// Attempts stream along the attempts index and grades along their primary key, both in
+    /// that order, and are merged here; task positions come from one read of the task list.
+    /// Joining them in SQL instead cost two B-tree searches per attempt, most of a report's
+    /// time on a million outcomes. Only one outcome's attempts are held at a time.
     ///
     /// `prompt_rate` gives each provider's dearest prompt-token rate, with which unknown-cost
     /// bounds take the prompt size an answer reported.
@@ -283,165 +289,287 @@ impl Store {
         reprice: Option<&Reprice<'_>>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
-        let mut st = self
+        let mut positions = Positions::new(self.task_ids(run_id)?);
+        let mut attempts_st = self
             .conn
             .prepare(
-                "SELECT a.suite, a.provider, a.task_id, a.repeat, a.delivery, a.error_kind,
-                    a.error_message, a.answered, a.http_status, a.usage_known, a.input_tokens,
-                    a.cached_tokens, a.cache_write_tokens, a.cache_write_1h_tokens,
-                    a.output_tokens, a.reasoning_tokens, a.cost_femto, a.cost_big, a.spent_femto,
-                    a.spent_big, a.cost_max_femto, a.est_prompt_tokens, a.latency_ms,
-                    t.idx, g.status, g.accepted
-                 FROM attempts a
-                 LEFT JOIN tasks t ON t.run_id = a.run_id AND t.suite = a.suite AND t.task_id = a.task_id
-                 LEFT JOIN grades g ON g.run_id = a.run_id AND g.suite = a.suite
-                    AND g.provider = a.provider AND g.task_id = a.task_id AND g.repeat = a.repeat
-                 WHERE a.run_id = ?1
-                 ORDER BY a.suite, a.provider, a.task_id, a.repeat, a.try",
+                "SELECT suite, provider, task_id, repeat, delivery, error_kind, error_message,
+                    answered, http_status, usage_known, input_tokens, cached_tokens,
+                    cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
+                    cost_femto, cost_big, spent_femto, spent_big, cost_max_femto,
+                    est_prompt_tokens, latency_ms
+                 FROM attempts WHERE run_id = ?1
+                 ORDER BY suite, provider, task_id, repeat, try",
             )
             .map_err(|e| self.err(e))?;
-        let mut rows = st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut grades_st = self
+            .conn
+            .prepare(
+                "SELECT suite, provider, task_id, repeat, status, accepted FROM grades
+                 WHERE run_id = ?1 ORDER BY suite, provider, task_id, repeat",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = attempts_st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut grades = grades_st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut next_grade =
+            read_grade(grades.next().map_err(|e| self.err(e))?).map_err(|e| self.err(e))?;
+
         let mut current: Option<OutcomeRecord> = None;
         let mut attempts: Vec<AttemptFacts> = Vec::new();
-        let flush = |rec: Option<OutcomeRecord>,
-                     attempts: &mut Vec<AttemptFacts>,
-                     f: &mut dyn FnMut(OutcomeRecord)| {
-            if let Some(mut rec) = rec {
-                let fo = fold(attempts, prompt_rate(&rec.provider));
-                rec.failures = attempts
-                    .drain(..)
-                    .filter(|a| {
-                        !a.answered && a.delivery.is_call()
-                            || a.kind.is_some_and(ErrorKind::not_called)
-                    })
-                    .filter_map(|a| {
-                        a.kind.map(|kind| FailedAttempt {
-                            kind,
-                            message: a.message,
-                        })
-                    })
-                    .collect();
-                rec.calls = fo.calls;
-                rec.failed_calls = fo.failed_calls;
-                rec.usage = fo.usage;
-                rec.known_cost = fo.known_cost;
-                rec.unknown_calls = fo.unknown_calls;
-                rec.unknown_max = fo.unknown_max;
-                rec.known_spent = fo.known_spent;
-                rec.unknown_spent_calls = fo.unknown_spent_calls;
-                rec.unknown_spent_max = fo.unknown_spent_max;
-                rec.answered = fo.answered;
-                rec.latency_ms = fo.latency_ms;
+        loop {
+            let row = rows.next().map_err(|e| self.err(e))?;
+            let same = match (&row, &current) {
+                (Some(r), Some(c)) => same_outcome(r, c),
+                _ => false,
+            };
+            if !same && let Some(mut rec) = current.take() {
+                // Grades arrive in the same order: skip those of outcomes without attempts.
+                while next_grade.as_ref().is_some_and(|g| g.key(&rec).is_lt()) {
+                    next_grade = read_grade(grades.next().map_err(|e| self.err(e))?)
+                        .map_err(|e| self.err(e))?;
+                }
+                if let Some(g) = next_grade.as_ref().filter(|g| g.key(&rec).is_eq()) {
+                    rec.grade = Some(g.status);
+                }
+                let rate = prompt_rate(&rec.provider);
+                finish(&mut rec, &mut attempts, rate);
                 f(rec);
             }
-        };
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            let read = || -> rusqlite::Result<(bool, AttemptFacts)> {
-                let same = current.as_ref().is_some_and(|c| {
-                    r.get_ref(0).ok().and_then(|v| v.as_str().ok()) == Some(c.suite.as_str())
-                        && r.get_ref(1).ok().and_then(|v| v.as_str().ok())
-                            == Some(c.provider.as_str())
-                        && r.get_ref(2).ok().and_then(|v| v.as_str().ok())
-                            == Some(c.task_id.as_str())
-                        && r.get::<_, i64>(3).ok() == Some(i64::from(c.repeat))
-                });
-                let kind = r
-                    .get_ref(5)?
-                    .as_str_or_null()
-                    .map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            5,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
-                        )
-                    })?
-                    .and_then(ErrorKind::parse);
-                let answered: bool = r.get(7)?;
-                let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-                let usage = r
-                    .get::<_, bool>(9)?
-                    .then(|| -> rusqlite::Result<Usage> {
-                        Ok(Usage {
-                            input: n(10)?,
-                            cached_input: n(11)?,
-                            cache_write: n(12)?,
-                            cache_write_1h: n(13)?,
-                            output: n(14)?,
-                            reasoning: n(15)?,
-                        })
-                    })
-                    .transpose()?;
-                let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
-                let cost = money_from_columns(r.get(16)?, text(17)?.as_deref());
-                let delivery = match text(4)?.as_deref().and_then(Delivery::parse) {
-                    Some(d) => d,
-                    None => legacy_delivery(kind, r.get(8)?, answered, cost),
-                };
-                let mut priced = AttemptCost {
-                    usage,
-                    cost,
-                    cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
-                    est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
-                };
-                if let Some(reprice) = reprice {
-                    let name = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
-                    if let (Some(suite), Some(provider)) = (name(0), name(1)) {
-                        reprice(suite, provider, &mut priced);
-                    }
-                }
-                Ok((
-                    same,
-                    AttemptFacts {
-                        delivery,
-                        kind,
-                        message: if answered { None } else { text(6)? },
-                        answered,
-                        usage: priced.usage,
-                        cost: priced.cost,
-                        cost_max: priced.cost_max,
-                        est_prompt_tokens: priced.est_prompt_tokens,
-                        spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
-                        latency_ms: r.get(22)?,
-                    },
-                ))
-            };
-            let (same, facts) = read().map_err(|e| self.err(e))?;
+            let Some(r) = row else { break };
             if !same {
-                flush(current.take(), &mut attempts, &mut f);
-                current = Some(
-                    (|| -> rusqlite::Result<OutcomeRecord> {
-                        let status: Option<String> = r.get(24)?;
-                        let accepted: Option<bool> = r.get(25)?;
-                        Ok(OutcomeRecord {
-                            suite: r.get(0)?,
-                            provider: r.get(1)?,
-                            task_id: r.get(2)?,
-                            repeat: r.get::<_, i64>(3)? as u32,
-                            task_idx: r.get::<_, Option<i64>>(23)?.unwrap_or(0) as u32,
-                            grade: accepted
-                                .map(|a| GradeStatus::from_columns(status.as_deref(), a)),
-                            calls: 0,
-                            failed_calls: 0,
-                            usage: Usage::default(),
-                            known_cost: Money::ZERO,
-                            unknown_calls: 0,
-                            unknown_max: None,
-                            known_spent: Money::ZERO,
-                            unknown_spent_calls: 0,
-                            unknown_spent_max: None,
-                            answered: false,
-                            latency_ms: None,
-                            failures: Vec::new(),
-                        })
-                    })()
-                    .map_err(|e| self.err(e))?,
-                );
+                current = Some(new_outcome(r, &mut positions).map_err(|e| self.err(e))?);
             }
-            attempts.push(facts);
+            let mut attempt = read_attempt(r).map_err(|e| self.err(e))?;
+            if let (Some(reprice), Some(c)) = (reprice, current.as_ref()) {
+                attempt.reprice(reprice, &c.suite, &c.provider);
+            }
+            attempts.push(attempt);
         }
-        flush(current.take(), &mut attempts, &mut f);
         Ok(())
     }
+}
+
+/// A stored grade and the outcome it belongs to.
+struct GradeKey {
+    suite: String,
+    provider: String,
+    task_id: String,
+    repeat: u32,
+    status: GradeStatus,
+}
+
+impl GradeKey {
+    /// How this grade's outcome orders against `rec` (SQLite's BINARY order is byte order).
+    fn key(&self, rec: &OutcomeRecord) -> std::cmp::Ordering {
+        (
+            self.suite.as_str(),
+            self.provider.as_str(),
+            self.task_id.as_str(),
+            self.repeat,
+        )
+            .cmp(&(
+                rec.suite.as_str(),
+                rec.provider.as_str(),
+                rec.task_id.as_str(),
+                rec.repeat,
+            ))
+    }
+}
+
+fn read_grade(r: Option<&rusqlite::Row<'_>>) -> rusqlite::Result<Option<GradeKey>> {
+    let Some(r) = r else { return Ok(None) };
+    let status: Option<String> = r.get(4)?;
+    Ok(Some(GradeKey {
+        suite: r.get(0)?,
+        provider: r.get(1)?,
+        task_id: r.get(2)?,
+        repeat: r.get::<_, i64>(3)? as u32,
+        status: GradeStatus::from_columns(status.as_deref(), r.get(5)?),
+    }))
+}
+
+/// Whether an attempt row belongs to the outcome being folded, compared without allocating.
+fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
+    let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+    text(2) == Some(c.task_id.as_str())
+        && r.get::<_, i64>(3).ok() == Some(i64::from(c.repeat))
+        && text(1) == Some(c.provider.as_str())
+        && text(0) == Some(c.suite.as_str())
+}
+
+/// Task positions by task id. Attempts arrive sorted by task id within each suite and
+/// provider, so a cursor over the ids in that order finds each one without hashing.
+struct Positions {
+    /// Per suite: (task id, position), sorted by id.
+    by_suite: HashMap<String, Vec<(String, u32)>>,
+    /// The suite and provider the cursor walks, and where it is.
+    cursor: Option<(String, String, usize)>,
+}
+
+impl Positions {
+    fn new(ids: HashMap<String, Vec<String>>) -> Positions {
+        let by_suite = ids
+            .into_iter()
+            .map(|(suite, ids)| {
+                let mut v: Vec<(String, u32)> = ids
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| (id, i as u32))
+                    .collect();
+                v.sort_unstable();
+                (suite, v)
+            })
+            .collect();
+        Positions {
+            by_suite,
+            cursor: None,
+        }
+    }
+
+    /// The position of `task_id` in `suite` (0 when the task list lacks it).
+    fn of(&mut self, suite: &str, provider: &str, task_id: &str) -> u32 {
+        let Some(ids) = self.by_suite.get(suite) else {
+            return 0;
+        };
+        let start = match &self.cursor {
+            Some((s, p, i)) if s == suite && p == provider => *i,
+            _ => {
+                self.cursor = Some((suite.to_string(), provider.to_string(), 0));
+                0
+            }
+        };
+        // Walk forward a few steps (the usual case: the next task), else search.
+        let mut i = start;
+        while i < ids.len() && i < start + 4 && ids[i].0.as_str() < task_id {
+            i += 1;
+        }
+        if i < ids.len() && ids[i].0.as_str() < task_id {
+            i = start + ids[start..].partition_point(|(id, _)| id.as_str() < task_id);
+        }
+        if let Some(c) = self.cursor.as_mut() {
+            c.2 = i;
+        }
+        ids.get(i)
+            .filter(|(id, _)| id == task_id)
+            .map_or(0, |&(_, pos)| pos)
+    }
+}
+
+/// A new outcome from its first attempt row; its figures are filled by [`finish`].
+fn new_outcome(
+    r: &rusqlite::Row<'_>,
+    positions: &mut Positions,
+) -> rusqlite::Result<OutcomeRecord> {
+    let suite: String = r.get(0)?;
+    let provider: String = r.get(1)?;
+    let task_id: String = r.get(2)?;
+    let task_idx = positions.of(&suite, &provider, &task_id);
+    Ok(OutcomeRecord {
+        provider,
+        repeat: r.get::<_, i64>(3)? as u32,
+        suite,
+        task_id,
+        task_idx,
+        grade: None,
+        calls: 0,
+        failed_calls: 0,
+        usage: Usage::default(),
+        known_cost: Money::ZERO,
+        unknown_calls: 0,
+        unknown_max: None,
+        known_spent: Money::ZERO,
+        unknown_spent_calls: 0,
+        unknown_spent_max: None,
+        answered: false,
+        latency_ms: None,
+        failures: Vec::new(),
+    })
+}
+
+impl AttemptFacts {
+    /// Lets `reprice` replace what this attempt's cost rests on.
+    fn reprice(&mut self, reprice: &Reprice<'_>, suite: &str, provider: &str) {
+        let mut c = AttemptCost {
+            usage: self.usage,
+            cost: self.cost,
+            cost_max: self.cost_max,
+            est_prompt_tokens: self.est_prompt_tokens,
+        };
+        reprice(suite, provider, &mut c);
+        self.usage = c.usage;
+        self.cost = c.cost;
+        self.cost_max = c.cost_max;
+        self.est_prompt_tokens = c.est_prompt_tokens;
+    }
+}
+
+/// One attempt row.
+fn read_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptFacts> {
+    let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
+    let kind = text(5)?.as_deref().and_then(ErrorKind::parse);
+    let answered: bool = r.get(7)?;
+    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    let usage = if r.get::<_, bool>(9)? {
+        Some(Usage {
+            input: n(10)?,
+            cached_input: n(11)?,
+            cache_write: n(12)?,
+            cache_write_1h: n(13)?,
+            output: n(14)?,
+            reasoning: n(15)?,
+        })
+    } else {
+        None
+    };
+    let cost = money_from_columns(r.get(16)?, text(17)?.as_deref());
+    let delivery = match text(4)?.as_deref().and_then(Delivery::parse) {
+        Some(d) => d,
+        None => legacy_delivery(kind, r.get(8)?, answered, cost),
+    };
+    Ok(AttemptFacts {
+        delivery,
+        kind,
+        message: if answered { None } else { text(6)? },
+        answered,
+        usage,
+        cost,
+        cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
+        est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
+        spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
+        latency_ms: r.get(22)?,
+    })
+}
+
+/// Folds an outcome's attempts into its figures and keeps its failures.
+fn finish(
+    rec: &mut OutcomeRecord,
+    attempts: &mut Vec<AttemptFacts>,
+    prompt_rate: Option<crate::providers::Rate>,
+) {
+    let fo = fold(attempts, prompt_rate);
+    rec.failures = attempts
+        .drain(..)
+        .filter(|a| {
+            !a.answered && a.delivery.is_call() || a.kind.is_some_and(ErrorKind::not_called)
+        })
+        .filter_map(|a| {
+            a.kind.map(|kind| FailedAttempt {
+                kind,
+                message: a.message,
+            })
+        })
+        .collect();
+    rec.calls = fo.calls;
+    rec.failed_calls = fo.failed_calls;
+    rec.usage = fo.usage;
+    rec.known_cost = fo.known_cost;
+    rec.unknown_calls = fo.unknown_calls;
+    rec.unknown_max = fo.unknown_max;
+    rec.known_spent = fo.known_spent;
+    rec.unknown_spent_calls = fo.unknown_spent_calls;
+    rec.unknown_spent_max = fo.unknown_spent_max;
+    rec.answered = fo.answered;
+    rec.latency_ms = fo.latency_ms;
 }
 
 impl Store {

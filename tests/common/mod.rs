@@ -435,6 +435,12 @@ pub enum Reply {
         headers: Vec<(String, String)>,
         body: String,
     },
+    /// Any status, extra headers and a raw body that need not be UTF-8.
+    Bytes {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Read the request, then reset the connection (SO_LINGER 0) without answering.
     Reset,
     /// Read the request and never answer (until the server is dropped).
@@ -604,6 +610,28 @@ async fn serve_connection(mut sock: tokio::net::TcpStream, state: SharedState) {
             drop(s);
             script(&seen, nth)
         };
+        if let Reply::Bytes {
+            status,
+            headers,
+            body,
+        } = &reply
+        {
+            let mut head = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",
+                reason(*status),
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut bytes = head.into_bytes();
+            bytes.extend_from_slice(body);
+            if sock.write_all(&bytes).await.is_err() || sock.flush().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let (status, headers, body) = match reply {
             Reply::Json(status, v) => (
                 status,
@@ -620,6 +648,7 @@ async fn serve_connection(mut sock: tokio::net::TcpStream, state: SharedState) {
                 return; // dropping the socket sends RST
             }
             Reply::Hang => std::future::pending().await,
+            Reply::Bytes { .. } => continue, // written above
         };
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",

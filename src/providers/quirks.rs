@@ -1,0 +1,111 @@
+//! Provider quirks the run must know about, and the production price of a parsed answer.
+//!
+//! Kept beside the wire protocols (not in the run) so that every dispatch mode (online HTTP
+//! now, batch APIs later) and the replay path classify answers the same way.
+
+use super::{Completion, Money, ProviderConfig};
+
+/// The most tokens one usage counter may report before it is treated as unreadable: 10^10.
+///
+/// No provider bills ten billion tokens in one call (the largest contexts are a few million),
+/// so a larger figure is a broken or hostile server, not a bill; pricing it would report
+/// absurd money. Such usage is dropped and the call's cost becomes unknown (and bounded).
+pub const MAX_USAGE_TOKENS: u64 = 10_000_000_000;
+
+/// Whether a 400 says the prompt is too long: OpenAI-style `context_length_exceeded`,
+/// Anthropic's "prompt is too long", Gemini's "exceeds the maximum number of tokens".
+pub fn is_context_length(code: &str, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    code.contains("context_length")
+        || m.contains("prompt is too long")
+        || m.contains("maximum number of tokens")
+        || m.contains("context length")
+}
+
+/// Why a 2xx answer is not a usable answer although it was billed, if it is not: DeepSeek
+/// stops generation with `insufficient_system_resource` when it runs out of capacity.
+pub fn incomplete_finish(finish_reason: Option<&str>) -> Option<&'static str> {
+    (finish_reason == Some("insufficient_system_resource"))
+        .then_some("finish_reason insufficient_system_resource")
+}
+
+/// Drops usage no provider could bill (a counter above [`MAX_USAGE_TOKENS`]) and returns a
+/// note saying so; the cost then follows from the remaining figures (unknown, bounded).
+pub fn sane_usage(c: &mut Completion) -> Option<String> {
+    let u = c.usage?;
+    let largest = [
+        u.input,
+        u.cached_input,
+        u.cache_write,
+        u.cache_write_1h,
+        u.output,
+        u.reasoning,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    (largest > MAX_USAGE_TOKENS).then(|| {
+        c.usage = None;
+        c.reported_cost = None;
+        format!(
+            "usage ignored: a counter of {largest} tokens is above the {MAX_USAGE_TOKENS} any provider bills in one call; cost unknown"
+        )
+    })
+}
+
+/// The production cost of a parsed answer: the provider's own figure, else usage × price.
+pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
+    c.reported_cost.or_else(|| {
+        c.usage
+            .as_ref()
+            .zip(cfg.price.as_ref())
+            .and_then(|(u, p)| u.cost(p))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Usage;
+
+    #[test]
+    fn context_length_errors_of_each_protocol() {
+        assert!(is_context_length("context_length_exceeded", ""));
+        assert!(is_context_length(
+            "invalid_request_error",
+            "prompt is too long: 210000 tokens > 200000 maximum"
+        ));
+        assert!(is_context_length(
+            "INVALID_ARGUMENT",
+            "The input token count exceeds the maximum number of tokens allowed"
+        ));
+        assert!(!is_context_length(
+            "invalid_request_error",
+            "temperature: out of range"
+        ));
+    }
+
+    #[test]
+    fn absurd_usage_is_dropped_with_a_note() {
+        let mut c = Completion {
+            text: String::new(),
+            finish_reason: None,
+            usage: Some(Usage {
+                input: u64::MAX,
+                ..Usage::default()
+            }),
+            reported_cost: None,
+        };
+        assert!(sane_usage(&mut c).is_some_and(|n| n.contains("18446744073709551615")));
+        assert_eq!(c.usage, None);
+        let mut ok = Completion {
+            usage: Some(Usage {
+                input: MAX_USAGE_TOKENS,
+                ..Usage::default()
+            }),
+            ..c
+        };
+        assert_eq!(sane_usage(&mut ok), None);
+        assert!(ok.usage.is_some());
+    }
+}

@@ -124,6 +124,56 @@ fn mcnemar_b12_c3_gives_mid_p_0_0213_through_the_command() {
     );
     assert!(f(&c["saving_per_accepted_usd"]["estimate"]) < 0.0);
     assert!(c["notes"].as_array().unwrap().is_empty(), "{c:#}");
+    // The documented contract (src/compare.rs `Comparison`, README), key for key.
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&v),
+        [
+            "candidate_run",
+            "comparisons",
+            "confidence",
+            "incumbent_run"
+        ]
+    );
+    assert_eq!(
+        keys(c),
+        [
+            "acceptance",
+            "acceptance_diff",
+            "candidate",
+            "cost_per_accepted_usd",
+            "cost_ratio",
+            "incumbent",
+            "margin",
+            "margin_source",
+            "mcnemar_mid_p",
+            "mcnemar_mid_p_holm",
+            "more_tasks",
+            "notes",
+            "paired",
+            "saving_per_accepted_usd",
+            "suite",
+            "tasks",
+            "tasks_needed",
+            "unpaired",
+            "verdict",
+            "workload",
+        ]
+    );
+    assert_eq!(
+        keys(&c["acceptance_diff"]),
+        ["estimate", "high", "low", "method"]
+    );
+    assert_eq!(
+        keys(&c["saving_per_accepted_usd"]),
+        ["estimate", "high", "low"]
+    );
+    assert_eq!(keys(&c["cost_ratio"]), ["estimate", "high", "low"]);
+    assert_eq!(keys(&c["acceptance"]), ["candidate", "incumbent"]);
 }
 
 /// The non-inferiority example of statistics.md §3.4: n = 400, incumbent-only b = 30,

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::providers::{Money, Price, Usage, bound};
+use crate::providers::{Money, Price, Tally, Usage, bound};
 use crate::stats::{self, Outcome};
 use crate::store::outcomes::{AttemptCost, Reprice};
 use crate::store::plan::{ProviderPlan, SuitePlan};
@@ -96,6 +96,16 @@ impl OutcomeFacts {
     /// Whether it was accepted.
     pub fn accepted(&self) -> bool {
         self.verdict == Verdict::Accepted
+    }
+
+    /// Its token cost as a tally (known, unknown, bounded).
+    pub fn cost(&self) -> Tally {
+        Tally {
+            known: self.known_cost,
+            unknown: u64::from(self.unknown_calls),
+            unbounded: u64::from(self.unbounded),
+            bound: self.unknown_max,
+        }
     }
 }
 
@@ -479,41 +489,18 @@ pub struct Row {
 }
 
 /// Running sums of one row while the store streams its outcomes.
+#[derive(Default)]
 struct Acc {
     calls: u64,
     /// Outcomes with at least one call; calls beyond one each are retries.
     called_outcomes: u64,
     failed_calls: u64,
     usage: Usage,
-    known_cost: Money,
-    unknown_calls: u64,
-    unknown_max: Option<Money>,
-    known_spent: Money,
-    unknown_spent_calls: u64,
-    unknown_spent_max: Option<Money>,
+    cost: Tally,
+    spent: Tally,
     outcomes: Vec<OutcomeFacts>,
     failures: BTreeMap<String, FailureKind>,
     unanswered_by_kind: BTreeMap<String, FailureKind>,
-}
-
-impl Default for Acc {
-    fn default() -> Self {
-        Acc {
-            calls: 0,
-            called_outcomes: 0,
-            failed_calls: 0,
-            usage: Usage::default(),
-            known_cost: Money::ZERO,
-            unknown_calls: 0,
-            unknown_max: Some(Money::ZERO),
-            known_spent: Money::ZERO,
-            unknown_spent_calls: 0,
-            unknown_spent_max: Some(Money::ZERO),
-            outcomes: Vec::new(),
-            failures: BTreeMap::new(),
-            unanswered_by_kind: BTreeMap::new(),
-        }
-    }
 }
 
 fn count_failure(
@@ -540,15 +527,8 @@ impl Acc {
         self.usage.cache_write += o.usage.cache_write + o.usage.cache_write_1h;
         self.usage.output += o.usage.output;
         self.usage.reasoning += o.usage.reasoning;
-        self.known_cost = self.known_cost.plus(o.known_cost);
-        self.unknown_calls += u64::from(o.unknown_calls);
-        self.unknown_max = self.unknown_max.zip(o.unknown_max).map(|(a, b)| a.plus(b));
-        self.known_spent = self.known_spent.plus(o.known_spent);
-        self.unknown_spent_calls += u64::from(o.unknown_spent_calls);
-        self.unknown_spent_max = self
-            .unknown_spent_max
-            .zip(o.unknown_spent_max)
-            .map(|(a, b)| a.plus(b));
+        self.cost.merge(&o.cost);
+        self.spent.merge(&o.spent);
         for f in &o.failures {
             count_failure(&mut self.failures, f.kind, &f.message);
         }
@@ -568,10 +548,10 @@ impl Acc {
             task_idx: o.task_idx,
             repeat: o.repeat,
             verdict,
-            known_cost: o.known_cost,
-            unknown_max: o.unknown_max.unwrap_or(Money::ZERO),
-            unknown_calls: u16::try_from(o.unknown_calls).unwrap_or(u16::MAX),
-            unbounded: o.unknown_max.is_none(),
+            known_cost: o.cost.known,
+            unknown_max: o.cost.bound,
+            unknown_calls: u16::try_from(o.cost.unknown).unwrap_or(u16::MAX),
+            unbounded: o.cost.unbounded > 0,
             latency_ms: o.latency_ms.map(|l| l as f32),
         });
     }
@@ -591,9 +571,9 @@ impl Acc {
         let rejections = rejection.times(rejected);
         // No cost is known only when every call's cost is unknown.
         let tokens =
-            (self.unknown_calls == 0 || self.unknown_calls < self.calls).then_some(self.known_cost);
+            (self.cost.unknown == 0 || self.cost.unknown < self.calls).then_some(self.cost.known);
         let total = tokens.map(|t| t.plus(rejections));
-        let total_max = total.zip(self.unknown_max).map(|(t, u)| t.plus(u));
+        let total_max = total.zip(self.cost.unknown_max()).map(|(t, u)| t.plus(u));
         let per_accepted = |m: Option<Money>| {
             m.filter(|_| accepted > 0)
                 .map(|t| t.usd() / accepted as f64)
@@ -603,8 +583,8 @@ impl Acc {
         let mut latencies: Vec<f32> = self.outcomes.iter().filter_map(|o| o.latency_ms).collect();
         latencies.sort_unstable_by(f32::total_cmp);
         let rate = wilson.map(|w| w.estimate);
-        let spent = (self.unknown_spent_calls == 0 || self.unknown_spent_calls < self.calls)
-            .then_some(self.known_spent);
+        let spent = (self.spent.unknown == 0 || self.spent.unknown < self.calls)
+            .then_some(self.spent.known);
         let figures = Row {
             suite: s.name.clone(),
             workload: s.workload.clone(),
@@ -626,7 +606,7 @@ impl Acc {
             calls: self.calls,
             failed_calls: self.failed_calls,
             retries: self.calls.saturating_sub(self.called_outcomes),
-            unpriced_calls: self.unknown_calls,
+            unpriced_calls: self.cost.unknown,
             tokens: Tokens {
                 input: self.usage.input,
                 cached_input: self.usage.cached_input,
@@ -638,14 +618,14 @@ impl Acc {
                 tokens: tokens.map(Money::usd),
                 rejections: rejections.usd(),
                 total: total.map(Money::usd),
-                unknown_max: self.unknown_max.map(Money::usd),
+                unknown_max: self.cost.unknown_max().map(Money::usd),
             },
             cost_per_accepted_usd: per_accepted(total),
             cost_per_accepted_max_usd: per_accepted(total_max),
             cost_per_accepted_ci: ci,
             spent_usd: spent.map(Money::usd),
             spent_max_usd: spent
-                .zip(self.unknown_spent_max)
+                .zip(self.spent.unknown_max())
                 .map(|(a, b)| a.plus(b).usd()),
             latency_ms: Latency {
                 p50: percentile(&latencies, 0.50),
@@ -765,12 +745,14 @@ mod tests {
             calls: 1,
             failed_calls: u32::from(!answered),
             usage: Usage::default(),
-            known_cost: Money(cost),
-            unknown_calls: 0,
-            unknown_max: Some(Money::ZERO),
-            known_spent: Money(cost),
-            unknown_spent_calls: 0,
-            unknown_spent_max: Some(Money::ZERO),
+            cost: Tally {
+                known: Money(cost),
+                ..Tally::default()
+            },
+            spent: Tally {
+                known: Money(cost),
+                ..Tally::default()
+            },
             answered,
             latency_ms: Some(10.0),
             grade,

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::analysis::{AnalysisOptions, OutcomeFacts, Pairing, RunAnalysis, Verdict};
-use crate::providers::Money;
+use crate::providers::{Money, Tally};
 use crate::stats::{self, Estimate, Interval, Outcome, StatsError};
 use crate::store::RunInfo;
 use crate::store::plan::SuitePlan;
@@ -611,26 +611,8 @@ struct Sample {
     incumbent: Vec<Outcome>,
     candidate: Vec<Outcome>,
     unpaired: Unpaired,
-    unknown: [UnknownCost; 2],
-}
-
-/// Calls of unknown cost among one side's paired outcomes.
-#[derive(Debug, Clone, Copy, Default)]
-struct UnknownCost {
-    calls: u64,
-    max: Money,
-    unbounded: bool,
-    /// Known token cost of the side, to tell "some costs unknown" from "no cost known".
-    known: Money,
-}
-
-impl UnknownCost {
-    fn add(&mut self, o: &OutcomeFacts) {
-        self.known = self.known.plus(o.known_cost);
-        self.calls += u64::from(o.unknown_calls);
-        self.max = self.max.plus(o.unknown_max);
-        self.unbounded |= o.unbounded;
-    }
+    /// Each side's token cost, known and unknown (to tell "some unknown" from "none known").
+    unknown: [Tally; 2],
 }
 
 /// An outcome for the statistics: its known cost plus the rejection cost when rejected.
@@ -689,8 +671,8 @@ fn sample(
                         .push(outcome(l, l.task_idx, si.rejection_cost_femto));
                     s.candidate
                         .push(outcome(r, l.task_idx, sc.rejection_cost_femto));
-                    s.unknown[0].add(l);
-                    s.unknown[1].add(r);
+                    s.unknown[0].merge(&l.cost());
+                    s.unknown[1].merge(&r.cost());
                 }
             }
         }
@@ -714,10 +696,7 @@ fn pool<'a>(samples: impl Iterator<Item = &'a Sample>) -> Sample {
         out.candidate.extend(s.candidate.iter().map(shift));
         out.unpaired.add(&s.unpaired);
         for (o, u) in out.unknown.iter_mut().zip(&s.unknown) {
-            o.calls += u.calls;
-            o.max = o.max.plus(u.max);
-            o.unbounded |= u.unbounded;
-            o.known = o.known.plus(u.known);
+            o.merge(u);
         }
         let top = s
             .incumbent
@@ -757,7 +736,7 @@ fn comparison(
     let costless = s
         .unknown
         .iter()
-        .any(|u| u.calls > 0 && u.known == Money::ZERO);
+        .any(|u| u.unknown > 0 && u.known == Money::ZERO);
     if let Some(a) = a.as_mut().filter(|_| costless) {
         a.saving = NO_ESTIMATE;
         a.ratio = NO_ESTIMATE;
@@ -784,15 +763,14 @@ fn comparison(
         (spec.incumbent, &s.unknown[0]),
         (spec.candidate, &s.unknown[1]),
     ] {
-        if u.calls > 0 {
-            let bound = if u.unbounded {
-                "with no bound (a call without a completion cap or a price)".to_string()
-            } else {
-                format!("at most {} in all", u.max)
+        if u.unknown > 0 {
+            let bound = match u.unknown_max() {
+                None => "with no bound (a call without a completion cap or a price)".to_string(),
+                Some(max) => format!("at most {max} in all"),
             };
             notes.push(format!(
                 "{who}: {} call(s) of unknown cost are left out of its cost per accepted ({bound})",
-                u.calls
+                u.unknown
             ));
         }
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{ConfigError, DocPath, Loader};
-pub use price::{Money, Rate};
+pub use price::{Money, Rate, Tally};
 
 /// List prices of one provider, USD per 1M tokens by token class.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -76,6 +76,75 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
+/// Money of which some amounts are unknown: the known sum, and the unknown amounts counted
+/// with the most they can add, so one unknown amount never blanks the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// The sum of the known amounts.
+    pub known: Money,
+    /// How many amounts are unknown.
+    pub unknown: u64,
+    /// How many of those have no bound.
+    pub unbounded: u64,
+    /// The most the bounded unknown amounts can add together.
+    pub bound: Money,
+}
+
+impl Tally {
+    /// Adds one amount: known, or unknown with its bound (if any).
+    pub fn add(&mut self, amount: Option<Money>, bound: Option<Money>) {
+        match (amount, bound) {
+            (Some(m), _) => self.known = self.known.plus(m),
+            (None, Some(b)) => {
+                self.unknown += 1;
+                self.bound = self.bound.plus(b);
+            }
+            (None, None) => {
+                self.unknown += 1;
+                self.unbounded += 1;
+            }
+        }
+    }
+
+    /// Adds another tally.
+    pub fn merge(&mut self, other: &Tally) {
+        self.known = self.known.plus(other.known);
+        self.unknown += other.unknown;
+        self.unbounded += other.unbounded;
+        self.bound = self.bound.plus(other.bound);
+    }
+
+    /// The most the unknown amounts can add; `None` when one has no bound.
+    pub fn unknown_max(&self) -> Option<Money> {
+        (self.unbounded == 0).then_some(self.bound)
+    }
+
+    /// The known sum plus every unknown amount at its bound; `None` when one has no bound.
+    pub fn max(&self) -> Option<Money> {
+        self.unknown_max().map(|u| self.known.plus(u))
+    }
+}
+
+impl fmt::Display for Tally {
+    /// `$0.0123`, `$0.0123 (+ up to $0.004 in 2 calls of unknown cost)`, or
+    /// `unknown ($0.0123 known + 2 calls of unknown cost, 1 of them unbounded)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.unknown, self.unbounded) {
+            (0, _) => write!(f, "{}", self.known),
+            (n, 0) => write!(
+                f,
+                "{} (+ up to {} in {n} calls of unknown cost)",
+                self.known, self.bound
+            ),
+            (n, u) => write!(
+                f,
+                "unknown ({} known + {n} calls of unknown cost, {u} of them unbounded)",
+                self.known
+            ),
+        }
+    }
+}
+
 /// A price in USD per 1M tokens, stored exactly as femto-dollars per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate(pub i128);

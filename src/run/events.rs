@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::RunSummary;
-use crate::providers::Money;
+use crate::providers::{Money, Tally};
 use crate::store::AttemptRow;
 
 /// Something that happened in a run.
@@ -70,54 +70,7 @@ pub trait Consumer: Sync {
 }
 
 /// What the run spent, keeping unknown costs bounded instead of blanking the total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Spend {
-    /// Money known to be spent.
-    pub known: Money,
-    /// Calls whose spend is unknown.
-    pub unknown_calls: u64,
-    /// The most those calls can have cost, summed over the ones that have a bound.
-    pub unknown_max: Money,
-    /// Calls of unknown spend that have no bound (no price, or no completion cap).
-    pub unbounded_calls: u64,
-}
-
-impl Spend {
-    /// Adds one attempt's spend.
-    pub fn add(&mut self, row: &AttemptRow) {
-        match (row.spent, row.cost_max) {
-            (Some(m), _) => self.known = self.known.plus(m),
-            (None, Some(max)) => {
-                self.unknown_calls += 1;
-                self.unknown_max = self.unknown_max.plus(max);
-            }
-            (None, None) => {
-                self.unknown_calls += 1;
-                self.unbounded_calls += 1;
-            }
-        }
-    }
-}
-
-impl std::fmt::Display for Spend {
-    /// `$0.0123`, `$0.0123 (+ up to $0.004 in 2 calls of unknown cost)`, or
-    /// `unknown ($0.0123 known + 2 calls of unknown cost, 1 of them unbounded)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.unknown_calls, self.unbounded_calls) {
-            (0, _) => write!(f, "{}", self.known),
-            (n, 0) => write!(
-                f,
-                "{} (+ up to {} in {n} calls of unknown cost)",
-                self.known, self.unknown_max
-            ),
-            (n, u) => write!(
-                f,
-                "unknown ({} known + {n} calls of unknown cost, {u} of them unbounded)",
-                self.known
-            ),
-        }
-    }
-}
+pub type Spend = Tally;
 
 /// The counters behind the run's summary line.
 #[derive(Debug, Default)]
@@ -142,7 +95,7 @@ impl Consumer for Mutex<Counters> {
                 } else if row.delivery.is_call() {
                     c.calls += 1;
                 }
-                c.spent.add(row);
+                c.spent.add(row.spent, row.cost_max);
             }
             RunEvent::OutcomeFinished(row) if !row.answered => c.failed_slots += 1,
             _ => {}
@@ -270,9 +223,9 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             "cache_misses": s.cache_misses,
             "interrupted": s.interrupted,
             "spent_usd": s.spent.known.usd(),
-            "unknown_spend_calls": s.spent.unknown_calls,
-            "unknown_spend_max_usd": s.spent.unknown_max.usd(),
-            "unbounded_spend_calls": s.spent.unbounded_calls,
+            "unknown_spend_calls": s.spent.unknown,
+            "unknown_spend_max_usd": s.spent.bound.usd(),
+            "unbounded_spend_calls": s.spent.unbounded,
             "elapsed_s": s.elapsed_s,
         }),
     }
@@ -289,19 +242,19 @@ mod tests {
             spent: Some(Money::parse_usd("0.0123").unwrap()),
             ..AttemptRow::default()
         };
-        s.add(&known);
+        s.add(known.spent, known.cost_max);
         assert_eq!(s.to_string(), "$0.0123");
         let unknown = AttemptRow {
             cost_max: Some(Money::parse_usd("0.002").unwrap()),
             ..AttemptRow::default()
         };
-        s.add(&unknown);
-        s.add(&unknown);
+        s.add(unknown.spent, unknown.cost_max);
+        s.add(unknown.spent, unknown.cost_max);
         assert_eq!(
             s.to_string(),
             "$0.0123 (+ up to $0.004 in 2 calls of unknown cost)"
         );
-        s.add(&AttemptRow::default());
+        s.add(None, None);
         assert_eq!(
             s.to_string(),
             "unknown ($0.0123 known + 3 calls of unknown cost, 1 of them unbounded)"

@@ -48,7 +48,7 @@ impl Consumer for Progress {
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match e {
-            RunEvent::AttemptFinished(row) => st.1.add(row),
+            RunEvent::AttemptFinished(row) => st.1.add(row.spent, row.cost_max),
             RunEvent::OutcomeFinished(row) => {
                 st.0 += u64::from(!row.answered);
                 self.bar.inc(1);

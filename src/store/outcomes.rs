@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rusqlite::params;
 
 use super::{Delivery, ErrorKind, Store, StoreError, money_from_columns, now, sql};
-use crate::providers::{Money, Usage};
+use crate::providers::{Money, Tally, Usage};
 
 /// An answer waiting for a grade.
 #[derive(Debug, Clone)]
@@ -101,18 +101,10 @@ pub struct OutcomeRecord {
     pub failed_calls: u32,
     /// Summed usage.
     pub usage: Usage,
-    /// Sum of the costs that are known.
-    pub known_cost: Money,
-    /// Tries whose cost is unknown.
-    pub unknown_calls: u32,
-    /// The most the unknown tries can have cost together; `None` when one is unboundable.
-    pub unknown_max: Option<Money>,
-    /// Sum of the spend that is known (0 for replayed answers).
-    pub known_spent: Money,
-    /// Tries whose spend is unknown (they are among `unknown_calls`).
-    pub unknown_spent_calls: u32,
-    /// The most the unknown spend can have been; `None` when unboundable.
-    pub unknown_spent_max: Option<Money>,
+    /// Token cost of the tries: known, and unknown with bounds.
+    pub cost: Tally,
+    /// What this run spent on them (0 for replayed answers), known and bounded.
+    pub spent: Tally,
     /// Whether an answer arrived.
     pub answered: bool,
     /// Latency of the answering try.
@@ -172,25 +164,28 @@ fn legacy_delivery(
 /// Folds the attempts of one outcome. An unknown cost is bounded by its stored bound, with the
 /// prompt tokens an answered try of the same request reported in place of the byte-count
 /// estimate the run made when it had no answer to read them from.
-fn fold(attempts: &[AttemptFacts], prompt_rate: Option<crate::providers::Rate>) -> Folded {
+fn fold(
+    attempts: &[AttemptFacts],
+    prompt_rate: Option<crate::providers::Rate>,
+    rec: &mut OutcomeRecord,
+) {
     let answered_prompt = attempts
         .iter()
         .filter(|a| a.answered)
         .find_map(|a| a.usage)
         .map(|u| u.input + u.cached_input + u.cache_write + u.cache_write_1h);
-    let mut f = Folded::default();
     for a in attempts {
         if a.delivery.is_call() {
-            f.calls += 1;
-            f.failed_calls += u32::from(!a.answered);
+            rec.calls += 1;
+            rec.failed_calls += u32::from(!a.answered);
         }
         if let Some(u) = a.usage {
-            f.usage.input += u.input;
-            f.usage.cached_input += u.cached_input;
-            f.usage.cache_write += u.cache_write;
-            f.usage.cache_write_1h += u.cache_write_1h;
-            f.usage.output += u.output;
-            f.usage.reasoning += u.reasoning;
+            rec.usage.input += u.input;
+            rec.usage.cached_input += u.cached_input;
+            rec.usage.cache_write += u.cache_write;
+            rec.usage.cache_write_1h += u.cache_write_1h;
+            rec.usage.output += u.output;
+            rec.usage.reasoning += u.reasoning;
         }
         // The stored bound priced `est` prompt tokens; swap in the count the provider reported.
         let bound = match (
@@ -204,58 +199,11 @@ fn fold(attempts: &[AttemptFacts], prompt_rate: Option<crate::providers::Rate>) 
             }
             (max, ..) => max,
         };
-        match a.cost {
-            Some(c) => f.known_cost = f.known_cost.plus(c),
-            None => {
-                f.unknown_calls += 1;
-                f.unknown_max = f.unknown_max.zip(bound).map(|(x, y)| x.plus(y));
-            }
-        }
-        match a.spent {
-            Some(c) => f.known_spent = f.known_spent.plus(c),
-            None => {
-                f.unknown_spent_calls += 1;
-                f.unknown_spent_max = f.unknown_spent_max.zip(bound).map(|(x, y)| x.plus(y));
-            }
-        }
+        rec.cost.add(a.cost, bound);
+        rec.spent.add(a.spent, bound);
         if a.answered {
-            f.answered = true;
-            f.latency_ms = Some(a.latency_ms);
-        }
-    }
-    f
-}
-
-/// The folded attempts of one outcome.
-struct Folded {
-    calls: u32,
-    failed_calls: u32,
-    usage: Usage,
-    known_cost: Money,
-    unknown_calls: u32,
-    unknown_max: Option<Money>,
-    known_spent: Money,
-    unknown_spent_calls: u32,
-    unknown_spent_max: Option<Money>,
-    answered: bool,
-    latency_ms: Option<f64>,
-}
-
-impl Default for Folded {
-    /// Nothing unknown yet, so the bound of the unknown part is a known zero.
-    fn default() -> Self {
-        Folded {
-            calls: 0,
-            failed_calls: 0,
-            usage: Usage::default(),
-            known_cost: Money::ZERO,
-            unknown_calls: 0,
-            unknown_max: Some(Money::ZERO),
-            known_spent: Money::ZERO,
-            unknown_spent_calls: 0,
-            unknown_spent_max: Some(Money::ZERO),
-            answered: false,
-            latency_ms: None,
+            rec.answered = true;
+            rec.latency_ms = Some(a.latency_ms);
         }
     }
 }
@@ -474,12 +422,8 @@ fn new_outcome(
         calls: 0,
         failed_calls: 0,
         usage: Usage::default(),
-        known_cost: Money::ZERO,
-        unknown_calls: 0,
-        unknown_max: None,
-        known_spent: Money::ZERO,
-        unknown_spent_calls: 0,
-        unknown_spent_max: None,
+        cost: Tally::default(),
+        spent: Tally::default(),
         answered: false,
         latency_ms: None,
         failures: Vec::new(),
@@ -546,7 +490,7 @@ fn finish(
     attempts: &mut Vec<AttemptFacts>,
     prompt_rate: Option<crate::providers::Rate>,
 ) {
-    let fo = fold(attempts, prompt_rate);
+    fold(attempts, prompt_rate, rec);
     rec.failures = attempts
         .drain(..)
         .filter(|a| {
@@ -559,17 +503,6 @@ fn finish(
             })
         })
         .collect();
-    rec.calls = fo.calls;
-    rec.failed_calls = fo.failed_calls;
-    rec.usage = fo.usage;
-    rec.known_cost = fo.known_cost;
-    rec.unknown_calls = fo.unknown_calls;
-    rec.unknown_max = fo.unknown_max;
-    rec.known_spent = fo.known_spent;
-    rec.unknown_spent_calls = fo.unknown_spent_calls;
-    rec.unknown_spent_max = fo.unknown_spent_max;
-    rec.answered = fo.answered;
-    rec.latency_ms = fo.latency_ms;
 }
 
 impl Store {

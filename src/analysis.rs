@@ -223,7 +223,15 @@ impl RunAnalysis {
                     acc.insert(k, a);
                 }
                 let k = (o.suite.clone(), o.provider.clone());
-                let a = acc.remove(&k).unwrap_or_default();
+                let a = acc.remove(&k).unwrap_or_else(|| {
+                    // Sized from the plan once: doubling as outcomes arrive would leave up
+                    // to half of the largest vector of a big run allocated and unused.
+                    let planned = run
+                        .plan
+                        .suite(&o.suite)
+                        .map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
+                    Acc::with_capacity(planned.min(MAX_RESERVED_OUTCOMES) as usize)
+                });
                 current = Some((k, a));
             }
             if let Some((_, a)) = current.as_mut() {
@@ -517,7 +525,18 @@ fn count_failure(
     e.count += 1;
 }
 
+/// Most outcomes a row reserves room for up front; a plan larger than this (which a run
+/// rarely finishes) grows its vector as outcomes arrive instead.
+const MAX_RESERVED_OUTCOMES: u64 = 1 << 22;
+
 impl Acc {
+    fn with_capacity(n: usize) -> Acc {
+        Acc {
+            outcomes: Vec::with_capacity(n),
+            ..Acc::default()
+        }
+    }
+
     fn add(&mut self, o: &OutcomeRecord) {
         self.calls += u64::from(o.calls);
         self.called_outcomes += u64::from(o.calls > 0);

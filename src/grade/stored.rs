@@ -31,9 +31,12 @@ pub fn grade_run(
     regrade: bool,
 ) -> Result<GradeSummary, StoreError> {
     let mut sum = GradeSummary::default();
-    let mut after = 0;
+    let Some((first, last)) = store.attempt_ids(run_id)? else {
+        return Ok(sum);
+    };
+    let mut after = first - 1;
     loop {
-        let answers = store.answers(run_id, !regrade, after, CHUNK)?;
+        let answers = store.answers(run_id, !regrade, (after, last), CHUNK)?;
         let Some(last) = answers.last() else { break };
         after = last.attempt_id;
         let vars: Vec<Vars> = answers

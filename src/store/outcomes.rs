@@ -531,12 +531,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Answers of a run after `after_id` (at most `limit`), all or only those without a grade.
+    /// The first and last attempt id of a run (`None` when it has no attempt), the range
+    /// [`Store::answers`] pages through. One pass over the run's part of the attempts index.
+    pub fn attempt_ids(&self, run_id: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT min(id), max(id) FROM attempts WHERE run_id = ?1",
+                [run_id],
+                |r| Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?)),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Answers of a run with ids in `after_id < id <= last_id` (at most `limit`, by id), all
+    /// or only those without a grade.
+    ///
+    /// The page walks the attempts' primary key from `after_id` and stops after `limit` rows,
+    /// so each page costs its own size; `+a.run_id` keeps SQLite from choosing the run's
+    /// index instead, which would read and sort every attempt of the run for every page
+    /// (quadratic in the run's size).
     pub fn answers(
         &self,
         run_id: i64,
         only_ungraded: bool,
-        after_id: i64,
+        (after_id, last_id): (i64, i64),
         limit: usize,
     ) -> Result<Vec<Ungraded>, StoreError> {
         let q = format!(
@@ -544,7 +562,7 @@ impl Store {
                 coalesce(t.vars, '{{}}')
              FROM attempts a
              LEFT JOIN tasks t ON t.run_id = a.run_id AND t.suite = a.suite AND t.task_id = a.task_id
-             WHERE a.run_id = ?1 AND a.answered = 1 AND a.id > ?2 {}
+             WHERE a.id > ?2 AND a.id <= ?4 AND +a.run_id = ?1 AND a.answered = 1 {}
              ORDER BY a.id LIMIT ?3",
             if only_ungraded {
                 "AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.run_id = a.run_id AND g.suite = a.suite
@@ -555,7 +573,7 @@ impl Store {
         );
         let mut st = self.conn.prepare(&q).map_err(|e| self.err(e))?;
         let rows = st
-            .query_map(params![run_id, after_id, limit as i64], |r| {
+            .query_map(params![run_id, after_id, limit as i64, last_id], |r| {
                 Ok(Ungraded {
                     attempt_id: r.get(0)?,
                     suite: r.get(1)?,

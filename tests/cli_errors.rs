@@ -168,3 +168,47 @@ fn a_cassette_with_a_byte_order_mark_imports() {
         "{out}"
     );
 }
+
+/// `report` and `runs` work where the database cannot be written: a read-only file in a
+/// read-only directory, read by an unprivileged user (root ignores permissions, so the test
+/// drops to `nobody` with setpriv; CI runs as root).
+#[test]
+fn report_works_on_a_database_in_a_read_only_directory() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: cannot drop to another user, so this check does not run here");
+        return;
+    }
+    let (ws, _server) = with_a_run();
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::copy(ws.db(), ro.join("costbench.db")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        ro.join("costbench.db"),
+        std::fs::Permissions::from_mode(0o444),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&["report", "--format", "json"][..], &["runs"][..]] {
+        let out = Out::of(
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_costbench"))
+                .arg("--db")
+                .arg(ro.join("costbench.db"))
+                .args(args)
+                .env_remove("COSTBENCH_DB")
+                .output()
+                .unwrap(),
+        );
+        out.assert_code(0);
+    }
+    assert_eq!(
+        std::fs::read_dir(&ro).unwrap().count(),
+        1,
+        "nothing was created beside the database"
+    );
+}

@@ -214,7 +214,8 @@ impl RunAnalysis {
         // Outcomes arrive grouped by suite and provider: the row is looked up once per group.
         let mut current: Option<((String, String), Acc)> = None;
         let rate = |p: &str| input_rates.get(p).copied();
-        store.for_each_outcome_repriced(run.id, &rate, reprice, |o| {
+        let task_ids = store.task_ids(run.id)?;
+        store.for_each_outcome(run.id, &task_ids, &rate, reprice, |o| {
             let same = current
                 .as_ref()
                 .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
@@ -250,7 +251,6 @@ impl RunAnalysis {
                 rows.push(a.finish(s, p, &options));
             }
         }
-        let task_ids = store.task_ids(run.id)?;
         Ok(RunAnalysis {
             run,
             options,

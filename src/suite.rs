@@ -404,7 +404,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
             ),
         );
     }
-    let fingerprint = hex(&check.hash.finalize());
+    let fingerprint = hex::encode(check.hash.finalize());
     let mut tasks = check.tasks;
     tasks.shrink_to_fit();
 
@@ -811,9 +811,4 @@ pub fn canonical_json(v: &Value) -> String {
         }
     }
     sort(v).to_string()
-}
-
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -218,26 +218,18 @@ impl Store {
     /// time on a million outcomes. Only one outcome's attempts are held at a time.
     ///
     /// `prompt_rate` gives each provider's dearest prompt-token rate, with which unknown-cost
-    /// bounds take the prompt size an answer reported.
+    /// bounds take the prompt size an answer reported. `task_ids` are the run's task lists
+    /// ([`Store::task_ids`], read once by the caller, which keeps them); `reprice`, when given,
+    /// replaces each attempt's cost first (the stored rows are not changed).
     pub fn for_each_outcome(
         &self,
         run_id: i64,
-        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
-        f: impl FnMut(OutcomeRecord),
-    ) -> Result<(), StoreError> {
-        self.for_each_outcome_repriced(run_id, prompt_rate, None, f)
-    }
-
-    /// [`Store::for_each_outcome`] with each attempt's cost first replaced by `reprice`, when
-    /// given (the stored rows are not changed).
-    pub fn for_each_outcome_repriced(
-        &self,
-        run_id: i64,
+        task_ids: &HashMap<String, Vec<String>>,
         prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
         reprice: Option<&Reprice<'_>>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
-        let mut positions = Positions::new(self.task_ids(run_id)?);
+        let mut positions = Positions::new(task_ids);
         let mut attempts_st = self
             .conn
             .prepare(
@@ -347,25 +339,25 @@ fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
 
 /// Task positions by task id. Attempts arrive sorted by task id within each suite and
 /// provider, so a cursor over the ids in that order finds each one without hashing.
-struct Positions {
+struct Positions<'a> {
     /// Per suite: (task id, position), sorted by id.
-    by_suite: HashMap<String, Vec<(String, u32)>>,
+    by_suite: HashMap<&'a str, Vec<(&'a str, u32)>>,
     /// The suite and provider the cursor walks, and where it is.
     cursor: Option<(String, String, usize)>,
 }
 
-impl Positions {
-    fn new(ids: HashMap<String, Vec<String>>) -> Positions {
+impl<'a> Positions<'a> {
+    fn new(ids: &'a HashMap<String, Vec<String>>) -> Positions<'a> {
         let by_suite = ids
-            .into_iter()
+            .iter()
             .map(|(suite, ids)| {
-                let mut v: Vec<(String, u32)> = ids
-                    .into_iter()
+                let mut v: Vec<(&str, u32)> = ids
+                    .iter()
                     .enumerate()
-                    .map(|(i, id)| (id, i as u32))
+                    .map(|(i, id)| (id.as_str(), i as u32))
                     .collect();
                 v.sort_unstable();
-                (suite, v)
+                (suite.as_str(), v)
             })
             .collect();
         Positions {
@@ -388,17 +380,17 @@ impl Positions {
         };
         // Walk forward a few steps (the usual case: the next task), else search.
         let mut i = start;
-        while i < ids.len() && i < start + 4 && ids[i].0.as_str() < task_id {
+        while i < ids.len() && i < start + 4 && ids[i].0 < task_id {
             i += 1;
         }
-        if i < ids.len() && ids[i].0.as_str() < task_id {
-            i = start + ids[start..].partition_point(|(id, _)| id.as_str() < task_id);
+        if i < ids.len() && ids[i].0 < task_id {
+            i = start + ids[start..].partition_point(|(id, _)| *id < task_id);
         }
         if let Some(c) = self.cursor.as_mut() {
             c.2 = i;
         }
         ids.get(i)
-            .filter(|(id, _)| id == task_id)
+            .filter(|(id, _)| *id == task_id)
             .map_or(0, |&(_, pos)| pos)
     }
 }

@@ -214,8 +214,7 @@ impl RunAnalysis {
         // Outcomes arrive grouped by suite and provider: the row is looked up once per group.
         let mut current: Option<((String, String), Acc)> = None;
         let rate = |p: &str| input_rates.get(p).copied();
-        let task_ids = store.task_ids(run.id)?;
-        store.for_each_outcome(run.id, &task_ids, &rate, reprice, |o| {
+        store.for_each_outcome(run.id, &rate, reprice, |o| {
             let same = current
                 .as_ref()
                 .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
@@ -251,6 +250,10 @@ impl RunAnalysis {
                 rows.push(a.finish(s, p, &options));
             }
         }
+        // Read again rather than kept from the scan (which reads them to place each task):
+        // holding them while the rows are finished raised a million-outcome report's peak
+        // RSS from 90 to 104 MB, to save a read of 0.13–0.31 s.
+        let task_ids = store.task_ids(run.id)?;
         Ok(RunAnalysis {
             run,
             options,

@@ -218,18 +218,16 @@ impl Store {
     /// time on a million outcomes. Only one outcome's attempts are held at a time.
     ///
     /// `prompt_rate` gives each provider's dearest prompt-token rate, with which unknown-cost
-    /// bounds take the prompt size an answer reported. `task_ids` are the run's task lists
-    /// ([`Store::task_ids`], read once by the caller, which keeps them); `reprice`, when given,
-    /// replaces each attempt's cost first (the stored rows are not changed).
+    /// bounds take the prompt size an answer reported; `reprice`, when given, replaces each
+    /// attempt's cost first (the stored rows are not changed).
     pub fn for_each_outcome(
         &self,
         run_id: i64,
-        task_ids: &HashMap<String, Vec<String>>,
         prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
         reprice: Option<&Reprice<'_>>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
-        let mut positions = Positions::new(task_ids);
+        let mut positions = Positions::new(self.task_ids(run_id)?);
         let mut attempts_st = self
             .conn
             .prepare(
@@ -339,25 +337,25 @@ fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
 
 /// Task positions by task id. Attempts arrive sorted by task id within each suite and
 /// provider, so a cursor over the ids in that order finds each one without hashing.
-struct Positions<'a> {
+struct Positions {
     /// Per suite: (task id, position), sorted by id.
-    by_suite: HashMap<&'a str, Vec<(&'a str, u32)>>,
+    by_suite: HashMap<String, Vec<(String, u32)>>,
     /// The suite and provider the cursor walks, and where it is.
     cursor: Option<(String, String, usize)>,
 }
 
-impl<'a> Positions<'a> {
-    fn new(ids: &'a HashMap<String, Vec<String>>) -> Positions<'a> {
+impl Positions {
+    fn new(ids: HashMap<String, Vec<String>>) -> Positions {
         let by_suite = ids
-            .iter()
+            .into_iter()
             .map(|(suite, ids)| {
-                let mut v: Vec<(&str, u32)> = ids
-                    .iter()
+                let mut v: Vec<(String, u32)> = ids
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, id)| (id.as_str(), i as u32))
+                    .map(|(i, id)| (id, i as u32))
                     .collect();
                 v.sort_unstable();
-                (suite.as_str(), v)
+                (suite, v)
             })
             .collect();
         Positions {
@@ -380,17 +378,17 @@ impl<'a> Positions<'a> {
         };
         // Walk forward a few steps (the usual case: the next task), else search.
         let mut i = start;
-        while i < ids.len() && i < start + 4 && ids[i].0 < task_id {
+        while i < ids.len() && i < start + 4 && ids[i].0.as_str() < task_id {
             i += 1;
         }
-        if i < ids.len() && ids[i].0 < task_id {
-            i = start + ids[start..].partition_point(|(id, _)| *id < task_id);
+        if i < ids.len() && ids[i].0.as_str() < task_id {
+            i = start + ids[start..].partition_point(|(id, _)| id.as_str() < task_id);
         }
         if let Some(c) = self.cursor.as_mut() {
             c.2 = i;
         }
         ids.get(i)
-            .filter(|(id, _)| *id == task_id)
+            .filter(|(id, _)| id == task_id)
             .map_or(0, |&(_, pos)| pos)
     }
 }

@@ -144,6 +144,19 @@ mod tests {
     }
 
     #[test]
+    fn openrouter_cost_in_exponent_form_is_exact() {
+        // JSON writers print small amounts with an exponent; it is the billed amount all the same.
+        for text in ["4.2e-06", "4.2E-6", "0.0000042"] {
+            let body = format!(
+                r#"{{"choices":[{{"message":{{"content":"hi"}},"finish_reason":"stop"}}],
+                   "usage":{{"prompt_tokens":10,"completion_tokens":2,"total_tokens":12,"cost":{text}}}}}"#
+            );
+            let c = OpenAi.parse(body.as_bytes()).unwrap();
+            assert_eq!(c.reported_cost, Some(Money(4_200_000_000)), "{text}");
+        }
+    }
+
+    #[test]
     fn missing_usage_is_none_not_zero() {
         let c = OpenAi
             .parse(br#"{"choices":[{"message":{"content":"hi"},"finish_reason":"stop"}]}"#)

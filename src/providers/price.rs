@@ -20,7 +20,7 @@ impl Money {
     /// Zero dollars.
     pub const ZERO: Money = Money(0);
 
-    /// Parses a decimal USD amount (`"0.028"`, `"12"`, `"1e-3"` is rejected) with ≤ 15 decimals.
+    /// Parses a decimal USD amount (`"0.028"`, `"12"`, `"4.2e-06"`) with ≤ 15 decimals.
     pub fn parse_usd(s: &str) -> Result<Money, String> {
         parse_decimal(s, 15).map(Money)
     }
@@ -207,32 +207,52 @@ fn decimal_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 }
 
 /// Parses a non-negative decimal into an integer scaled by 10^scale, rejecting lost digits.
+///
+/// Accepts every non-negative form a JSON number can take, exponent included (`4.2e-06`, how
+/// JSON writers print small amounts), and computes it exactly from the digits.
 fn parse_decimal(s: &str, scale: u32) -> Result<i128, String> {
     let t = s.trim();
     let bad = || format!("`{s}` is not a plain non-negative decimal number");
-    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let (mantissa, exp) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            // Exponents this large cannot name a price or a cost; refuse rather than overflow.
+            let e: i64 = e.parse().map_err(|_| bad())?;
+            (m, e.clamp(-1000, 1000))
+        }
+        None => (t, 0),
+    };
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if whole.is_empty() && frac.is_empty()
         || !whole.chars().all(|c| c.is_ascii_digit())
         || !frac.chars().all(|c| c.is_ascii_digit())
     {
         return Err(bad());
     }
-    let frac = frac.trim_end_matches('0');
-    if frac.len() > scale as usize {
+    // value = digits × 10^(exp − frac.len()); scaled = digits × 10^(shift).
+    let digits = format!("{whole}{frac}");
+    let digits = digits.trim_start_matches('0');
+    let shift = exp - frac.len() as i64 + i64::from(scale);
+    let (kept, dropped) = if shift >= 0 {
+        (digits, "")
+    } else {
+        let cut = digits.len().saturating_sub(shift.unsigned_abs() as usize);
+        digits.split_at(cut)
+    };
+    if dropped.chars().any(|c| c != '0') {
         return Err(format!("`{s}` has more than {scale} decimals"));
     }
-    let w: i128 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    let f: i128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse::<i128>().map_err(|_| bad())? * 10i128.pow(scale - frac.len() as u32)
-    };
-    w.checked_mul(10i128.pow(scale))
-        .and_then(|x| x.checked_add(f))
+    if kept.is_empty() {
+        return Ok(0);
+    }
+    let base: i128 = kept.parse().map_err(|_| bad())?;
+    let up = u32::try_from(shift.max(0)).map_err(|_| bad())?;
+    10i128
+        .checked_pow(up)
+        .and_then(|p| base.checked_mul(p))
         .ok_or_else(bad)
 }
 
@@ -252,10 +272,33 @@ mod tests {
     #[test]
     fn rejects_bad_decimals() {
         assert!(Rate::parse_per_million("-1").is_err());
-        assert!(Rate::parse_per_million("1e-3").is_err());
+        assert!(Rate::parse_per_million("1e-10").is_err());
+        assert!(Rate::parse_per_million("1e").is_err());
+        assert!(Rate::parse_per_million("e5").is_err());
+        assert!(Rate::parse_per_million("1e+-3").is_err());
+        assert!(Rate::parse_per_million("1e99999999999999999999").is_err());
         assert!(Rate::parse_per_million("0.0000000001").is_err());
         assert!(Rate::parse_per_million("").is_err());
         assert!(Money::parse_usd("abc").is_err());
+    }
+
+    #[test]
+    fn every_json_number_form_parses_exactly() {
+        let usd = |s: &str| Money::parse_usd(s).map(|m| m.0);
+        // OpenRouter's `usage.cost` as JSON writers print it.
+        assert_eq!(usd("4.2e-06"), Ok(4_200_000_000));
+        assert_eq!(usd("4.2E-6"), Ok(4_200_000_000));
+        assert_eq!(usd("0.0000042"), Ok(4_200_000_000));
+        assert_eq!(usd("42e-7"), Ok(4_200_000_000));
+        assert_eq!(usd("1e2"), Ok(100 * PER_USD));
+        assert_eq!(usd("1.5e+1"), Ok(15 * PER_USD));
+        assert_eq!(usd("0e-400"), Ok(0));
+        assert_eq!(usd("1.2300e-13"), Ok(123));
+        assert!(
+            usd("1.234e-13").is_err(),
+            "a digit below a femto-dollar is lost"
+        );
+        assert_eq!(Rate::parse_per_million("1e-3"), Ok(Rate(1_000_000)));
     }
 
     #[test]

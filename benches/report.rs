@@ -43,11 +43,8 @@ fn build_db(path: &Path, outcomes: usize) {
                 model: format!("m{i}"),
                 api_key_env: None,
                 price: Some(Price {
-                    input: rate("0.4"),
                     cached_input: Some(rate("0.1")),
-                    cache_write: None,
-                    cache_write_1h: None,
-                    output: rate("1.6"),
+                    ..Price::new(rate("0.4"), rate("1.6"))
                 }),
                 tags: Default::default(),
             })

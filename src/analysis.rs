@@ -181,16 +181,14 @@ impl RunAnalysis {
                 return;
             };
             match a.usage {
-                Some(u) => a.cost = u.cost(price),
+                // The stored row keeps no service tier, labels or start time yet: a rule that
+                // needs them (off-peak) makes the repriced cost unknown rather than guessed.
+                Some(u) => a.cost = u.cost(price, &crate::providers::Served::default()),
                 None if a.cost.is_none() => {
                     a.cost_max = a
                         .est_prompt_tokens
                         .zip(caps.get(suite).copied().flatten())
-                        .map(|(est, cap)| {
-                            bound::prompt_rate(price)
-                                .cost(est)
-                                .plus(price.output.cost(cap))
-                        });
+                        .map(|(est, cap)| bound::max_cost(price, est, cap));
                 }
                 None => {}
             }

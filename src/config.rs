@@ -311,14 +311,24 @@ impl Loader {
                 message = format!("invalid type: sequence, expected {expected}");
             }
             // A required field we removed ourselves: already reported under its own path.
-            let ours = message.starts_with("missing field")
-                && removed
-                    .iter()
-                    .any(|r| r.0.starts_with(&at.0) && r.0.len() == at.0.len() + 1);
-            if !ours {
+            let ours = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split_once('`'))
+                .is_some_and(|(name, _)| {
+                    let mut field = at.clone();
+                    field.0.push(Seg::Key(name.to_string()));
+                    removed.contains(&field)
+                });
+            // A list entry we nulled ourselves fails again as `null`: that error is ours, and
+            // the list holding it goes instead (once reported, nulling it again would loop).
+            let again = removed.contains(&at);
+            if !ours && !again {
                 let mut full = path.clone();
                 full.0.extend(at.0.iter().cloned());
                 self.problem(&full, message);
+            }
+            if again {
+                at.0.pop();
             }
             if ours || at.0.is_empty() || removed.len() >= 64 || !remove(&mut value, &at) {
                 break None;

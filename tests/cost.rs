@@ -359,3 +359,52 @@ fn an_attempt_above_the_64_bit_femto_range_is_stored_and_reported_exactly() {
     let r = out.json();
     assert_close(&row(&r, "p")["cost_usd"]["tokens"], 51_200.000_649_6, 1e-6);
 }
+
+// openai-chat.json answered at the tier named in its `service_tier`; the price lists a
+// priority tier at 1.75× list. Priced as served, not as requested:
+//   priority: 512 × 0.70 + 1536 × 0.175 + 310 × 2.80 = 358.4 + 268.8 + 868 = 1495.2 per 1M calls;
+//   default (a priority request served at the standard tier): the list 854.4.
+#[test_case("priority", Some(1_495_200_000_000) ; "priority is priced as priority")]
+#[test_case("default", Some(854_400_000_000) ; "a downgraded call is priced at list")]
+#[test_case("scale", None ; "a tier without a price is unknown")]
+fn the_served_tier_prices_the_call(served: &str, femto_per_call: Option<i64>) {
+    let mut body = fixture("openai-chat.json");
+    body["service_tier"] = json!(served);
+    let server = serve_verbatim(body);
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let price = "{input: 0.40, cached_input: 0.10, output: 1.60, \
+                 service_tiers: {priority: {input: 0.70, cached_input: 0.175, output: 2.80}}}";
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).price(Some(price))]),
+    );
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let all = ws.attempts();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].cost_femto, femto_per_call);
+}
+
+#[test]
+fn a_misspelt_key_inside_a_price_rule_is_located() {
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let price = "{input: 0.40, output: 1.60, \
+                 off_peak: {input: 0.2, outptu: 0.8, peak_hours_utc: ['01:00-04:00'], \
+                 peak_weekdays: [8]}}";
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", "http://127.0.0.1:9").price(Some(price))]),
+    );
+    let out = ws.run(&[&suite], &provs, &[]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("providers.yaml:"), "{out}");
+    assert!(out.stderr.contains("outptu"), "{out}");
+    assert!(
+        out.stderr.contains("off_peak: missing field `output`"),
+        "{out}"
+    );
+    // A wrong list entry is reported once (it once looped 64 times on its own `null`).
+    assert_eq!(out.stderr.matches("not an ISO weekday").count(), 1, "{out}");
+    assert!(!out.stderr.contains("null"), "{out}");
+}

@@ -19,7 +19,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Completion, ErrorInfo, Protocol, ProviderConfig, Usage};
+use super::{ChatRequest, Completion, ErrorInfo, Protocol, ProviderConfig, Served, Usage};
 
 /// The `anthropic-version` header value; the only stable version of the Messages API.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -129,6 +129,7 @@ impl Protocol for Anthropic {
             finish_reason,
             usage,
             reported_cost: None,
+            served: v.get("usage").map(served).unwrap_or_default(),
         })
     }
 
@@ -148,6 +149,22 @@ fn stop_sequences(v: &Value) -> Option<Value> {
         Value::String(s) => Some(json!([s])),
         other => Some(other.clone()),
     }
+}
+
+/// How the call was served: `usage.service_tier`, and every other string field of `usage`
+/// (`inference_geo`, `speed`) as a label a price multiplier may name.
+fn served(u: &Value) -> Served {
+    let mut s = Served::default();
+    for (k, v) in u.as_object().into_iter().flatten() {
+        if let Some(v) = v.as_str() {
+            if k == "service_tier" {
+                s.tier = Some(v.to_string());
+            } else {
+                s.labels.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    s
 }
 
 fn parse_usage(u: &Value) -> Usage {

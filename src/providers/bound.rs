@@ -30,19 +30,20 @@ pub fn prompt_token_bound(body: &Value) -> u64 {
 pub fn cost_bound(price: Option<&Price>, body: &Value, prompt_tokens: u64) -> Option<Money> {
     let price = price?;
     let cap = completion_cap(body)?;
-    Some(
-        prompt_rate(price)
-            .cost(prompt_tokens)
-            .plus(price.output.cost(cap)),
-    )
+    Some(max_cost(price, prompt_tokens, cap))
 }
 
-/// The dearest rate a prompt token can be billed at (a cache write can cost more than input).
+/// The most `prompt_tokens` and `cap` completion tokens can cost under `price`.
+pub fn max_cost(price: &Price, prompt_tokens: u64, cap: u64) -> Money {
+    prompt_rate(price)
+        .cost(prompt_tokens)
+        .plus(price.dearest().output.cost(cap))
+}
+
+/// The dearest rate a prompt token can be billed at under any rule of the price (a cache write
+/// can cost more than input; a long-context tier or a priority tier more than the list rate).
 pub fn prompt_rate(price: &Price) -> Rate {
-    [price.cache_write, price.cache_write_1h]
-        .into_iter()
-        .flatten()
-        .fold(price.input, |a, b| if b.0 > a.0 { b } else { a })
+    price.dearest().prompt
 }
 
 #[cfg(test)]
@@ -52,12 +53,10 @@ mod tests {
     use super::*;
 
     fn price(input: &str, output: &str, write: Option<&str>) -> Price {
+        let rate = |r: &str| Rate::parse_per_million(r).unwrap();
         Price {
-            input: Rate::parse_per_million(input).unwrap(),
-            cached_input: None,
-            cache_write: write.map(|w| Rate::parse_per_million(w).unwrap()),
-            cache_write_1h: None,
-            output: Rate::parse_per_million(output).unwrap(),
+            cache_write: write.map(rate),
+            ..Price::new(rate(input), rate(output))
         }
     }
 

@@ -24,7 +24,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Completion, ErrorInfo, Protocol, ProviderConfig, Usage};
+use super::{ChatRequest, Completion, ErrorInfo, Protocol, ProviderConfig, Served, Usage};
 
 /// The Gemini `generateContent` protocol.
 pub struct Gemini;
@@ -178,6 +178,7 @@ impl Protocol for Gemini {
             finish_reason,
             usage,
             reported_cost: None,
+            served: Served::default(),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod bound;
 pub mod gemini;
 pub mod openai;
 pub mod price;
+pub mod pricing;
 pub mod quirks;
 
 use std::collections::BTreeMap;
@@ -18,12 +19,14 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, DocPath, Loader};
 pub use price::{Money, Rate, Tally};
+pub use pricing::Served;
 
 /// List prices of one provider, USD per 1M tokens by token class.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(
     expecting = "a mapping with keys input and output, and optionally cached_input, \
-                     cache_write and cache_write_1h"
+                     cache_write, cache_write_1h, long_context, service_tiers, batch, off_peak \
+                     and multipliers"
 )]
 pub struct Price {
     /// Prompt tokens not served from a cache.
@@ -36,6 +39,21 @@ pub struct Price {
     pub cache_write_1h: Option<Rate>,
     /// Completion tokens, reasoning included.
     pub output: Rate,
+    /// Long-context tiers: the whole request pays a tier's rates when its prompt is above it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub long_context: Vec<pricing::LongContext>,
+    /// Rates of the service tiers the response may name (`flex`, `priority`…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tiers: BTreeMap<String, pricing::Rates>,
+    /// Batch-API rates; absent means batch calls cannot be priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<pricing::Rates>,
+    /// Off-peak rates and the peak windows (DeepSeek).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub off_peak: Option<pricing::OffPeak>,
+    /// Multipliers keyed by a response field and its value (`inference_geo: {us: 1.1}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub multipliers: BTreeMap<String, BTreeMap<String, pricing::Multiplier>>,
 }
 
 /// Retry policy for one provider.
@@ -294,22 +312,10 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The exact cost under `price`, or `None` when a used token class has no price.
-    pub fn cost(&self, price: &Price) -> Option<Money> {
-        let mut total = price
-            .input
-            .cost(self.input)
-            .plus(price.output.cost(self.output));
-        if self.cached_input > 0 {
-            total = total.plus(price.cached_input?.cost(self.cached_input));
-        }
-        if self.cache_write > 0 {
-            total = total.plus(price.cache_write?.cost(self.cache_write));
-        }
-        if self.cache_write_1h > 0 {
-            total = total.plus(price.cache_write_1h?.cost(self.cache_write_1h));
-        }
-        Some(total)
+    /// The exact cost under `price` of a call served as `served`; `None` when it cannot be
+    /// priced (see [`Price::cost`]).
+    pub fn cost(&self, price: &Price, served: &Served) -> Option<Money> {
+        price.cost(self, served)
     }
 }
 
@@ -324,6 +330,9 @@ pub struct Completion {
     pub usage: Option<Usage>,
     /// A cost the provider itself reported (OpenRouter `usage.cost`), taken as ground truth.
     pub reported_cost: Option<Money>,
+    /// What the response says about how it was served (tier, price labels); the run adds the
+    /// start time.
+    pub served: Served,
 }
 
 /// How an HTTP error body is read: the provider's error code, if any.

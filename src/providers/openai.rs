@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatRequest, Completion, ErrorInfo, Money, Protocol, ProviderConfig, Usage};
+use super::{ChatRequest, Completion, ErrorInfo, Money, Protocol, ProviderConfig, Served, Usage};
 
 /// The OpenAI-compatible Chat Completions protocol.
 pub struct OpenAi;
@@ -62,11 +62,19 @@ impl Protocol for OpenAi {
         let reported_cost = v
             .pointer("/usage/cost")
             .and_then(|c| Money::parse_usd(&c.to_string()).ok());
+        let served = Served {
+            tier: v
+                .get("service_tier")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            ..Served::default()
+        };
         Ok(Completion {
             text,
             finish_reason,
             usage,
             reported_cost,
+            served,
         })
     }
 

@@ -3,7 +3,7 @@
 //! Kept beside the wire protocols (not in the run) so that every dispatch mode (online HTTP
 //! now, batch APIs later) and the replay path classify answers the same way.
 
-use super::{Completion, Money, ProviderConfig};
+use super::{Completion, Money, ProviderConfig, Served};
 
 /// The most tokens one usage counter may report before it is treated as unreadable: 10^10.
 ///
@@ -53,14 +53,26 @@ pub fn sane_usage(c: &mut Completion) -> Option<String> {
     })
 }
 
-/// The production cost of a parsed answer: the provider's own figure, else usage × price.
-pub fn price(c: &Completion, cfg: &ProviderConfig) -> Option<Money> {
+/// The production cost of a parsed answer: the provider's own figure, else usage × price as
+/// served (tier and labels from the response, the request's start time for off-peak windows).
+pub fn price(c: &Completion, cfg: &ProviderConfig, started_at: &str) -> Option<Money> {
     c.reported_cost.or_else(|| {
+        let served = Served {
+            at_unix: unix_seconds(started_at),
+            ..c.served.clone()
+        };
         c.usage
             .as_ref()
             .zip(cfg.price.as_ref())
-            .and_then(|(u, p)| u.cost(p))
+            .and_then(|(u, p)| u.cost(p, &served))
     })
+}
+
+/// Unix seconds of a stored RFC 3339 timestamp.
+pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339(rfc3339).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_secs()).ok()
 }
 
 #[cfg(test)]
@@ -95,6 +107,7 @@ mod tests {
                 ..Usage::default()
             }),
             reported_cost: None,
+            served: Served::default(),
         };
         assert!(sane_usage(&mut c).is_some_and(|n| n.contains("18446744073709551615")));
         assert_eq!(c.usage, None);

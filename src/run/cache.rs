@@ -101,7 +101,7 @@ pub fn replayed_row(
     match protocol.parse(response.as_bytes()) {
         Ok(mut c) => {
             row.error_message = quirks::sane_usage(&mut c);
-            row.cost = quirks::price(&c, cfg);
+            row.cost = quirks::price(&c, cfg, &row.started_at);
             row.usage = c.usage;
             row.finish_reason = c.finish_reason;
             row.output = Some(c.text);

@@ -120,7 +120,17 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
 
     if (200..300).contains(&status) {
         return match spec.protocol.parse(&bytes) {
-            Ok(c) => answered(row, c, spec.cfg, &bytes),
+            Ok(mut c) => {
+                // Gemini names the tier that served the call (priority can fall back to
+                // standard) in a header, not the body.
+                if let Some(t) = headers
+                    .get("x-gemini-service-tier")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    c.served.tier = Some(t.to_string());
+                }
+                answered(row, c, spec.cfg, &bytes)
+            }
             Err(e) => {
                 // A body we cannot read is not retried: the same server would send it again.
                 row.delivery = Delivery::Answered;
@@ -198,7 +208,7 @@ fn answered(
 ) -> TryResult {
     let note = quirks::sane_usage(&mut c);
     row.delivery = Delivery::Answered;
-    row.cost = quirks::price(&c, cfg);
+    row.cost = quirks::price(&c, cfg, &row.started_at);
     row.spent = row.cost;
     row.usage = c.usage;
     row.finish_reason = c.finish_reason.clone();

@@ -13,7 +13,8 @@ use crate::config::ConfigError;
 use crate::export::{self, Format};
 use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
-use crate::providers::{ProviderConfig, load_providers};
+use crate::providers::catalog::{self, Catalog};
+use crate::providers::{ProviderConfig, load_providers_with};
 use crate::reprice::{self, RepriceError};
 use crate::run::{self, CacheMode, RunOptions};
 use crate::store::Store;
@@ -64,6 +65,8 @@ enum Command {
     Compare(CompareArgs),
     /// Every cost figure and interval of a stored run under another price table; no calls.
     Reprice(RepriceArgs),
+    /// List the price catalog (or one model's entry) with each price's date and source.
+    Prices(PricesArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -103,6 +106,8 @@ struct RunArgs {
     /// Share of outcomes allowed to end without an answer before exiting with code 4.
     #[arg(long, default_value_t = 0.0)]
     max_failed_share: f64,
+    #[command(flatten)]
+    catalog: CatalogFlag,
     #[command(flatten)]
     report: ReportFlags,
 }
@@ -226,6 +231,36 @@ struct ValidateArgs {
     /// Providers file.
     #[arg(long, short)]
     providers: Option<PathBuf>,
+    #[command(flatten)]
+    catalog: CatalogFlag,
+}
+
+#[derive(Args, Debug)]
+struct CatalogFlag {
+    /// Price catalog for `price: catalog` entries: costbench's YAML (like prices/catalog.yaml)
+    /// or LiteLLM's model_prices_and_context_window.json (default: the built-in catalog).
+    #[arg(long = "prices", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+impl CatalogFlag {
+    fn load(&self) -> Result<Catalog> {
+        Ok(match &self.file {
+            Some(f) => Catalog::load(f)?,
+            None => Catalog::builtin(),
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct PricesArgs {
+    /// Only this model (by id or alias).
+    model: Option<String>,
+    /// Output as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    catalog: CatalogFlag,
 }
 
 #[derive(Subcommand, Debug)]
@@ -332,6 +367,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Grade(a) => cmd_grade(&cli.db, a),
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
+        Command::Prices(a) => cmd_prices(a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -342,6 +378,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
 fn load_all(
     suites: &[PathBuf],
     providers: Option<&Path>,
+    catalog: &Catalog,
 ) -> Result<(Vec<Suite>, Vec<ProviderConfig>)> {
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
@@ -366,7 +403,7 @@ fn load_all(
             });
         }
     }
-    let provs = match providers.map(load_providers) {
+    let provs = match providers.map(|p| load_providers_with(p, catalog)) {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             problems.extend(e.problems);
@@ -376,6 +413,12 @@ fn load_all(
     };
     if !problems.is_empty() {
         return Err(ConfigError { problems }.into());
+    }
+    let now = std::time::SystemTime::now();
+    for p in &provs {
+        if let Some(w) = p.price_from.as_ref().and_then(|e| e.staleness(now)) {
+            eprintln!("warning: provider {}: {w}", p.id);
+        }
     }
     Ok((loaded, provs))
 }
@@ -388,7 +431,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             a.max_failed_share
         )));
     }
-    let (mut suites, mut providers) = load_all(&a.suites, Some(&a.providers))?;
+    let (mut suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
     if !a.only.is_empty() {
         let unknown: Vec<&String> = a
             .only
@@ -557,7 +600,7 @@ fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
 
 fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let opts = a.report.options()?;
-    let entries = load_providers(&a.prices)?;
+    let entries = crate::providers::load_providers(&a.prices)?;
     let store = Store::open_to_read(db)?;
     let run = store.run(a.run)?;
     let prices = reprice::prices_for(&run, &entries, &a.prices)?;
@@ -611,8 +654,8 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     } else {
         a.suites.clone()
     };
-    let (suites, _) =
-        load_all(&paths, None).with_context(|| format!("loading the graders of run {}", run.id))?;
+    let (suites, _) = load_all(&paths, None, &Catalog::builtin())
+        .with_context(|| format!("loading the graders of run {}", run.id))?;
     let graders: HashMap<String, &[CompiledGrader]> = suites
         .iter()
         .map(|s| (s.name.clone(), s.graders.as_slice()))
@@ -633,6 +676,73 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
             String::new()
         }
     );
+    Ok(exit::OK)
+}
+
+fn cmd_prices(a: &PricesArgs) -> Result<i32> {
+    let catalog = a.catalog.load()?;
+    let entries: Vec<&catalog::Entry> = match &a.model {
+        Some(m) => vec![catalog.find(m).ok_or_else(|| {
+            UsageError(format!(
+                "no price for model `{m}` in the catalog {}",
+                catalog.origin
+            ))
+        })?],
+        None => catalog.entries.iter().collect(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(exit::OK);
+    }
+    let now = std::time::SystemTime::now();
+    println!("catalog: {} (USD per 1M tokens)", catalog.origin);
+    for e in entries {
+        let p = &e.price;
+        let opt = |r: Option<crate::providers::Rate>| r.map_or("-".to_string(), |r| r.to_string());
+        let mut rules = Vec::new();
+        if !p.long_context.is_empty() {
+            rules.push("long-context tiers");
+        }
+        if !p.service_tiers.is_empty() {
+            rules.push("service tiers");
+        }
+        if p.batch.is_some() {
+            rules.push("batch");
+        }
+        if p.off_peak.is_some() {
+            rules.push("off-peak");
+        }
+        if !p.multipliers.is_empty() {
+            rules.push("multipliers");
+        }
+        println!(
+            "{:<24} {:<10} in {} cached {} write {} out {}{}",
+            e.model,
+            e.provider,
+            p.input,
+            opt(p.cached_input),
+            opt(p.cache_write),
+            p.output,
+            if rules.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", rules.join(", "))
+            }
+        );
+        let age = e
+            .age_days(now)
+            .map_or("undated".into(), |d| format!("{d} days old"));
+        let stale = if e.staleness(now).is_some() {
+            "  STALE"
+        } else {
+            ""
+        };
+        println!(
+            "    {} ({age}){stale}; {}",
+            e.date.as_deref().unwrap_or("-"),
+            e.source
+        );
+    }
     Ok(exit::OK)
 }
 
@@ -660,7 +770,7 @@ fn cmd_validate(a: &ValidateArgs) -> Result<i32> {
     if a.suites.is_empty() && a.providers.is_none() {
         bail!(UsageError("give suite files and/or --providers".into()));
     }
-    let (suites, providers) = load_all(&a.suites, a.providers.as_deref())?;
+    let (suites, providers) = load_all(&a.suites, a.providers.as_deref(), &a.catalog.load()?)?;
     for s in &suites {
         println!(
             "ok  suite {} ({}): {} tasks × {} repeats, {} graders, workload {}",
@@ -678,10 +788,15 @@ fn cmd_validate(a: &ValidateArgs) -> Result<i32> {
             Some(v) if std::env::var_os(v).is_some() => format!("{v} is set"),
             Some(v) => format!("{v} is NOT set (needed unless --cache replay)"),
         };
-        let price = if p.price.is_some() {
-            "priced"
-        } else {
-            "no price: costs will be unknown"
+        let price = match (&p.price, &p.price_from) {
+            (Some(_), Some(e)) => format!(
+                "catalog price of {} ({}, {})",
+                e.model,
+                e.date.as_deref().unwrap_or("undated"),
+                e.source
+            ),
+            (Some(_), None) => "priced".into(),
+            (None, _) => "no price: costs will be unknown".into(),
         };
         println!(
             "ok  provider {} ({} {}): {key}; {price}",

@@ -95,6 +95,20 @@ pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
+impl ConfigError {
+    /// One problem with a whole file (unreadable, not the expected format).
+    pub fn at_file(file: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            problems: vec![Problem {
+                file: file.to_path_buf(),
+                line_col: None,
+                path: DocPath::default(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
@@ -218,15 +232,8 @@ pub struct Loader {
 impl Loader {
     /// Reads and parses a YAML file; an unreadable or syntactically invalid file is one problem.
     pub fn open(file: &Path) -> Result<Loader, ConfigError> {
-        let one = |message: String| ConfigError {
-            problems: vec![Problem {
-                file: file.to_path_buf(),
-                line_col: None,
-                path: DocPath::default(),
-                message,
-            }],
-        };
-        let src = read_capped(file, MAX_CONFIG_BYTES).map_err(|e| one(e.to_string()))?;
+        let src = read_capped(file, MAX_CONFIG_BYTES)
+            .map_err(|e| ConfigError::at_file(file, e.to_string()))?;
         Self::from_str(file, &src)
     }
 

@@ -408,3 +408,17 @@ fn a_misspelt_key_inside_a_price_rule_is_located() {
     assert_eq!(out.stderr.matches("not an ISO weekday").count(), 1, "{out}");
     assert!(!out.stderr.contains("null"), "{out}");
 }
+
+// `price: catalog` takes gpt-4.1-mini's dated list price from prices/catalog.yaml
+// ($0.40 / $0.10 cached / $1.60): the same 854.4 per 1M calls as the explicit price above.
+#[test]
+fn a_catalog_price_prices_the_call() {
+    let server = serve_verbatim(fixture("openai-chat.json"));
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &[("t1", "42")]));
+    let mut p = Provider::new("p", &server.base_url()).price(Some("catalog"));
+    p.model = "gpt-4.1-mini".into();
+    let provs = ws.write("providers.yaml", &providers_yaml(&[p]));
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    assert_eq!(ws.attempts()[0].cost_femto, Some(854_400_000_000));
+}

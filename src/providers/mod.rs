@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 pub mod bound;
+pub mod catalog;
 pub mod gemini;
 pub mod openai;
 pub mod price;
@@ -160,8 +161,8 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
-                     optionally api_key_env, price, max_concurrency, timeout_s, retry, \
-                     extra_body, drop_params and tags"
+                     optionally api_key_env, price, catalog, max_concurrency, timeout_s, \
+                     retry, extra_body, drop_params and tags"
 )]
 pub struct ProviderConfig {
     /// Unique id used in reports.
@@ -174,8 +175,14 @@ pub struct ProviderConfig {
     pub model: String,
     /// Name of the environment variable holding the API key; absent for local servers.
     pub api_key_env: Option<String>,
-    /// Prices; absent means costs are unknown (never zero).
+    /// Prices; absent means costs are unknown (never zero). `price: catalog` takes the
+    /// catalog's price of `model`.
     pub price: Option<Price>,
+    /// Take the catalog's price of this model id (when it differs from `model`).
+    pub catalog: Option<String>,
+    /// The catalog entry the price came from, if it came from the catalog.
+    #[serde(skip)]
+    pub price_from: Option<catalog::Entry>,
     /// Calls in flight at once to this provider.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -212,8 +219,17 @@ struct ProvidersFile {
 /// Protocols this build speaks.
 pub const PROTOCOLS: &[&str] = &["openai", "anthropic", "gemini"];
 
-/// Loads and validates a providers file, reporting every problem at once.
+/// Loads and validates a providers file against the built-in price catalog.
 pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
+    load_providers_with(path, &catalog::Catalog::builtin())
+}
+
+/// Loads and validates a providers file, reporting every problem at once; `price: catalog`
+/// and `catalog:` entries take their price from `prices`.
+pub fn load_providers_with(
+    path: &Path,
+    prices: &catalog::Catalog,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut l = Loader::open(path)?;
     let root = l.root.clone();
     let top = DocPath::default();
@@ -223,9 +239,44 @@ pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
     let mut out: Vec<ProviderConfig> = Vec::new();
     for (i, v) in file.providers.iter().enumerate() {
         let p = top.key("providers").index(i);
-        let Some(cfg) = l.field::<ProviderConfig>(&p, v) else {
+        // `price: catalog` is a word where a mapping belongs: take it out before parsing.
+        let mut v = v.clone();
+        let from_catalog = v.get("price").and_then(Value::as_str) == Some("catalog");
+        if from_catalog && let Some(o) = v.as_object_mut() {
+            o.shift_remove("price");
+        }
+        let Some(mut cfg) = l.field::<ProviderConfig>(&p, &v) else {
             continue;
         };
+        if from_catalog || cfg.catalog.is_some() {
+            let key = if cfg.catalog.is_some() {
+                "catalog"
+            } else {
+                "price"
+            };
+            let model = cfg.catalog.clone().unwrap_or_else(|| cfg.model.clone());
+            if cfg.price.is_some() {
+                l.problem(
+                    &p.key("catalog"),
+                    "give either a price or a catalog model, not both",
+                );
+            } else {
+                match prices.find(&model) {
+                    Some(e) => {
+                        cfg.price = Some(e.price.clone());
+                        cfg.price_from = Some(e.clone());
+                    }
+                    None => l.problem(
+                        &p.key(key),
+                        format!(
+                            "no price for model `{model}` in the catalog {}; `costbench prices` \
+                             lists it, or give a price here",
+                            prices.origin
+                        ),
+                    ),
+                }
+            }
+        }
         if out.iter().any(|o| o.id == cfg.id) {
             l.problem(&p.key("id"), format!("duplicate provider id `{}`", cfg.id));
         }

@@ -536,6 +536,22 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");
         return Ok(exit::INTERNAL);
     }
+    if !summary.halted.is_empty() {
+        // A key, permission or model error is a configuration problem, not a quality result.
+        for h in &summary.halted {
+            eprintln!("error: {h}");
+        }
+        eprintln!(
+            "  no more calls went to {}; its rows are not evaluated. Fix the configuration and \
+             run the same command again: it calls only what has no answer.",
+            if summary.halted.len() == 1 {
+                "that provider"
+            } else {
+                "those providers"
+            }
+        );
+        return Ok(exit::CONFIG);
+    }
     if summary.interrupted {
         eprintln!(
             "interrupted: everything finished so far is saved; run the same command again to resume"

@@ -111,7 +111,9 @@ proptest! {
                 .max_retry_after_s(1)]),
         );
         let out = ws.run(&[&suite], &provs, &[]);
-        prop_assert!(out.code == 0 || out.code == 4, "{}", out);
+        // A 401 stops the provider and ends the run with a configuration error (exit 2).
+        let auth = out.code == 2 && out.stderr.contains("answered HTTP 401");
+        prop_assert!(out.code == 0 || out.code == 4 || auth, "{}", out);
         prop_assert!(!out.stderr.contains("panicked"), "{}", out);
         let stored = ws.attempts().iter().filter(|a| a.http_status.is_some()).count();
         prop_assert_eq!(stored, server.requests().len(), "{}", out);

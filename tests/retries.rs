@@ -100,7 +100,8 @@ async fn first_try_fails(first: First, kind: &str, retried: bool) {
         assert_eq!((&r["accepted"], &r["unanswered"]), (&json!(1), &json!(0)));
         assert_close(&r["cost_usd"]["tokens"], 0.0008544, 1e-12);
     } else {
-        out.assert_code(4);
+        // A refused key is a configuration error (exit 2), other terminal failures exit 4.
+        out.assert_code(if kind == "auth" { 2 } else { 4 });
         assert_eq!(requests, 1, "a terminal failure is not retried");
         assert_eq!(kinds(&tries), vec![Some(kind.to_string())]);
         assert!(tries[0].is_final && !tries[0].answered);
@@ -110,10 +111,12 @@ async fn first_try_fails(first: First, kind: &str, retried: bool) {
             (&json!(1), &json!(0), &json!(1))
         );
         assert_eq!((&r["accepted"], &r["unanswered"]), (&json!(0), &json!(1)));
-        assert!(
-            out.stderr.contains("1 of 1 outcomes got no answer"),
-            "{out}"
-        );
+        let says = if kind == "auth" {
+            "provider `p` answered HTTP 401"
+        } else {
+            "1 of 1 outcomes got no answer"
+        };
+        assert!(out.stderr.contains(says), "{out}");
     }
 }
 

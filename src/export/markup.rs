@@ -4,6 +4,7 @@
 use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
 
 use crate::analysis::{Row, RunAnalysis};
+use crate::store::plan::ErrorKind;
 
 /// The width of the compare and reprice tables unless `--width` says otherwise: they read in
 /// a 100-column terminal.
@@ -59,6 +60,24 @@ pub fn header(a: &RunAnalysis) -> Vec<String> {
     .collect()
 }
 
+/// Why a row was not evaluated: no outcome answered and every unanswered one failed for the
+/// provider's configuration (key, permission, model); the provider's own first message.
+pub fn not_evaluated(r: &Row) -> Option<String> {
+    let config = |k: &str| ErrorKind::parse(k).is_some_and(ErrorKind::is_configuration);
+    (r.unanswered > 0
+        && r.unanswered == r.outcomes - r.pending
+        && !r.unanswered_by_kind.is_empty()
+        && r.unanswered_by_kind.keys().all(|k| config(k)))
+    .then(|| {
+        let (kind, f) = r.unanswered_by_kind.iter().next()?;
+        Some(format!(
+            "{kind}: {}",
+            f.first_message.as_deref().unwrap_or("no message")
+        ))
+    })
+    .flatten()
+}
+
 /// The cells of one row, in header order.
 pub fn cells(r: &Row) -> Vec<String> {
     let done = r.outcomes - r.pending;
@@ -94,16 +113,22 @@ pub fn cells(r: &Row) -> Vec<String> {
         None => "unknown".to_string(),
         t => format!("{}{mark}", usd(t)),
     };
-    vec![
-        r.suite.clone(),
-        r.provider.clone(),
-        acc,
+    // A wrong key is not a model that answers badly: no acceptance figure at all.
+    let acceptance = if not_evaluated(r).is_some() {
+        "not evaluated (see below)".to_string()
+    } else {
         format!(
             "{} [{} – {}]{qual}",
             pct(r.acceptance.rate),
             pct(r.acceptance.low),
             pct(r.acceptance.high)
-        ),
+        )
+    };
+    vec![
+        r.suite.clone(),
+        r.provider.clone(),
+        acc,
+        acceptance,
         cpa,
         total,
         format!("{} / {} / {}", r.calls, r.failed_calls, r.retries),
@@ -140,6 +165,12 @@ pub fn footnote(a: &RunAnalysis) -> String {
         ));
     }
     for r in a.rows.iter().map(|r| &r.figures) {
+        if let Some(why) = not_evaluated(r) {
+            s.push_str(&format!(
+                "\n{} / {}: not evaluated: the provider refused every call for its configuration ({why}).",
+                r.suite, r.provider
+            ));
+        }
         if r.unpriced_calls == 0 {
             continue;
         }

@@ -159,6 +159,7 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
         429 => (ErrorKind::RateLimited, true),
         402 => (ErrorKind::Quota, retry_after.is_some()),
         401 | 403 => (ErrorKind::Auth, false),
+        404 => (ErrorKind::NotFound, false),
         408 => (ErrorKind::Timeout, true),
         409 => (ErrorKind::Conflict, true),
         400 if is_context_length(&code, info.message.as_deref().unwrap_or("")) => {

@@ -73,10 +73,49 @@ pub struct RunSummary {
     pub first_misses: Vec<String>,
     /// Whether Ctrl-C stopped it.
     pub interrupted: bool,
+    /// Providers the run stopped calling after an authentication, permission or not-found
+    /// error; their remaining slots stay pending for a resume once the configuration is fixed.
+    pub halted: Vec<Halt>,
     /// Money spent by this invocation, unknown costs bounded.
     pub spent: Spend,
     /// Wall time.
     pub elapsed_s: f64,
+}
+
+/// Why the run stopped calling one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Halt {
+    /// The provider id.
+    pub provider: String,
+    /// The HTTP status that stopped it.
+    pub status: Option<u16>,
+    /// The provider's own message (keys redacted).
+    pub message: String,
+    /// The variable the API key is read from, if any.
+    pub key_env: Option<String>,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self
+            .status
+            .map_or("an error".into(), |s| format!("HTTP {s}"));
+        write!(
+            f,
+            "provider `{}` answered {status}: {}",
+            self.provider, self.message
+        )?;
+        match (&self.key_env, self.status) {
+            (Some(k), Some(401 | 403)) => {
+                write!(f, "; check the API key in ${k} and its permissions")
+            }
+            (None, Some(401 | 403)) => {
+                write!(f, "; the provider wants an API key: set api_key_env")
+            }
+            (_, Some(404)) => write!(f, "; check the provider's `model` and `base_url`"),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Errors that stop a run before or after calling.
@@ -284,6 +323,7 @@ pub fn execute(
         counters: Mutex::new(Counters::default()),
         log,
         misses: Mutex::new((0, Vec::new())),
+        halted: Mutex::new(Vec::new()),
     };
     rec.emit(&RunEvent::RunStarted {
         run_id,
@@ -334,8 +374,16 @@ pub fn execute(
         misses,
         counters,
         log,
+        halted,
         ..
     } = rec;
+    let mut halted = halted.into_inner().unwrap_or_else(|e| e.into_inner());
+    for h in &mut halted {
+        h.key_env = providers
+            .iter()
+            .find(|p| p.id == h.provider)
+            .and_then(|p| p.api_key_env.clone());
+    }
     drop(tx);
     if let Err(e) = writer.finish() {
         // The run could not be stored whole; resuming calls only what is missing.
@@ -363,6 +411,7 @@ pub fn execute(
         cache_misses,
         first_misses,
         interrupted,
+        halted,
         spent: c.spent,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
@@ -389,6 +438,8 @@ pub(crate) struct Recorder {
     log: Option<EventLog>,
     /// Replay misses: how many, and the first few named.
     misses: Mutex<(u64, Vec<String>)>,
+    /// Providers no longer called, and why.
+    halted: Mutex<Vec<Halt>>,
 }
 
 impl Recorder {
@@ -406,6 +457,28 @@ impl Recorder {
         self.writer_failed.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
     }
 
+    /// Whether the run stopped calling `provider` (a configuration error).
+    fn halted(&self, provider: &str) -> bool {
+        let h = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().any(|h| h.provider == provider)
+    }
+
+    /// Stops calling the provider of a final attempt that failed for its configuration.
+    fn halt_on(&self, row: &AttemptRow) {
+        if !(row.is_final && row.error_kind.is_some_and(ErrorKind::is_configuration)) {
+            return;
+        }
+        let mut h = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        if !h.iter().any(|h| h.provider == row.provider) {
+            h.push(Halt {
+                provider: row.provider.clone(),
+                status: row.http_status,
+                message: row.error_message.clone().unwrap_or_default(),
+                key_env: None,
+            });
+        }
+    }
+
     /// Records one attempt: its events, then the store (the answer's cache entry first).
     /// `retry` is the wait before the next try, and whether the server asked for it.
     async fn record(
@@ -415,6 +488,7 @@ impl Recorder {
         retry: Option<(Duration, bool)>,
     ) {
         self.emit(&RunEvent::AttemptFinished(&row));
+        self.halt_on(&row);
         if let Some((delay, server_asked)) = retry {
             self.emit(&RunEvent::RetryScheduled {
                 attempt: &row,
@@ -503,7 +577,8 @@ async fn run_provider<'a>(
     };
     futures_util::stream::iter(slots)
         // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.
-        .take_while(|_| std::future::ready(!rec.stopped()))
+        // So does a key, permission or model error: every other call would fail the same way.
+        .take_while(|_| std::future::ready(!rec.stopped() && !rec.halted(&cfg.id)))
         .for_each_concurrent(cfg.max_concurrency, |slot| {
             run_slot(rec, cfg, protocol, &online, slot)
         })

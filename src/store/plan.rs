@@ -171,6 +171,8 @@ pub enum ErrorKind {
     Quota,
     /// HTTP 401/403.
     Auth,
+    /// HTTP 404: an unknown model or a wrong endpoint.
+    NotFound,
     /// HTTP 408 or a client-side timeout.
     Timeout,
     /// HTTP 409.
@@ -197,10 +199,11 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for parsing.
-    const ALL: [ErrorKind; 14] = [
+    const ALL: [ErrorKind; 15] = [
         ErrorKind::RateLimited,
         ErrorKind::Quota,
         ErrorKind::Auth,
+        ErrorKind::NotFound,
         ErrorKind::Timeout,
         ErrorKind::Conflict,
         ErrorKind::ContextLength,
@@ -220,6 +223,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Quota => "quota",
             ErrorKind::Auth => "auth",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Conflict => "conflict",
             ErrorKind::ContextLength => "context_length",
@@ -237,6 +241,12 @@ impl ErrorKind {
     /// Reads a stored name.
     pub fn parse(s: &str) -> Option<ErrorKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether this kind says the provider's configuration is wrong (key, permission, model
+    /// or endpoint), not that the model answered badly: the run stops calling that provider.
+    pub fn is_configuration(self) -> bool {
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound)
     }
 
     /// Whether an attempt of this kind made no call at all.

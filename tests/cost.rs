@@ -40,6 +40,16 @@ fn serve_verbatim(body: Value) -> ScriptServer {
 // openrouter-chat.json reports usage.cost 0.0137226: taken as is, even without a price.
 #[test_case("openrouter-chat.json", None,
     Some(13_722_600_000_000), (260, 8192, 2048, 187, 0) ; "openrouter reported cost")]
+// Local servers at shadow prices: ollama reports 48 prompt / 9 completion tokens;
+//   48 × 0.05 + 9 × 0.10 = 2.4 + 0.9 = 3.3 per 1M calls.
+#[test_case("ollama-openai-chat.json", Some("{input: 0.05, output: 0.10}"),
+    Some(3_300_000_000), (48, 0, 0, 9, 0) ; "ollama shadow price")]
+// llama.cpp and vLLM report 32 of the 48 prompt tokens as cached (prefix cache):
+//   16 × 0.05 + 32 × 0.01 + 9 × 0.10 = 0.8 + 0.32 + 0.9 = 2.02 per 1M calls.
+#[test_case("llamacpp-chat.json", Some("{input: 0.05, cached_input: 0.01, output: 0.10}"),
+    Some(2_020_000_000), (16, 32, 0, 9, 0) ; "llama.cpp prefix cache")]
+#[test_case("vllm-chat.json", Some("{input: 0.05, cached_input: 0.01, output: 0.10}"),
+    Some(2_020_000_000), (16, 32, 0, 9, 0) ; "vllm prefix cache")]
 #[test_case("openai-chat.json", None, None, (512, 1536, 0, 310, 192) ; "no price is unknown")]
 #[test_case("openai-chat.json", Some("{input: 0.40, output: 1.60}"),
     None, (512, 1536, 0, 310, 192) ; "cached tokens without cached_input price are unknown")]

@@ -144,13 +144,14 @@ async fn a_rejected_key_is_not_echoed_either() {
         .arg(&provs)
         .args(["--no-progress", "--format", "json"]);
     let out = Out::of(c.output().unwrap());
-    out.assert_code(4);
+    out.assert_code(2);
     assert!(
         !out.stdout.contains(wrong) && !out.stderr.contains(wrong),
         "{out}"
     );
+    // The first refusal stops further calls; the other task may already be in flight.
     let all = ws.attempts();
-    assert_eq!(all.len(), 2);
+    assert!((1..=2).contains(&all.len()), "{all:?}");
     assert!(all.iter().all(|a| a.error_kind.as_deref() == Some("auth")));
     let (_, hits) = files_containing(ws.dir.path(), wrong.as_bytes());
     assert!(hits.is_empty(), "the key is stored in {hits:?}");
@@ -269,7 +270,8 @@ fn a_key_echoed_by_the_server_is_redacted() {
         .arg(&provs)
         .args(["--no-progress", "--format", "json"]);
     let out = Out::of(c.output().expect("run costbench"));
-    out.assert_code(4);
+    // A refused key ends the run as a configuration error.
+    out.assert_code(2);
     let stored = ws.attempts();
     assert_eq!(stored.len(), 1);
     let message = stored[0].error_message.clone().unwrap_or_default();

@@ -8,9 +8,12 @@ use common::*;
 use serde_json::{Value, json};
 
 /// A providers file with one entry of `protocol`, its key in `PROTO_TEST_KEY`, priced from
-/// the catalog. Both protocols append their own versioned path to the server's root.
+/// the catalog. Anthropic and Gemini append their own versioned path to the server's root.
 fn providers(protocol: &str, base_url: &str, model: &str) -> String {
-    let base_url = base_url.trim_end_matches("/v1");
+    let base_url = match protocol {
+        "anthropic" | "gemini" => base_url.trim_end_matches("/v1"),
+        _ => base_url,
+    };
     format!(
         "providers:\n  - id: p\n    protocol: {protocol}\n    base_url: {base_url}\n    \
          model: {model}\n    api_key_env: PROTO_TEST_KEY\n    price: catalog\n    \
@@ -177,4 +180,32 @@ fn gemini_priority_is_priced_as_the_header_says_it_was_served() {
         Out::of(c.output().unwrap()).assert_code(0);
         assert_eq!(ws.attempts()[0].cost_femto, Some(femto), "{tier}");
     }
+}
+
+// openai-responses.json: input_tokens 5120 of which 4096 cached, output 900 of which 832
+// reasoning. gpt-5.5 from the catalog: 5 / 0.50 cached / 30 per 1M:
+//   1024 × 5 + 4096 × 0.50 + 900 × 30 = 5120 + 2048 + 27000 = 34,168 per 1M calls.
+#[test]
+fn openai_responses_api_end_to_end() {
+    let (_, report, seen, attempts) = run(
+        "openai-responses",
+        "gpt-5.5",
+        fixture("openai-responses.json"),
+    );
+    assert_eq!(seen.len(), 4);
+    for s in &seen {
+        assert_eq!(s.path, "/v1/responses");
+        assert_eq!(header(s, "authorization"), Some("Bearer sk-proto-secret"));
+        assert_eq!(s.body["instructions"], json!("Answer briefly."));
+        assert_eq!(s.body["max_output_tokens"], json!(16));
+        assert_eq!(s.body["store"], json!(false));
+    }
+    for a in &attempts {
+        assert_eq!(a.cost_femto, Some(34_168_000_000_000), "{a:?}");
+        assert_eq!(
+            (a.input_tokens, a.cached_tokens, a.reasoning_tokens),
+            (1024, 4096, 832)
+        );
+    }
+    assert_eq!(row(&report, "p")["accepted"], json!(4));
 }

@@ -8,6 +8,7 @@ pub mod bound;
 pub mod catalog;
 pub mod gemini;
 pub mod openai;
+pub mod openai_responses;
 pub mod price;
 pub mod pricing;
 pub mod quirks;
@@ -217,7 +218,7 @@ struct ProvidersFile {
 }
 
 /// Protocols this build speaks.
-pub const PROTOCOLS: &[&str] = &["openai", "anthropic", "gemini"];
+pub const PROTOCOLS: &[&str] = &["openai", "openai-responses", "anthropic", "gemini"];
 
 /// Loads and validates a providers file against the built-in price catalog.
 pub fn load_providers(path: &Path) -> Result<Vec<ProviderConfig>, ConfigError> {
@@ -434,6 +435,7 @@ pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
         "openai" => Some(&openai::OpenAi),
         "anthropic" => Some(&anthropic::Anthropic),
         "gemini" => Some(&gemini::Gemini),
+        "openai-responses" => Some(&openai_responses::OpenAiResponses),
         _ => None,
     }
 }

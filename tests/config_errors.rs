@@ -371,7 +371,7 @@ fn problems_of_every_file_are_reported_together_and_run_calls_nothing() {
 #[test_case(indoc! {r#"
         providers:
           - {id: a, protocol: grpc, base_url: "http://127.0.0.1:1/v1", model: m}
-    "#}, "providers.yaml:2:13: providers[0].protocol: unknown protocol `grpc`; this build speaks: openai, anthropic, gemini"
+    "#}, "providers.yaml:2:13: providers[0].protocol: unknown protocol `grpc`; this build speaks: openai, openai-responses, anthropic, gemini"
     ; "unknown protocol")]
 #[test_case(indoc! {r#"
         providers:

@@ -553,14 +553,23 @@ fn acceptance_check(
         }
     }
     if d.verdict == MigrationVerdict::Inconclusive {
-        check.tasks_needed = d.tasks_needed;
+        let m = spec.max_acceptance_drop;
         let counts = stats::PairedCounts::from_outcomes(&p.run, &p.base).ok();
+        let psi = counts.map_or(0.0, |c| c.discordance());
+        // At a drop of exactly the threshold no number of tasks is conclusive; plan instead
+        // for a run with no real change to pass at the observed discordance (§3.4).
+        let alpha = 1.0 - opts.confidence;
+        check.tasks_needed = d.tasks_needed.or_else(|| {
+            stats::noninferiority_sample_size(psi, 0.0, m, alpha, PLANNING_POWER)
+                .ok()
+                .map(|n| n.ceil() as u64)
+        });
         // With no discordant pair the plug-in variance is 0 and says "1 task"; Tango's upper
-        // bound of the drop with none is z²/(n + z²), below δ only from n > z²(1 − δ)/δ on.
-        if counts.is_some_and(|c| c.only_a + c.only_b == 0)
-            && let Ok(z) = stats::z_two_sided(opts.confidence)
+        // bound of the drop with none is z²/(n + z²), below δ only from n > z²(1 − δ)/δ on,
+        // and discordance only widens it.
+        if let Ok(z) = stats::z_two_sided(opts.confidence)
+            && d.difference.estimate >= -m
         {
-            let m = spec.max_acceptance_drop;
             let floor = (z * z * (1.0 - m) / m).floor() as u64 + 1;
             check.tasks_needed = Some(check.tasks_needed.unwrap_or(0).max(floor));
         }

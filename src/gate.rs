@@ -356,6 +356,19 @@ pub fn gate(
             ));
         }
     }
+    for s in &baseline.suites {
+        if run
+            .run
+            .plan
+            .suite(&s.name)
+            .is_some_and(|r| r.fingerprint != s.fingerprint)
+        {
+            notes.push(format!(
+                "suite `{}` changed since the baseline (prompt, params, tasks or repeats): outcomes are paired by task id and repeat",
+                s.name
+            ));
+        }
+    }
     if baseline.routes.is_some() {
         notes.push(
             "the baseline lists routed providers per class; this costbench does not check them yet"

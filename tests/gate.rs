@@ -45,11 +45,16 @@ struct Bench {
 
 impl Bench {
     fn new(n: usize) -> Bench {
+        Bench::with_repeats(n, 1)
+    }
+
+    fn with_repeats(n: usize, repeats: u32) -> Bench {
         let ws = Workspace::new();
         let server = ScriptServer::start(script(|_| true, BASE_COMPLETION));
         let tasks: Vec<(String, &str)> = (0..n).map(|i| (format!("t{i}"), RIGHT)).collect();
         let refs: Vec<(&str, &str)> = tasks.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-        let suite = ws.write("suite.yaml", &suite_yaml("s", &refs));
+        let yaml = suite_yaml("s", &refs).replace("repeats: 1\n", &format!("repeats: {repeats}\n"));
+        let suite = ws.write("suite.yaml", &yaml);
         let providers = ws.write(
             "providers.yaml",
             &providers_yaml(&[Provider::new("p", &server.base_url()).max_concurrency(16)]),
@@ -227,6 +232,37 @@ fn a_two_point_drop_on_50_tasks_is_inconclusive_and_says_how_many_tasks_would_te
         "{}",
         g.out
     );
+}
+
+#[test]
+fn with_repeats_the_acceptance_check_resamples_whole_tasks() {
+    // 100 tasks × 3 repeats: McNemar's pairs would not be independent, so the interval and
+    // the p-value come from a paired cluster bootstrap over tasks.
+    let mut b = Bench::with_repeats(100, 3);
+    let base = b.run(|i| i % 10 != 0, BASE_COMPLETION);
+    b.save(base);
+    let same = b.run(|i| i % 10 != 0, BASE_COMPLETION);
+    let g = b.gate(same, &[]);
+    g.out.assert_code(0);
+    assert_ne!(g.status("acceptance"), "FAIL", "{}", g.md);
+    assert!(
+        g.out
+            .stdout
+            .contains("over 300 paired outcomes (100 tasks)"),
+        "{}",
+        g.out
+    );
+    let worse = b.run(|i| i % 5 != 0, BASE_COMPLETION); // 10 of 100 tasks lost, all repeats
+    let g = b.gate(worse, &[]);
+    g.out.assert_code(3);
+    assert_eq!(g.status("acceptance"), "FAIL", "{}", g.md);
+    let s = &g.out.stdout;
+    assert!(
+        s.contains("drop 10.0 points [") && s.contains("(paired-cluster-bootstrap, 95%)"),
+        "{s}"
+    );
+    // Every resample of 100 tasks keeps some lost task: p is the floor 2/(2000 + 1).
+    assert!(s.contains("paired-cluster-bootstrap p = 1.0e-3"), "{s}");
 }
 
 #[test]

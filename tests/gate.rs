@@ -280,6 +280,7 @@ fn a_cost_increase_beyond_the_threshold_fails_and_one_within_it_passes() {
         "{}",
         g.md
     );
+    insta::assert_snapshot!("gate_cost_fail_markdown", g.md);
     // No price changed, so no price change is named.
     assert!(!g.out.stdout.contains("price changed"), "{}", g.out);
 

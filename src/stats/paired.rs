@@ -372,6 +372,27 @@ fn bootstrap_p(reps: impl Iterator<Item = f64>, null: f64) -> f64 {
     (2.0 * low.min(high) as f64 / (total + 1) as f64).min(1.0)
 }
 
+/// The paired replicates (R_a*, R_b*) behind a bootstrap p-value: whole tasks resampled, the
+/// same indices for both sides, as the matching interval draws them.
+fn paired_replicates(
+    a: &[Outcome],
+    b: &[Outcome],
+    reps: usize,
+    seed: u64,
+    clusters: fn(&[Outcome]) -> Clusters,
+) -> Result<Vec<(f64, f64)>, StatsError> {
+    check_aligned(a, b)?;
+    if reps < 2 {
+        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
+    }
+    Ok(paired_ratio_replicates(
+        &clusters(a),
+        &clusters(b),
+        reps,
+        seed,
+    ))
+}
+
 /// Two-sided paired bootstrap p-value of equal cost per accepted outcome (R_A / R_B = 1), from
 /// the same resamples (same seed, whole tasks) as [`paired_cost_per_accepted`]'s interval.
 /// The smallest p it can give is 2/(reps + 1).
@@ -381,15 +402,7 @@ pub fn paired_cost_ratio_p(
     reps: usize,
     seed: u64,
 ) -> Result<f64, StatsError> {
-    check_aligned(a, b)?;
-    if reps < 2 {
-        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
-    }
-    let (ca, cb) = (
-        Clusters::cost_per_accepted(a),
-        Clusters::cost_per_accepted(b),
-    );
-    let pairs = paired_ratio_replicates(&ca, &cb, reps, seed);
+    let pairs = paired_replicates(a, b, reps, seed, Clusters::cost_per_accepted)?;
     Ok(bootstrap_p(pairs.iter().map(|(x, y)| x / y), 1.0))
 }
 
@@ -402,12 +415,7 @@ pub fn paired_acceptance_p(
     reps: usize,
     seed: u64,
 ) -> Result<f64, StatsError> {
-    check_aligned(a, b)?;
-    if reps < 2 {
-        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
-    }
-    let (ca, cb) = (Clusters::acceptance(a), Clusters::acceptance(b));
-    let pairs = paired_ratio_replicates(&ca, &cb, reps, seed);
+    let pairs = paired_replicates(a, b, reps, seed, Clusters::acceptance)?;
     Ok(bootstrap_p(pairs.iter().map(|(x, y)| x - y), 0.0))
 }
 

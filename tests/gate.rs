@@ -474,3 +474,23 @@ fn exit_code_3_is_documented_in_help() {
         "{out}"
     );
 }
+
+#[test]
+fn a_provider_without_a_price_gets_an_inconclusive_cost_check_that_says_why() {
+    let mut b = Bench::new(10);
+    let unpriced = b.ws.write(
+        "providers-unpriced.yaml",
+        &providers_yaml(&[Provider::new("p", &b.server.base_url()).price(None)]),
+    );
+    let base = b.run_with(&unpriced, &["--new", "--cache", "off"]);
+    b.save(base);
+    let run = b.run_with(&unpriced, &["--new", "--cache", "off"]);
+    let g = b.gate(run, &[]);
+    g.out.assert_code(0);
+    assert_eq!(g.status("cost per accepted"), "INCONCLUSIVE", "{}", g.md);
+    assert!(
+        g.md.contains("calls of unknown cost left out (known costs only): 10 in the baseline, 10 in the run; no known cost on either side: nothing to compare"),
+        "{}",
+        g.md
+    );
+}

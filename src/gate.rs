@@ -184,9 +184,8 @@ pub struct Check {
     pub notes: Vec<String>,
 }
 
-/// The gate's result.
-///
-/// `--format json` is not offered yet; the fields are named for it.
+/// The gate's result: what the text, markdown and JUnit outputs render (serializable, though
+/// no JSON output is offered yet).
 #[derive(Debug, Clone, Serialize)]
 pub struct GateReport {
     /// The baseline's source run.

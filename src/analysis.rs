@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::providers::{Money, Price, Tally, Usage, bound};
 use crate::stats::{self, Outcome};
@@ -46,7 +46,7 @@ impl Default for AnalysisOptions {
 }
 
 /// How one outcome ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Answered and accepted.

@@ -8,9 +8,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::analysis::{AnalysisOptions, RunAnalysis};
+use crate::baseline::{Baseline, BaselineError};
 use crate::compare::{self, CompareError, CompareSpec};
 use crate::config::ConfigError;
 use crate::export::{self, Format};
+use crate::gate::{self, GateError, GateSpec};
 use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
 use crate::providers::catalog::{self, Catalog};
@@ -28,6 +30,8 @@ pub mod exit {
     pub const INTERNAL: i32 = 1;
     /// Invalid usage or configuration.
     pub const CONFIG: i32 = 2;
+    /// `costbench gate`: a regression is significant and beyond its threshold.
+    pub const GATE_FAILED: i32 = 3;
     /// Some outcomes got no answer (provider failures, replay misses) above the allowed share.
     pub const PROVIDER_FAILURES: i32 = 4;
     /// Another costbench process is running the same run (same suites and providers).
@@ -38,7 +42,13 @@ pub mod exit {
 
 /// costbench: which LLM provider should own which workload, by cost per accepted outcome.
 #[derive(Parser, Debug)]
-#[command(name = "costbench", version, about, max_term_width = 100)]
+#[command(
+    name = "costbench",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     /// SQLite database holding runs, attempts, grades and the record/replay cache.
     #[arg(
@@ -51,6 +61,12 @@ pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes, as `--help` shows them (the README's list).
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 internal error · 2 usage or config error (also a \
+missing, corrupt or incompatible baseline; a key or model refused in a run) · 3 `gate`: a regression is significant and beyond \
+its threshold · 4 more outcomes without an answer than --max-failed-share allows · 5 another \
+costbench process is running the same run · 130 interrupted";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -67,6 +83,13 @@ enum Command {
     Reprice(RepriceArgs),
     /// List the price catalog (or one model's entry) with each price's date and source.
     Prices(PricesArgs),
+    /// Save a stored run as the baseline file `gate` compares against (commit it).
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+    /// CI regression gate: exit 3 when a run regressed against a baseline, significantly
+    /// (paired tests, Holm) and beyond the thresholds; no provider calls.
+    #[command(after_help = EXIT_CODES)]
+    Gate(GateArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -214,6 +237,50 @@ struct RepriceArgs {
     report: ReportFlags,
 }
 
+#[derive(Subcommand, Debug)]
+enum BaselineCommand {
+    /// Write a run's per-outcome results and summary figures to a baseline file.
+    Save {
+        /// Run id (default: the latest).
+        #[arg(long)]
+        run: Option<i64>,
+        /// The baseline file to write (JSON, one outcome a line).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct GateArgs {
+    /// The baseline file (`costbench baseline save`).
+    #[arg(long)]
+    baseline: PathBuf,
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    /// Largest acceptable drop in acceptance, as a share (0.02 = two points).
+    #[arg(long, default_value_t = 0.02)]
+    max_acceptance_drop: f64,
+    /// Largest acceptable increase in cost per accepted outcome, as a share (0.10 = 10%).
+    #[arg(long, default_value_t = 0.10)]
+    max_cost_increase: f64,
+    /// Also write JUnit XML to FILE: one test case per check.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Also write the markdown summary to FILE (for a pull request or $GITHUB_STEP_SUMMARY).
+    #[arg(long, value_name = "FILE")]
+    md: Option<PathBuf>,
+    /// Confidence level of every interval; the tests run at α = 1 − confidence.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples (cost checks, and acceptance with repeats).
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 20261127)]
+    seed: u64,
+}
+
 #[derive(Args, Debug)]
 struct GradeArgs {
     /// Run id (default: the latest).
@@ -317,6 +384,8 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<CompareError>().is_some()
             || c.downcast_ref::<RepriceError>().is_some()
+            || c.downcast_ref::<BaselineError>().is_some()
+            || c.downcast_ref::<GateError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
                 Some(run::RunError::Cassette { .. } | run::RunError::Unwritable { .. })
@@ -349,6 +418,8 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         e.downcast_ref::<CompareError>()
             .map(CompareError::hint)
             .or_else(|| e.downcast_ref::<RepriceError>().map(RepriceError::hint))
+            .or_else(|| e.downcast_ref::<BaselineError>().map(BaselineError::hint))
+            .or_else(|| e.downcast_ref::<GateError>().map(GateError::hint))
     }
 }
 
@@ -368,6 +439,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
         Command::Prices(a) => cmd_prices(a),
+        Command::Baseline(BaselineCommand::Save { run, out }) => {
+            cmd_baseline_save(&cli.db, *run, out)
+        }
+        Command::Gate(a) => cmd_gate(&cli.db, a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -627,6 +702,67 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
         &export::reprice::render(&r, a.report.format, a.report.width),
         a.out.as_deref(),
     )
+}
+
+fn cmd_baseline_save(db: &Path, run: Option<i64>, out: &Path) -> Result<i32> {
+    let store = Store::open_to_read(db)?;
+    let analysis = RunAnalysis::load(&store, store.run(run)?, AnalysisOptions::default())?;
+    let b = Baseline::from_analysis(&analysis)?;
+    write_output(out, b.to_text().trim_end())?;
+    eprintln!(
+        "wrote the baseline of run {} ({} suite × provider rows, {} outcomes) to {}",
+        b.run.id,
+        b.rows.len(),
+        b.rows.iter().map(|r| r.outcomes.len()).sum::<usize>(),
+        out.display()
+    );
+    Ok(exit::OK)
+}
+
+fn cmd_gate(db: &Path, a: &GateArgs) -> Result<i32> {
+    let opts = ReportFlags {
+        format: Format::Table,
+        confidence: a.confidence,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        width: None,
+    }
+    .options()?;
+    let spec = GateSpec {
+        max_acceptance_drop: a.max_acceptance_drop,
+        max_cost_increase: a.max_cost_increase,
+    };
+    let baseline = Baseline::load(&a.baseline)?;
+    let store = Store::open_to_read(db)?;
+    let run = store.run(a.run)?;
+    // Bad input is refused before the analyses are loaded.
+    gate::check_plan(&baseline, &run, &spec)?;
+    let changed = gate::changed_prices(&baseline, &run);
+    let repriced = if changed.is_empty() {
+        None
+    } else {
+        Some(RunAnalysis::load_repriced(
+            &store,
+            run.clone(),
+            opts,
+            &changed,
+        )?)
+    };
+    let analysis = RunAnalysis::load(&store, run, opts)?;
+    let report = gate::gate(&baseline, &analysis, repriced.as_ref(), &spec)?;
+    if let Some(path) = &a.junit {
+        let xml = export::junit::render(&report).context("rendering the JUnit XML")?;
+        write_output(path, xml.trim_end())?;
+    }
+    if let Some(path) = &a.md {
+        write_output(path, export::gate::markdown(&report).trim_end())?;
+    }
+    println!("{}", export::gate::text(&report));
+    Ok(if report.status() == gate::Status::Fail {
+        exit::GATE_FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// Writes an output file whole: a temporary file beside it, renamed into place.

@@ -5,10 +5,12 @@
 //! it, so reports can be rebuilt without calling a provider.
 
 pub mod analysis;
+pub mod baseline;
 pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod export;
+pub mod gate;
 pub mod grade;
 pub mod providers;
 pub mod reprice;

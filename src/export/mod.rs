@@ -4,7 +4,9 @@
 //! and shared by the terminal table and markdown. No exporter reads the store.
 
 pub mod compare;
+pub mod gate;
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod markup;
 pub mod reprice;

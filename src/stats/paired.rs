@@ -357,6 +357,68 @@ pub fn paired_cost_per_accepted(
     })
 }
 
+/// Two-sided bootstrap p-value of H₀: θ = θ₀ from the replicates θ*: the achieved significance
+/// level of the percentile interval, 2·min(1 + #{θ* ≤ θ₀}, 1 + #{θ* ≥ θ₀})/(B + 1), at most 1
+/// (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, §15.4 and §16.4; the +1 as in
+/// Davison & Hinkley, *Bootstrap Methods*, 1997, §4.4, so p is never 0). An undefined replicate
+/// (NaN) counts in both tails, as it counts against both bounds of the interval.
+fn bootstrap_p(reps: impl Iterator<Item = f64>, null: f64) -> f64 {
+    let (mut total, mut low, mut high) = (0u64, 1u64, 1u64);
+    for r in reps {
+        total += 1;
+        low += u64::from(r.is_nan() || r <= null);
+        high += u64::from(r.is_nan() || r >= null);
+    }
+    (2.0 * low.min(high) as f64 / (total + 1) as f64).min(1.0)
+}
+
+/// The paired replicates (R_a*, R_b*) behind a bootstrap p-value: whole tasks resampled, the
+/// same indices for both sides, as the matching interval draws them.
+fn paired_replicates(
+    a: &[Outcome],
+    b: &[Outcome],
+    reps: usize,
+    seed: u64,
+    clusters: fn(&[Outcome]) -> Clusters,
+) -> Result<Vec<(f64, f64)>, StatsError> {
+    check_aligned(a, b)?;
+    if reps < 2 {
+        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
+    }
+    Ok(paired_ratio_replicates(
+        &clusters(a),
+        &clusters(b),
+        reps,
+        seed,
+    ))
+}
+
+/// Two-sided paired bootstrap p-value of equal cost per accepted outcome (R_A / R_B = 1), from
+/// the same resamples (same seed, whole tasks) as [`paired_cost_per_accepted`]'s interval.
+/// The smallest p it can give is 2/(reps + 1).
+pub fn paired_cost_ratio_p(
+    a: &[Outcome],
+    b: &[Outcome],
+    reps: usize,
+    seed: u64,
+) -> Result<f64, StatsError> {
+    let pairs = paired_replicates(a, b, reps, seed, Clusters::cost_per_accepted)?;
+    Ok(bootstrap_p(pairs.iter().map(|(x, y)| x / y), 1.0))
+}
+
+/// Two-sided paired cluster-bootstrap p-value of equal acceptance (p_A − p_B = 0), from the same
+/// resamples as [`paired_acceptance_bootstrap`]: the test to use with repeats, where McNemar's
+/// pairs are not independent.
+pub fn paired_acceptance_p(
+    a: &[Outcome],
+    b: &[Outcome],
+    reps: usize,
+    seed: u64,
+) -> Result<f64, StatsError> {
+    let pairs = paired_replicates(a, b, reps, seed, Clusters::acceptance)?;
+    Ok(bootstrap_p(pairs.iter().map(|(x, y)| x - y), 0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +598,24 @@ mod tests {
             prop_assert!((ta.estimate + tb.estimate).abs() < 1e-12);
             prop_assert!(ta.low <= ta.estimate && ta.estimate <= ta.high);
         }
+    }
+
+    #[test]
+    fn bootstrap_p_values_separate_a_real_gap_from_none() {
+        // Identical sides: every replicate sits on the null, p = 1.
+        let same = outcomes(&[true, false, true, true], &[1.0, 2.0, 1.0, 1.0]);
+        assert_eq!(paired_cost_ratio_p(&same, &same, 999, 7).unwrap(), 1.0);
+        assert_eq!(paired_acceptance_p(&same, &same, 999, 7).unwrap(), 1.0);
+        // A side costing 1.5× on every task: no replicate reaches 1, p is the floor 2/(B + 1).
+        let acc = [true; 30];
+        let dear = outcomes(&acc, &[1.5; 30]);
+        let cheap = outcomes(&acc, &[1.0; 30]);
+        let p = paired_cost_ratio_p(&dear, &cheap, 999, 7).unwrap();
+        assert!(close(p, 2.0 / 1000.0, 1e-12), "{p}");
+        // Hand count: replicates {0.5, 1, 2, NaN} against 1 → low 1+3, high 1+3 → 2·4/5, capped.
+        let p = bootstrap_p([0.5, 1.0, 2.0, f64::NAN].into_iter(), 1.0);
+        assert_eq!(p, 1.0);
+        let p = bootstrap_p([2.0, 3.0, 4.0, 0.5].into_iter(), 1.0);
+        assert!(close(p, 2.0 * 2.0 / 5.0, 1e-12), "{p}");
     }
 }

@@ -84,15 +84,17 @@ impl RunPlan {
 }
 
 /// Money as an exact integer of femto-dollars written as text (JSON numbers lose digits).
-mod money_text {
+pub mod money_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::providers::Money;
 
+    /// Writes `"1000"`.
     pub fn serialize<S: Serializer>(m: &Money, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&m.0)
     }
 
+    /// Reads `"1000"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
         let t = String::deserialize(d)?;
         t.parse::<i128>().map(Money).map_err(|_| {

@@ -67,3 +67,32 @@ fn a_refused_configuration_stops_the_provider(status: u16, code: &str, message: 
     assert_eq!(bad.requests().len(), 1 + 40, "{again}");
     assert_eq!(good.requests().len(), 40, "{again}");
 }
+
+/// A provider whose headers say its request budget is spent is not called again before the
+/// reset it names: the run slows down instead of collecting 429s.
+#[test]
+fn a_spent_rate_limit_header_holds_the_next_call_until_its_reset() {
+    let server = ScriptServer::start(|_, _| Reply::Bytes {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-ratelimit-remaining-requests".into(), "0".into()),
+            ("x-ratelimit-reset-requests".into(), "800ms".into()),
+        ],
+        body: chat_response("42").to_string().into_bytes(),
+    });
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "42"), ("t2", "42")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).max_concurrency(1)]),
+    );
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let seen = server.requests();
+    assert_eq!(seen.len(), 2);
+    let gap = seen[1].at.duration_since(seen[0].at);
+    assert!(gap >= std::time::Duration::from_millis(700), "{gap:?}");
+}

@@ -162,8 +162,8 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
-                     optionally api_key_env, price, catalog, max_concurrency, timeout_s, \
-                     retry, extra_body, drop_params and tags"
+                     optionally api_key_env, price, catalog, max_concurrency, rpm, tpm, \
+                     timeout_s, retry, extra_body, drop_params and tags"
 )]
 pub struct ProviderConfig {
     /// Unique id used in reports.
@@ -187,6 +187,10 @@ pub struct ProviderConfig {
     /// Calls in flight at once to this provider.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// Requests per minute this provider allows (none: no limit beyond `max_concurrency`).
+    pub rpm: Option<std::num::NonZeroU32>,
+    /// Tokens per minute this provider allows, prompt and completion together.
+    pub tpm: Option<std::num::NonZeroU32>,
     /// Timeout of one HTTP call, seconds.
     #[serde(default = "default_timeout")]
     pub timeout_s: f64,

@@ -37,6 +37,8 @@ pub struct TryResult {
     pub retry_after: Option<Duration>,
     /// The raw 2xx body (valid JSON), for the cache.
     pub body: Option<String>,
+    /// How long the provider's rate-limit headers say to hold further calls.
+    pub pause: Option<Duration>,
 }
 
 /// Everything needed to send one request.
@@ -118,8 +120,12 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
     row.http_status = Some(status);
 
+    let pause = super::limits::pause_from_headers(
+        &headers,
+        Duration::from_secs(spec.cfg.retry.max_retry_after_s),
+    );
     if (200..300).contains(&status) {
-        return match spec.protocol.parse(&bytes) {
+        let mut r = match spec.protocol.parse(&bytes) {
             Ok(mut c) => {
                 // Gemini names the tier that served the call (priority can fall back to
                 // standard) in a header, not the body.
@@ -142,9 +148,12 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
                     retryable: false,
                     retry_after: None,
                     body: None,
+                    pause: None,
                 }
             }
         };
+        r.pause = pause;
+        return r;
     }
 
     let info = spec.protocol.parse_error(&bytes);
@@ -198,6 +207,7 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
         retryable,
         retry_after,
         body: None,
+        pause,
     }
 }
 
@@ -223,6 +233,7 @@ fn answered(
             retryable: true,
             retry_after: None,
             body: None,
+            pause: None,
         };
     }
     row.answered = true;
@@ -232,6 +243,7 @@ fn answered(
         retryable: false,
         retry_after: None,
         body: String::from_utf8(bytes.to_vec()).ok(),
+        pause: None,
     }
 }
 
@@ -256,6 +268,7 @@ fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> Tr
         retryable: true,
         retry_after: None,
         body: None,
+        pause: None,
     }
 }
 

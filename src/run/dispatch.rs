@@ -7,8 +7,8 @@
 
 use serde_json::Value;
 
-use super::Recorder;
 use super::call::{CallSpec, backoff, try_once};
+use super::{Recorder, limits};
 use crate::providers::{ChatRequest, Money, Protocol, ProviderConfig, bound};
 use crate::store::{AttemptRow, Delivery, ErrorKind};
 use crate::suite::{Suite, Task};
@@ -103,6 +103,8 @@ pub struct Online<'a> {
     pub client: reqwest::Client,
     /// The key's variable and value, when the provider needs one.
     pub key: Option<(String, Option<String>)>,
+    /// Its rate limits.
+    pub limits: super::limits::Limits,
 }
 
 impl Dispatch for Online<'_> {
@@ -127,8 +129,21 @@ impl Dispatch for Online<'_> {
         };
         let mut delays = backoff(self.cfg);
         let mut base = req.base.clone();
+        let estimate = limits::estimate(req.est_prompt_tokens, bound::completion_cap(&req.body));
         loop {
+            self.limits.admit(estimate).await;
             let r = try_once(&spec, base.clone()).await;
+            if let Some(d) = r.pause {
+                self.limits.pause(d);
+            }
+            if let Some(extra) = r
+                .row
+                .usage
+                .map(|u| limits::used(&u))
+                .and_then(|u| u.checked_sub(estimate))
+            {
+                self.limits.charge(extra).await;
+            }
             // The server knows when it will take us back: its wait replaces our backoff.
             let retry = if r.retryable { delays.next() } else { None }
                 .map(|d| (r.retry_after.unwrap_or(d), r.retry_after.is_some()));

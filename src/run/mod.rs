@@ -9,6 +9,7 @@ pub mod cache;
 pub mod call;
 pub mod dispatch;
 pub mod events;
+pub mod limits;
 pub mod plan;
 pub mod progress;
 
@@ -574,6 +575,7 @@ async fn run_provider<'a>(
             .api_key_env
             .as_ref()
             .map(|v| (v.clone(), std::env::var(v).ok())),
+        limits: limits::Limits::new(cfg),
     };
     futures_util::stream::iter(slots)
         // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.

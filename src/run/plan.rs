@@ -1,21 +1,27 @@
 //! The plan of a run: its identity (the run key), what the store keeps about it, and the slots
 //! still to call.
+//!
+//! Slots are read from the run's task list in the store a page at a time, so a run holds a
+//! page of tasks per provider however large its suites. Each suite's tasks are called in
+//! task-id order, the order of the task list's key; the attempts index then grows at its end
+//! instead of at random places, which kept large runs' writes from slowing down as they grew.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
 use crate::providers::ProviderConfig;
-use crate::store::SlotKey;
 use crate::store::plan::{ProviderPlan, RunPlan, SuitePlan};
+use crate::store::{PAGE_SLOTS, SlotProgress, Store, StoreError};
 use crate::suite::{Suite, Task, canonical_json};
 
 /// One unit of work: a task sample for one provider.
 pub struct Slot<'a> {
     /// Its suite.
     pub suite: &'a Suite,
-    /// Its task.
-    pub task: &'a Task,
+    /// Its task (shared by its repeats).
+    pub task: Arc<Task>,
     /// Sample number.
     pub repeat: u32,
     /// The next try number (continues across resumes).
@@ -64,7 +70,7 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
                 margin: s.margin,
                 rejection_cost_femto: s.rejection_cost,
                 repeats: s.repeats,
-                tasks: s.tasks.len() as u64,
+                tasks: s.task_count,
                 fingerprint: s.fingerprint.clone(),
                 max_tokens: crate::providers::bound::completion_cap(&serde_json::Value::Object(
                     s.params.clone(),
@@ -79,37 +85,118 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
 pub fn slots_in(suites: &[Suite]) -> u64 {
     suites
         .iter()
-        .map(|s| s.tasks.len() as u64 * u64::from(s.repeats))
+        .map(|s| s.task_count.saturating_mul(u64::from(s.repeats)))
         .sum()
 }
 
-/// The slots of one provider that have no answer yet, in plan order.
-pub fn pending_slots<'a>(
+/// The slots of one provider that have no answer yet, paged from the store's task list (see
+/// the module docs). A store error ends the iteration early and is left in `failure`.
+pub struct PendingSlots<'a> {
     suites: &'a [Suite],
-    progress: &'a HashMap<SlotKey, (bool, u32)>,
+    store: Store,
+    run_id: i64,
     provider: &'a str,
-) -> impl Iterator<Item = Slot<'a>> + 'a {
-    suites.iter().flat_map(move |suite| {
-        suite.tasks.iter().flat_map(move |task| {
-            (0..suite.repeats).filter_map(move |repeat| {
-                let (done, next_try) = if progress.is_empty() {
-                    (false, 0)
+    /// Whether earlier sessions may have answered slots (a fresh run has no attempts).
+    resumed: bool,
+    failure: &'a Mutex<Option<StoreError>>,
+    /// The suite being read, and the last task id read from it.
+    suite: usize,
+    after: Option<String>,
+    queue: VecDeque<Slot<'a>>,
+}
+
+impl<'a> PendingSlots<'a> {
+    /// The pending slots of `provider`, read through `store`, a connection of its own.
+    pub fn new(
+        suites: &'a [Suite],
+        store: Store,
+        run_id: i64,
+        provider: &'a str,
+        resumed: bool,
+        failure: &'a Mutex<Option<StoreError>>,
+    ) -> Self {
+        PendingSlots {
+            suites,
+            store,
+            run_id,
+            provider,
+            resumed,
+            failure,
+            suite: 0,
+            after: None,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Reads the next page of tasks into the queue; moves to the next suite at the end of one.
+    fn fill(&mut self) -> Result<(), StoreError> {
+        let suites = self.suites;
+        let suite = &suites[self.suite];
+        let per_page = (PAGE_SLOTS / suite.repeats.max(1) as usize).max(1);
+        let tasks =
+            self.store
+                .tasks_page(self.run_id, &suite.name, self.after.as_deref(), per_page)?;
+        let (Some(first), Some(last)) = (tasks.first(), tasks.last()) else {
+            self.suite += 1;
+            self.after = None;
+            return Ok(());
+        };
+        let progress = if self.resumed {
+            self.store.slot_progress(
+                self.run_id,
+                &suite.name,
+                self.provider,
+                (&first.id, &last.id),
+            )?
+        } else {
+            HashMap::new()
+        };
+        self.after = Some(last.id.clone());
+        for task in tasks {
+            let task = Arc::new(task);
+            for repeat in 0..suite.repeats {
+                let p = if progress.is_empty() {
+                    None
                 } else {
-                    let k = (
-                        suite.name.clone(),
-                        provider.to_string(),
-                        task.id.clone(),
-                        repeat,
-                    );
-                    progress.get(&k).copied().unwrap_or((false, 0))
+                    progress.get(&(task.id.clone(), repeat))
                 };
-                (!done).then_some(Slot {
-                    suite,
-                    task,
-                    repeat,
-                    next_try,
-                })
-            })
-        })
-    })
+                let p = p.copied().unwrap_or(SlotProgress {
+                    answered: false,
+                    next_try: 0,
+                });
+                if !p.answered {
+                    self.queue.push_back(Slot {
+                        suite,
+                        task: task.clone(),
+                        repeat,
+                        next_try: p.next_try,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Iterator for PendingSlots<'a> {
+    type Item = Slot<'a>;
+
+    fn next(&mut self) -> Option<Slot<'a>> {
+        loop {
+            if let Some(slot) = self.queue.pop_front() {
+                return Some(slot);
+            }
+            if self.suite >= self.suites.len() {
+                return None;
+            }
+            if let Err(e) = self.fill() {
+                self.failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+                self.suite = self.suites.len();
+                return None;
+            }
+        }
+    }
 }

@@ -276,22 +276,7 @@ pub fn execute(
     let mut spill = opts.db.clone().into_os_string();
     spill.push(format!(".spill-run{run_id}-{}.jsonl", std::process::id()));
     let writer = Writer::start(&opts.db, PathBuf::from(spill))?;
-    // Each provider reads its slots through a connection of its own.
     let slot_failure = Mutex::new(None);
-    let slots = providers
-        .iter()
-        .map(|p| {
-            let store = Store::open(&opts.db)?;
-            Ok(PendingSlots::new(
-                suites,
-                store,
-                run_id,
-                &p.id,
-                resume.is_some(),
-                &slot_failure,
-            ))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
     let rec = Recorder {
         run_id,
         mode: opts.cache,
@@ -304,6 +289,19 @@ pub fn execute(
         log,
         misses: Mutex::new((0, Vec::new())),
     };
+    let slots: Vec<PendingSlots<'_>> = providers
+        .iter()
+        .map(|p| {
+            PendingSlots::new(
+                suites,
+                &rec.reader,
+                run_id,
+                &p.id,
+                resume.is_some(),
+                &slot_failure,
+            )
+        })
+        .collect();
     rec.emit(&RunEvent::RunStarted {
         run_id,
         resumed: resume.is_some(),

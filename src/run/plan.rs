@@ -93,7 +93,7 @@ pub fn slots_in(suites: &[Suite]) -> u64 {
 /// the module docs). A store error ends the iteration early and is left in `failure`.
 pub struct PendingSlots<'a> {
     suites: &'a [Suite],
-    store: Store,
+    store: &'a Mutex<Store>,
     run_id: i64,
     provider: &'a str,
     /// Whether earlier sessions may have answered slots (a fresh run has no attempts).
@@ -106,10 +106,12 @@ pub struct PendingSlots<'a> {
 }
 
 impl<'a> PendingSlots<'a> {
-    /// The pending slots of `provider`, read through `store`, a connection of its own.
+    /// The pending slots of `provider`, read through `store` (shared with the run's other
+    /// readers: one page at a time, so the lock is held briefly and the connections and their
+    /// page caches do not multiply with the providers).
     pub fn new(
         suites: &'a [Suite],
-        store: Store,
+        store: &'a Mutex<Store>,
         run_id: i64,
         provider: &'a str,
         resumed: bool,
@@ -133,23 +135,25 @@ impl<'a> PendingSlots<'a> {
         let suites = self.suites;
         let suite = &suites[self.suite];
         let per_page = (PAGE_SLOTS / suite.repeats.max(1) as usize).max(1);
-        let tasks =
-            self.store
-                .tasks_page(self.run_id, &suite.name, self.after.as_deref(), per_page)?;
-        let (Some(first), Some(last)) = (tasks.first(), tasks.last()) else {
+        let (tasks, progress) = {
+            let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            let tasks =
+                store.tasks_page(self.run_id, &suite.name, self.after.as_deref(), per_page)?;
+            let progress = match (tasks.first(), tasks.last()) {
+                (Some(first), Some(last)) if self.resumed => store.slot_progress(
+                    self.run_id,
+                    &suite.name,
+                    self.provider,
+                    (&first.id, &last.id),
+                )?,
+                _ => HashMap::new(),
+            };
+            (tasks, progress)
+        };
+        let Some(last) = tasks.last() else {
             self.suite += 1;
             self.after = None;
             return Ok(());
-        };
-        let progress = if self.resumed {
-            self.store.slot_progress(
-                self.run_id,
-                &suite.name,
-                self.provider,
-                (&first.id, &last.id),
-            )?
-        } else {
-            HashMap::new()
         };
         self.after = Some(last.id.clone());
         for task in tasks {

@@ -29,7 +29,7 @@ pub use cache::CacheMode;
 use dispatch::{Dispatch, Online, Prepared};
 pub use events::Spend;
 use events::{Consumer, Counters, EventLog, RunEvent};
-use plan::{PendingSlots, Slot, run_key, run_plan, slots_in};
+use plan::{Slot, SlotSource, run_key, run_plan, slots_in};
 use progress::Progress;
 
 /// Options of one `costbench run`.
@@ -276,7 +276,6 @@ pub fn execute(
     let mut spill = opts.db.clone().into_os_string();
     spill.push(format!(".spill-run{run_id}-{}.jsonl", std::process::id()));
     let writer = Writer::start(&opts.db, PathBuf::from(spill))?;
-    let slot_failure = Mutex::new(None);
     let rec = Recorder {
         run_id,
         mode: opts.cache,
@@ -289,19 +288,13 @@ pub fn execute(
         log,
         misses: Mutex::new((0, Vec::new())),
     };
-    let slots: Vec<PendingSlots<'_>> = providers
-        .iter()
-        .map(|p| {
-            PendingSlots::new(
-                suites,
-                &rec.reader,
-                run_id,
-                &p.id,
-                resume.is_some(),
-                &slot_failure,
-            )
-        })
-        .collect();
+    let source = SlotSource {
+        suites,
+        store: &rec.reader,
+        run_id,
+        resumed: resume.is_some(),
+        failure: Mutex::new(None),
+    };
     rec.emit(&RunEvent::RunStarted {
         run_id,
         resumed: resume.is_some(),
@@ -334,8 +327,7 @@ pub fn execute(
             providers
                 .iter()
                 .zip(clients)
-                .zip(slots)
-                .map(|((p, client), slots)| run_provider(&rec, p, client, slots)),
+                .map(|(p, client)| run_provider(&rec, p, client, source.pending(&p.id))),
         );
         tokio::select! {
             biased;
@@ -357,7 +349,10 @@ pub fn execute(
         ..
     } = rec;
     drop(tx);
-    let slot_failure = slot_failure.into_inner().unwrap_or_else(|e| e.into_inner());
+    let slot_failure = source
+        .failure
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(e) = writer.finish().err().or(slot_failure) {
         // The run could not be stored or read whole; resuming calls only what is missing.
         let _ = store.set_run_status(run_id, RunStatus::Interrupted);

@@ -89,16 +89,39 @@ pub fn slots_in(suites: &[Suite]) -> u64 {
         .sum()
 }
 
-/// The slots of one provider that have no answer yet, paged from the store's task list (see
-/// the module docs). A store error ends the iteration early and is left in `failure`.
-pub struct PendingSlots<'a> {
-    suites: &'a [Suite],
-    store: &'a Mutex<Store>,
-    run_id: i64,
-    provider: &'a str,
+/// Where every provider's pending slots are read from.
+pub struct SlotSource<'a> {
+    /// The run's suites, in plan order.
+    pub suites: &'a [Suite],
+    /// The run's reader connection, shared: it is locked for one page at a time, so the
+    /// connections and their page caches do not multiply with the providers.
+    pub store: &'a Mutex<Store>,
+    /// The run.
+    pub run_id: i64,
     /// Whether earlier sessions may have answered slots (a fresh run has no attempts).
-    resumed: bool,
-    failure: &'a Mutex<Option<StoreError>>,
+    pub resumed: bool,
+    /// Where a store error that ended an iteration early is left.
+    pub failure: Mutex<Option<StoreError>>,
+}
+
+impl<'a> SlotSource<'a> {
+    /// The slots of `provider` that have no answer yet.
+    pub fn pending(&'a self, provider: &'a str) -> PendingSlots<'a> {
+        PendingSlots {
+            source: self,
+            provider,
+            suite: 0,
+            after: None,
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+/// The slots of one provider that have no answer yet, paged from the store's task list (see
+/// the module docs).
+pub struct PendingSlots<'a> {
+    source: &'a SlotSource<'a>,
+    provider: &'a str,
     /// The suite being read, and the last task id read from it.
     suite: usize,
     after: Option<String>,
@@ -106,42 +129,18 @@ pub struct PendingSlots<'a> {
 }
 
 impl<'a> PendingSlots<'a> {
-    /// The pending slots of `provider`, read through `store` (shared with the run's other
-    /// readers: one page at a time, so the lock is held briefly and the connections and their
-    /// page caches do not multiply with the providers).
-    pub fn new(
-        suites: &'a [Suite],
-        store: &'a Mutex<Store>,
-        run_id: i64,
-        provider: &'a str,
-        resumed: bool,
-        failure: &'a Mutex<Option<StoreError>>,
-    ) -> Self {
-        PendingSlots {
-            suites,
-            store,
-            run_id,
-            provider,
-            resumed,
-            failure,
-            suite: 0,
-            after: None,
-            queue: VecDeque::new(),
-        }
-    }
-
     /// Reads the next page of tasks into the queue; moves to the next suite at the end of one.
     fn fill(&mut self) -> Result<(), StoreError> {
-        let suites = self.suites;
-        let suite = &suites[self.suite];
+        let src = self.source;
+        let suite = &src.suites[self.suite];
         let per_page = (PAGE_SLOTS / suite.repeats.max(1) as usize).max(1);
         let (tasks, progress) = {
-            let store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+            let store = src.store.lock().unwrap_or_else(|e| e.into_inner());
             let tasks =
-                store.tasks_page(self.run_id, &suite.name, self.after.as_deref(), per_page)?;
+                store.tasks_page(src.run_id, &suite.name, self.after.as_deref(), per_page)?;
             let progress = match (tasks.first(), tasks.last()) {
-                (Some(first), Some(last)) if self.resumed => store.slot_progress(
-                    self.run_id,
+                (Some(first), Some(last)) if src.resumed => store.slot_progress(
+                    src.run_id,
                     &suite.name,
                     self.provider,
                     (&first.id, &last.id),
@@ -190,15 +189,16 @@ impl<'a> Iterator for PendingSlots<'a> {
             if let Some(slot) = self.queue.pop_front() {
                 return Some(slot);
             }
-            if self.suite >= self.suites.len() {
+            if self.suite >= self.source.suites.len() {
                 return None;
             }
             if let Err(e) = self.fill() {
-                self.failure
+                self.source
+                    .failure
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get_or_insert(e);
-                self.suite = self.suites.len();
+                self.suite = self.source.suites.len();
                 return None;
             }
         }

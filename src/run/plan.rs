@@ -204,3 +204,95 @@ impl<'a> Iterator for PendingSlots<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AttemptRow, WriteOp, Writer};
+
+    // A resumed run reads its slots a page at a time: across several pages, every slot
+    // without an answer comes exactly once with its next try number, and no answered slot
+    // comes again (that would pay twice).
+    #[test]
+    fn a_resumed_run_pages_exactly_the_unanswered_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks: String = (0..1500)
+            .map(|i| format!("{{\"id\": \"t{i}\", \"vars\": {{\"q\": \"{i}\"}}}}\n"))
+            .collect();
+        std::fs::write(dir.path().join("tasks.jsonl"), tasks).unwrap();
+        let path = dir.path().join("suite.yaml");
+        std::fs::write(
+            &path,
+            "suite: s\nrepeats: 2\nprompt:\n  user: \"{{ q }}\"\ngraders:\n  - {type: contains, value: x}\ntasks_file: tasks.jsonl\n",
+        )
+        .unwrap();
+        let suites = [crate::suite::load_suite(&path).unwrap()];
+        let db = dir.path().join("r.db");
+        let mut store = Store::open(&db).unwrap();
+        let plan: RunPlan = serde_json::from_str(r#"{"suites": [], "providers": []}"#).unwrap();
+        let new = store.begin_run("k", "rw", &plan).unwrap();
+        suites[0]
+            .for_each_task(|i, t| {
+                new.add_task("s", i, &t.id, &t.vars_json)
+                    .map_err(crate::run::RunError::from)
+            })
+            .unwrap();
+        let run_id = new.commit().unwrap();
+
+        // Provider p: t{i} answered on both repeats when i % 3 == 0; repeat 1 failed once
+        // (unanswered) when i % 3 == 1; the rest never tried. Provider q answered everything.
+        let writer = Writer::start(&db, dir.path().join("spill")).unwrap();
+        let tx = writer.sender();
+        let attempt = |provider: &str, i: usize, repeat: u32, answered: bool| {
+            WriteOp::Attempt(Box::new(AttemptRow {
+                run_id,
+                suite: "s".into(),
+                provider: provider.into(),
+                task_id: format!("t{i}"),
+                repeat,
+                answered,
+                is_final: true,
+                ..AttemptRow::default()
+            }))
+        };
+        for i in 0..1500 {
+            match i % 3 {
+                0 => {
+                    tx.blocking_send(attempt("p", i, 0, true)).unwrap();
+                    tx.blocking_send(attempt("p", i, 1, true)).unwrap();
+                }
+                1 => tx.blocking_send(attempt("p", i, 1, false)).unwrap(),
+                _ => {}
+            }
+            tx.blocking_send(attempt("q", i, 0, true)).unwrap();
+            tx.blocking_send(attempt("q", i, 1, true)).unwrap();
+        }
+        drop(tx);
+        writer.finish().unwrap();
+
+        let source = SlotSource {
+            suites: &suites,
+            store: &Mutex::new(store),
+            run_id,
+            resumed: true,
+            failure: Mutex::new(None),
+        };
+        let mut got: Vec<(String, u32, u32)> = source
+            .pending("p")
+            .map(|s| (s.task.id.clone(), s.repeat, s.next_try))
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, u32, u32)> = (0..1500)
+            .flat_map(|i| match i % 3 {
+                0 => vec![],
+                1 => vec![(format!("t{i}"), 0, 0), (format!("t{i}"), 1, 1)],
+                _ => vec![(format!("t{i}"), 0, 0), (format!("t{i}"), 1, 0)],
+            })
+            .collect();
+        want.sort();
+        assert_eq!(got.len(), 2000);
+        assert_eq!(got, want);
+        assert_eq!(source.pending("q").count(), 0);
+        assert!(source.failure.lock().unwrap().is_none());
+    }
+}

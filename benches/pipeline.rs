@@ -119,7 +119,13 @@ tasks_file: tasks.jsonl
 #[allow(clippy::zombie_processes)]
 fn run_costbench(dir: &Path) -> (f64, i64, i32) {
     let t0 = Instant::now();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"))
+    // BENCH_WRAP="heaptrack -o /tmp/p" runs costbench under a profiler (then the peak RSS
+    // printed is the profiler's).
+    let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<String> = wrap.split_whitespace().map(String::from).collect();
+    argv.push(env!("CARGO_BIN_EXE_costbench").to_string());
+    let child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .current_dir(dir)
         .args([
             "--db",

@@ -388,7 +388,11 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<GateError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
-                Some(run::RunError::Cassette { .. } | run::RunError::Unwritable { .. })
+                Some(
+                    run::RunError::Cassette { .. }
+                        | run::RunError::Unwritable { .. }
+                        | run::RunError::TasksChanged(_)
+                )
             )
             || matches!(
                 c.downcast_ref::<S>(),
@@ -506,7 +510,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             a.max_failed_share
         )));
     }
-    let (mut suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
+    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
     if !a.only.is_empty() {
         let unknown: Vec<&String> = a
             .only
@@ -551,13 +555,6 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             events: a.events.clone(),
         },
     )?;
-    // Grading reads each task's variables from the store, so the suites' task lists are
-    // freed before grading and the analysis allocate theirs: on a large run they are among
-    // the largest things in memory, and the peak is reached after the calls.
-    for s in &mut suites {
-        s.tasks = Vec::new();
-    }
-
     let mut store = Store::open(db)?;
     let graders: HashMap<String, &[CompiledGrader]> = suites
         .iter()
@@ -928,7 +925,7 @@ fn cmd_validate(a: &ValidateArgs) -> Result<i32> {
             "ok  suite {} ({}): {} tasks × {} repeats, {} graders, workload {}",
             s.name,
             s.path.display(),
-            s.tasks.len(),
+            s.task_count,
             s.repeats,
             s.graders.len(),
             s.workload

@@ -6,6 +6,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 use std::io::{BufRead, Read};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
@@ -185,12 +186,20 @@ pub struct Suite {
     pub grader_specs: Vec<GraderSpec>,
     /// Graders compiled once.
     pub graders: Vec<CompiledGrader>,
-    /// Tasks in file order.
-    pub tasks: Vec<Task>,
+    /// How many tasks it has ([`Suite::for_each_task`] reads them).
+    pub task_count: u64,
     /// Where the suite was read from.
     pub path: PathBuf,
     /// SHA-256 over everything that changes what is asked (prompt, params, tasks, repeats).
     pub fingerprint: String,
+    /// Inline tasks, in order; the YAML budget bounds how many there can be.
+    inline: Vec<Task>,
+    /// The tasks file, read again when its tasks are needed instead of held in memory: on a
+    /// large suite they were the largest thing a run kept.
+    tasks_file: Option<PathBuf>,
+    /// The fingerprint's hash state after the document and the inline tasks, from which a
+    /// new read of the tasks file proves it still holds the tasks that were validated.
+    file_hash: Sha256,
     env: Environment<'static>,
     examples: usize,
     has_system: bool,
@@ -212,6 +221,73 @@ impl Suite {
             &task.id,
             &task.vars(),
         )
+    }
+
+    /// Calls `f` with each task and its position, in file order: the inline tasks, then the
+    /// tasks file, read again. A tasks file that no longer holds the tasks validated at load
+    /// is a [`TasksChanged`] error, found at the latest after its last task was handed to `f`.
+    pub fn for_each_task<E: From<TasksChanged>>(
+        &self,
+        mut f: impl FnMut(usize, &Task) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for (i, t) in self.inline.iter().enumerate() {
+            f(i, t)?;
+        }
+        let Some(file) = &self.tasks_file else {
+            return Ok(());
+        };
+        let changed = |why: String| TasksChanged {
+            file: file.clone(),
+            why,
+        };
+        let mut hash = self.file_hash.clone();
+        let mut idx = self.inline.len();
+        let mut result = Ok(());
+        let read = read_tasks_file(file, &mut |item| match item {
+            TaskRead::Problem(p) => {
+                result = Err(changed(p.to_string()).into());
+                false
+            }
+            TaskRead::Task { id, vars, .. } => {
+                let task = fingerprint_task(&mut hash, id, vars);
+                let r = f(idx, &task);
+                idx += 1;
+                let ok = r.is_ok();
+                result = r;
+                ok
+            }
+        });
+        result?;
+        read.map_err(|e| changed(format!("cannot read it: {e}")))?;
+        if idx as u64 != self.task_count || hex::encode(hash.finalize()) != self.fingerprint {
+            return Err(changed("it holds other tasks now".into()).into());
+        }
+        Ok(())
+    }
+}
+
+/// A tasks file that no longer holds the tasks validated when its suite was loaded.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tasks file {} changed after its suite was loaded ({why}); run the command again",
+    .file.display()
+)]
+pub struct TasksChanged {
+    /// The tasks file.
+    pub file: PathBuf,
+    /// What differs.
+    pub why: String,
+}
+
+/// Adds one task to a suite fingerprint and returns it in its stored form.
+fn fingerprint_task(hash: &mut Sha256, id: String, vars: Vars) -> Task {
+    let vars = Value::Object(vars);
+    hash.update(id.as_bytes());
+    hash.update([0]);
+    hash.update(canonical_json(&vars).as_bytes());
+    Task {
+        id,
+        vars_json: vars.to_string().into_boxed_str(),
     }
 }
 
@@ -359,7 +435,9 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         )),
         render_problems: 0,
         seen: HashSet::new(),
-        tasks: Vec::new(),
+        suspects: Vec::new(),
+        count: 0,
+        inline: Vec::new(),
         hash: Sha256::new(),
     };
     check.hash.update(canonical_json(&root).as_bytes());
@@ -369,44 +447,64 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
             check.add(&mut l, line.id.text(), line.vars, TaskOrigin::Inline(&p));
         }
     }
+    let file_hash = check.hash.clone();
+    let mut tasks_file = None;
     if let Some(f) = &head.tasks_file {
-        let at = top.key("tasks_file");
+        let file_key = top.key("tasks_file");
         match tasks_file_path(path, f) {
-            Err(e) => l.problem(&at, e),
+            Err(e) => l.problem(&file_key, e),
             Ok(file) => {
                 let problems_before = l.problems.len();
-                match read_tasks_file(&file, &mut l, &mut check) {
+                let read = read_tasks_file(&file, &mut |item| match item {
+                    TaskRead::Problem(p) => {
+                        l.problems.push(p);
+                        true
+                    }
+                    TaskRead::Task { id, vars, line } => {
+                        check.add(&mut l, id, vars, TaskOrigin::File(&file, line));
+                        let more = !check.full();
+                        if !more {
+                            l.problems.push(at(&file, line, 1, too_many_tasks()));
+                        }
+                        more
+                    }
+                });
+                match read {
                     Err(e) => l.problem(
-                        &at,
+                        &file_key,
                         format!("cannot read tasks file {}: {e}", file.display()),
                     ),
                     // An empty file would validate as "0 tasks" and a run would do nothing.
-                    Ok(()) if check.tasks.is_empty() && l.problems.len() == problems_before => {
-                        l.problem(&at, format!("tasks file {} has no tasks", file.display()))
-                    }
+                    Ok(()) if check.count == 0 && l.problems.len() == problems_before => l.problem(
+                        &file_key,
+                        format!("tasks file {} has no tasks", file.display()),
+                    ),
                     Ok(()) => {}
                 }
+                tasks_file = Some(file);
             }
         }
     }
-    if check.tasks.is_empty() && head.tasks_file.is_none() {
+    check.confirm_duplicates(&mut l, tasks_file.as_deref());
+    if check.count == 0 && head.tasks_file.is_none() {
         l.problem(&top.key("tasks"), "no tasks: give `tasks` or `tasks_file`");
     }
-    let outcomes = check.tasks.len() as u64 * u64::from(head.repeats);
+    let outcomes = check.count * u64::from(head.repeats);
     if outcomes > MAX_OUTCOMES && head.repeats <= MAX_REPEATS {
         l.problem(
             &top.key("repeats"),
             format!(
                 "{} tasks × {} repeats = {outcomes} outcomes per provider, more than the {MAX_OUTCOMES} \
                  one suite may ask for; lower repeats or split the tasks into several suites",
-                check.tasks.len(),
+                check.count,
                 head.repeats
             ),
         );
     }
     let fingerprint = hex::encode(check.hash.finalize());
-    let mut tasks = check.tasks;
-    tasks.shrink_to_fit();
+    let task_count = check.count;
+    let mut inline = check.inline;
+    inline.shrink_to_fit();
 
     let suite = Suite {
         name: head.suite,
@@ -419,9 +517,12 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         params: head.params,
         grader_specs,
         graders: graders.into_iter().map(|(_, g)| g).collect(),
-        tasks,
+        task_count,
         path: path.to_path_buf(),
         fingerprint,
+        inline,
+        tasks_file,
+        file_hash,
         examples: head.prompt.examples.len(),
         has_system: head.prompt.system.is_some(),
         env,
@@ -484,7 +585,7 @@ const MAX_RENDER_PROBLEMS: usize = 10;
 
 /// Checks tasks one at a time: unique ids, every needed variable, that the prompts and the
 /// graders' task-dependent parts (a regex or number built from a variable) work for this
-/// task, and the suite fingerprint.
+/// task, and the suite fingerprint. Only inline tasks are kept.
 struct TaskCheck<'a> {
     needed: &'a BTreeSet<(String, String)>,
     /// Compiled graders with their index in `graders:`.
@@ -493,15 +594,44 @@ struct TaskCheck<'a> {
     /// `None` when a prompt template did not compile (already reported).
     prompts: Option<(&'a Environment<'static>, bool, usize)>,
     render_problems: usize,
-    seen: HashSet<String>,
-    tasks: Vec<Task>,
+    /// A 64-bit hash of every id so far: 8 bytes a task whatever the ids' length. A repeated
+    /// hash makes a suspect, which [`TaskCheck::confirm_duplicates`] checks against the ids.
+    seen: HashSet<u64>,
+    suspects: Vec<Suspect>,
+    /// Tasks so far.
+    count: u64,
+    inline: Vec<Task>,
     hash: Sha256,
+}
+
+/// A task whose id hash was seen before: a duplicate id, unless two ids share a hash.
+struct Suspect {
+    /// Its position among the suite's tasks.
+    ordinal: u64,
+    /// Where its problem goes in the loader's list, so problems keep their order.
+    at: usize,
+    problem: Problem,
+    id: String,
+}
+
+fn id_hash(id: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 impl TaskCheck<'_> {
     fn add(&mut self, l: &mut Loader, id: String, vars: Vars, origin: TaskOrigin<'_>) {
-        if !self.seen.insert(id.clone()) {
+        if !self.seen.insert(id_hash(&id)) {
             origin.report(l, "id", format!("duplicate task id `{id}`"));
+            if let Some(problem) = l.problems.pop() {
+                self.suspects.push(Suspect {
+                    ordinal: self.count,
+                    at: l.problems.len(),
+                    problem,
+                    id: id.clone(),
+                });
+            }
         }
         let mut complete = true;
         for (var, user) in self.needed {
@@ -529,19 +659,53 @@ impl TaskCheck<'_> {
                 origin.report(l, "vars", e);
             }
         }
-        let vars = Value::Object(vars);
-        self.hash.update(id.as_bytes());
-        self.hash.update([0]);
-        self.hash.update(canonical_json(&vars).as_bytes());
-        self.tasks.push(Task {
-            id,
-            vars_json: vars.to_string().into_boxed_str(),
-        });
+        let task = fingerprint_task(&mut self.hash, id, vars);
+        if let TaskOrigin::Inline(_) = origin {
+            self.inline.push(task);
+        }
+        self.count += 1;
     }
 
     /// True once the suite holds more tasks than any run may ask for; reading stops there.
     fn full(&self) -> bool {
-        self.tasks.len() as u64 >= MAX_OUTCOMES
+        self.count >= MAX_OUTCOMES
+    }
+
+    /// Reports each suspect whose id an earlier task really has, where it was found. Runs
+    /// only when some id hash repeated (almost always a duplicate id): it reads the tasks'
+    /// ids once more, the tasks file's from the file.
+    fn confirm_duplicates(&mut self, l: &mut Loader, file: Option<&Path>) {
+        if self.suspects.is_empty() {
+            return;
+        }
+        let ids: HashSet<&str> = self.suspects.iter().map(|s| s.id.as_str()).collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut duplicates: HashSet<u64> = HashSet::new();
+        let mut ordinal = 0u64;
+        let count = self.count;
+        let mut visit = |id: &str| {
+            if ids.contains(id) && !seen.insert(id.to_string()) {
+                duplicates.insert(ordinal);
+            }
+            ordinal += 1;
+            ordinal < count
+        };
+        for t in &self.inline {
+            visit(&t.id);
+        }
+        if let Some(file) = file {
+            // Read without error before; if it fails now, the run's own read reports it.
+            let _ = read_tasks_file(file, &mut |item| match item {
+                TaskRead::Task { id, .. } => visit(&id),
+                TaskRead::Problem(_) => true,
+            });
+        }
+        // Last first, so each insertion leaves the earlier positions valid.
+        for s in std::mem::take(&mut self.suspects).into_iter().rev() {
+            if duplicates.contains(&s.ordinal) {
+                l.problems.insert(s.at, s.problem);
+            }
+        }
     }
 }
 
@@ -573,17 +737,28 @@ impl<R: Read> Read for RecordCap<R> {
     }
 }
 
+/// One item read from a tasks file.
+enum TaskRead {
+    /// A task and its line.
+    Task { id: String, vars: Vars, line: usize },
+    /// A malformed line or record, located.
+    Problem(Problem),
+}
+
+/// What a tasks file reader hands each item to; returning false stops reading.
+type TaskSink<'s> = dyn FnMut(TaskRead) -> bool + 's;
+
 /// Reads a JSONL (`{"id":..,"vars":{..}}` a line) or CSV (`id` column, others are vars) file,
 /// streaming; malformed lines are problems located at their line.
-fn read_tasks_file(file: &Path, l: &mut Loader, check: &mut TaskCheck<'_>) -> std::io::Result<()> {
+fn read_tasks_file(file: &Path, sink: &mut TaskSink<'_>) -> std::io::Result<()> {
     let is_csv = file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let f = std::fs::File::open(file)?;
     if is_csv {
-        read_csv(file, f, l, check)
+        read_csv(file, f, sink)
     } else {
-        read_jsonl(file, std::io::BufReader::new(f), l, check)
+        read_jsonl(file, std::io::BufReader::new(f), sink)
     }
 }
 
@@ -597,12 +772,7 @@ fn at(file: &Path, line: usize, col: usize, message: String) -> Problem {
     }
 }
 
-fn read_csv(
-    file: &Path,
-    f: std::fs::File,
-    l: &mut Loader,
-    check: &mut TaskCheck<'_>,
-) -> std::io::Result<()> {
+fn read_csv(file: &Path, f: std::fs::File, sink: &mut TaskSink<'_>) -> std::io::Result<()> {
     let too_long = |e: &csv::Error| match e.kind() {
         csv::ErrorKind::Io(io) => io.get_ref().is_some_and(|i| i.is::<TooLong>()),
         _ => false,
@@ -616,14 +786,22 @@ fn read_csv(
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
-            l.problems
-                .push(at(file, 1, 1, format!("invalid CSV header: {e}")));
+            sink(TaskRead::Problem(at(
+                file,
+                1,
+                1,
+                format!("invalid CSV header: {e}"),
+            )));
             return Ok(());
         }
     };
     let Some(id_col) = headers.iter().position(|h| h == "id") else {
-        l.problems
-            .push(at(file, 1, 1, "CSV header has no `id` column".into()));
+        sink(TaskRead::Problem(at(
+            file,
+            1,
+            1,
+            "CSV header has no `id` column".into(),
+        )));
         return Ok(());
     };
     let mut rec = csv::StringRecord::new();
@@ -642,19 +820,17 @@ fn read_csv(
                 }
                 let id = rec.get(id_col).unwrap_or("").to_string();
                 let line = rec.position().map_or(line, |p| p.line() as usize);
-                check.add(l, id, vars, TaskOrigin::File(file, line));
-                if check.full() {
-                    l.problems.push(at(file, line, 1, too_many_tasks()));
+                if !sink(TaskRead::Task { id, vars, line }) {
                     break;
                 }
             }
             Err(e) if too_long(&e) => {
-                l.problems.push(at(
+                sink(TaskRead::Problem(at(
                     file,
                     line,
                     1,
                     format!("record is {TooLong}; reading stops here"),
-                ));
+                )));
                 break;
             }
             Err(e) => {
@@ -662,8 +838,10 @@ fn read_csv(
                     return Err(std::io::Error::other(e.to_string()));
                 }
                 let line = e.position().map_or(line, |p| p.line() as usize);
-                l.problems
-                    .push(at(file, line, 1, format!("invalid CSV record: {e}")));
+                let problem = at(file, line, 1, format!("invalid CSV record: {e}"));
+                if !sink(TaskRead::Problem(problem)) {
+                    break;
+                }
             }
         }
     }
@@ -677,8 +855,7 @@ fn too_many_tasks() -> String {
 fn read_jsonl(
     file: &Path,
     mut reader: impl BufRead,
-    l: &mut Loader,
-    check: &mut TaskCheck<'_>,
+    sink: &mut TaskSink<'_>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut line = 0;
@@ -693,12 +870,12 @@ fn read_jsonl(
         }
         line += 1;
         if buf.len() as u64 > MAX_TASK_LINE_BYTES && buf.last() != Some(&b'\n') {
-            l.problems.push(at(
+            sink(TaskRead::Problem(at(
                 file,
                 line,
                 1,
                 format!("line is {TooLong}; reading stops here"),
-            ));
+            )));
             break;
         }
         while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -708,8 +885,10 @@ fn read_jsonl(
             Ok(t) => t,
             Err(e) => {
                 let col = e.valid_up_to() + 1;
-                l.problems
-                    .push(at(file, line, col, "line is not UTF-8 text".into()));
+                let problem = at(file, line, col, "line is not UTF-8 text".into());
+                if !sink(TaskRead::Problem(problem)) {
+                    break;
+                }
                 continue;
             }
         };
@@ -722,19 +901,27 @@ fn read_jsonl(
         if text.trim().is_empty() {
             continue;
         }
-        match parse_task_line(text) {
+        let more = match parse_task_line(text) {
             Ok((t, unknown)) => {
+                let mut more = true;
                 for u in unknown {
-                    l.problems
-                        .push(at(file, line, 1, format!("unknown key `{u}`")));
+                    more &= sink(TaskRead::Problem(at(
+                        file,
+                        line,
+                        1,
+                        format!("unknown key `{u}`"),
+                    )));
                 }
-                check.add(l, t.id.text(), t.vars, TaskOrigin::File(file, line));
-                if check.full() {
-                    l.problems.push(at(file, line, 1, too_many_tasks()));
-                    break;
-                }
+                more && sink(TaskRead::Task {
+                    id: t.id.text(),
+                    vars: t.vars,
+                    line,
+                })
             }
-            Err((col, message)) => l.problems.push(at(file, line, col, message)),
+            Err((col, message)) => sink(TaskRead::Problem(at(file, line, col, message))),
+        };
+        if !more {
+            break;
         }
     }
     Ok(())
@@ -811,4 +998,137 @@ pub fn canonical_json(v: &Value) -> String {
         }
     }
     sort(v).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUITE: &str = "suite: s\nprompt:\n  user: \"task {{ q }}\"\ngraders:\n  - {type: contains, value: \"a\"}\ntasks:\n  - {id: t1, vars: {q: one}}\ntasks_file: tasks.jsonl\n";
+
+    fn suite_with(tasks: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("suite.yaml");
+        std::fs::write(&path, SUITE).unwrap();
+        std::fs::write(dir.path().join("tasks.jsonl"), tasks).unwrap();
+        (dir, path)
+    }
+
+    fn problems(path: &Path) -> Vec<String> {
+        let e = load_suite(path).expect_err("the suite is invalid");
+        let dir = path.parent().unwrap().display().to_string();
+        e.problems
+            .iter()
+            .map(|p| p.to_string().replace(&dir, "DIR"))
+            .collect()
+    }
+
+    // Duplicate ids are found from 8-byte hashes rather than a set of every id, and still
+    // reported where the duplicate was written, in file order among the other problems.
+    #[test]
+    fn duplicate_ids_are_reported_at_their_line_in_file_order() {
+        let (_dir, path) = suite_with(concat!(
+            r#"{"id": "t2", "vars": {"q": "two"}}"#,
+            "\n",
+            r#"{"id": "t1", "vars": {"q": "again"}}"#,
+            "\n",
+            r#"{"id": "t3", "vars": {}}"#,
+            "\n",
+            r#"{"id": "t2", "vars": {"q": "two"}}"#,
+            "\n",
+        ));
+        assert_eq!(
+            problems(&path),
+            [
+                "DIR/tasks.jsonl:2:1: duplicate task id `t1`",
+                "DIR/tasks.jsonl:3:1: task `t3` lacks variable `q` used by prompt.user",
+                "DIR/tasks.jsonl:4:1: duplicate task id `t2`",
+            ]
+        );
+    }
+
+    // Two different ids may share a 64-bit hash; only an id an earlier task really has is a
+    // duplicate.
+    #[test]
+    fn a_shared_id_hash_alone_is_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("suite.yaml");
+        let needed = BTreeSet::new();
+        let task = |id: &str| Task {
+            id: id.into(),
+            vars_json: "{}".into(),
+        };
+        let suspect = |ordinal: u64, id: &str| Suspect {
+            ordinal,
+            at: 0,
+            problem: at(&file, 1, 1, format!("duplicate task id `{id}`")),
+            id: id.into(),
+        };
+        let mut l = Loader::from_str(&file, "suite: s\n").unwrap();
+        let mut check = TaskCheck {
+            needed: &needed,
+            graders: &[],
+            prompts: None,
+            render_problems: 0,
+            seen: HashSet::new(),
+            // As if `b` had hashed like `a`, and the second `a` like both.
+            suspects: vec![suspect(1, "b"), suspect(2, "a")],
+            count: 3,
+            inline: vec![task("a"), task("b"), task("a")],
+            hash: Sha256::new(),
+        };
+        check.confirm_duplicates(&mut l, None);
+        let found: Vec<String> = l.problems.iter().map(|p| p.message.clone()).collect();
+        assert_eq!(found, ["duplicate task id `a`"]);
+    }
+
+    #[test]
+    fn tasks_are_read_again_from_the_file_and_a_changed_file_is_refused() {
+        let (dir, path) = suite_with(concat!(
+            r#"{"id": "t2", "vars": {"q": "two", "n": 2}}"#,
+            "\n",
+            r#"{"id": "t3", "vars": {"q": "three"}}"#,
+            "\n",
+        ));
+        let suite = load_suite(&path).unwrap();
+        assert_eq!(suite.task_count, 3);
+        let mut seen = Vec::new();
+        suite
+            .for_each_task(|i, t| {
+                seen.push((i, t.id.clone(), t.vars_json.to_string()));
+                Ok::<(), TasksChanged>(())
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (0, "t1".into(), r#"{"q":"one"}"#.into()),
+                (1, "t2".into(), r#"{"q":"two","n":2}"#.into()),
+                (2, "t3".into(), r#"{"q":"three"}"#.into()),
+            ]
+        );
+
+        std::fs::write(
+            dir.path().join("tasks.jsonl"),
+            concat!(
+                r#"{"id": "t2", "vars": {"q": "two", "n": 3}}"#,
+                "\n",
+                r#"{"id": "t3", "vars": {"q": "three"}}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let e = suite
+            .for_each_task(|_, _| Ok::<(), TasksChanged>(()))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("changed after its suite was loaded"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("tasks.jsonl"), "{\"id\": \n").unwrap();
+        let e = suite
+            .for_each_task(|_, _| Ok::<(), TasksChanged>(()))
+            .unwrap_err();
+        assert!(e.to_string().contains("tasks.jsonl:1:"), "{e}");
+    }
 }

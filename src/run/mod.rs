@@ -30,7 +30,7 @@ pub use cache::CacheMode;
 use dispatch::{Dispatch, Online, Prepared};
 pub use events::Spend;
 use events::{Consumer, Counters, EventLog, RunEvent};
-use plan::{Slot, pending_slots, run_key, run_plan, slots_in};
+use plan::{Slot, SlotSource, run_key, run_plan, slots_in};
 use progress::Progress;
 
 /// Options of one `costbench run`.
@@ -125,6 +125,9 @@ pub enum RunError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A tasks file changed between loading its suite and storing the run's task list.
+    #[error(transparent)]
+    TasksChanged(#[from] crate::suite::TasksChanged),
     /// Reading or writing the cassette failed.
     #[error("cassette {path}: {message}")]
     Cassette {
@@ -270,29 +273,29 @@ pub fn execute(
             id
         }
         None => {
-            let tasks = suites.iter().flat_map(|s| {
-                s.tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| (s.name.as_str(), i, t.id.as_str(), &*t.vars_json))
-            });
-            store.create_run(
-                &key,
-                opts.cache.as_str(),
-                &run_plan(suites, providers),
-                tasks,
-            )?
+            // The task lists stream from their files into the store, which the run then
+            // reads a page at a time: no suite's tasks are ever held whole in memory.
+            let new = store.begin_run(&key, opts.cache.as_str(), &run_plan(suites, providers))?;
+            for s in suites {
+                s.for_each_task(|i, t| {
+                    new.add_task(&s.name, i, &t.id, &t.vars_json)
+                        .map_err(RunError::from)
+                })?;
+            }
+            new.commit()?
         }
     };
-    let progress_map = store.slot_progress(run_id)?;
 
     // Work lists are generated lazily, so memory does not grow with the number of slots, and
     // the total is counted, not enumerated (a billion repeats must not stall the start).
-    let progress_map = &progress_map;
-    let done = progress_map
-        .iter()
-        .filter(|(k, (answered, _))| *answered && providers.iter().any(|p| p.id == k.1))
-        .count() as u64;
+    let mut done = 0;
+    if resume.is_some() {
+        for s in suites {
+            for p in providers {
+                done += store.answered_slots(run_id, &s.name, &p.id)?;
+            }
+        }
+    }
     let all = (providers.len() as u64).saturating_mul(slots_in(suites));
     let total = all.saturating_sub(done);
     let skipped = all - total;
@@ -326,6 +329,13 @@ pub fn execute(
         misses: Mutex::new((0, Vec::new())),
         halted: Mutex::new(Vec::new()),
     };
+    let source = SlotSource {
+        suites,
+        store: &rec.reader,
+        run_id,
+        resumed: resume.is_some(),
+        failure: Mutex::new(None),
+    };
     rec.emit(&RunEvent::RunStarted {
         run_id,
         resumed: resume.is_some(),
@@ -354,10 +364,12 @@ pub fn execute(
                 flag.store(true, Ordering::SeqCst);
             }
         });
-        let all =
-            futures_util::future::join_all(providers.iter().zip(clients).map(|(p, client)| {
-                run_provider(&rec, p, client, pending_slots(suites, progress_map, &p.id))
-            }));
+        let all = futures_util::future::join_all(
+            providers
+                .iter()
+                .zip(clients)
+                .map(|(p, client)| run_provider(&rec, p, client, source.pending(&p.id))),
+        );
         tokio::select! {
             biased;
             _ = &mut ctrl_c => true,
@@ -386,8 +398,12 @@ pub fn execute(
             .and_then(|p| p.api_key_env.clone());
     }
     drop(tx);
-    if let Err(e) = writer.finish() {
-        // The run could not be stored whole; resuming calls only what is missing.
+    let slot_failure = source
+        .failure
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = writer.finish().err().or(slot_failure) {
+        // The run could not be stored or read whole; resuming calls only what is missing.
         let _ = store.set_run_status(run_id, RunStatus::Interrupted);
         return Err(e.into());
     }
@@ -604,7 +620,7 @@ async fn run_slot(
         try_no: slot.next_try,
         ..Default::default()
     };
-    let req = match Prepared::new(base, cfg, protocol, slot.suite, slot.task) {
+    let req = match Prepared::new(base, cfg, protocol, slot.suite, &slot.task) {
         Ok(req) => req,
         Err(row) => return rec.record(*row, None, None).await,
     };

@@ -124,8 +124,17 @@ fn spill_note(answers: usize, spill: &Result<Option<PathBuf>, String>) -> String
     }
 }
 
-/// A slot: (suite, provider, task id, repeat).
-pub type SlotKey = (String, String, String, u32);
+/// Slots per page that [`Store::tasks_page`] callers aim for (tasks × repeats).
+pub const PAGE_SLOTS: usize = 1024;
+
+/// One slot's attempts so far: whether one was answered, and the next try number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotProgress {
+    /// Some attempt got an answer.
+    pub answered: bool,
+    /// The try number the next attempt takes.
+    pub next_try: u32,
+}
 
 /// One stored HTTP attempt.
 #[derive(Debug, Clone, Default)]
@@ -386,6 +395,21 @@ impl Store {
         plan: &RunPlan,
         tasks: impl Iterator<Item = (&'a str, usize, &'a str, &'a str)>,
     ) -> Result<i64, StoreError> {
+        let new = self.begin_run(key, cache_mode, plan)?;
+        for (suite, i, task_id, vars) in tasks {
+            new.add_task(suite, i, task_id, vars)?;
+        }
+        new.commit()
+    }
+
+    /// Starts creating a run; its tasks are added one at a time, so a caller can stream them
+    /// from their files, and nothing is stored unless [`NewRun::commit`] is reached.
+    pub fn begin_run(
+        &mut self,
+        key: &str,
+        cache_mode: &str,
+        plan: &RunPlan,
+    ) -> Result<NewRun<'_>, StoreError> {
         let path = self.path.clone();
         let plan = serde_json::to_string(plan).map_err(|e| StoreError::Io(e.to_string()))?;
         let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
@@ -395,19 +419,92 @@ impl Store {
         )
         .map_err(|e| sql(&path, e))?;
         let id = tx.last_insert_rowid();
-        {
-            let mut st = tx
-                .prepare(
-                    "INSERT INTO tasks (run_id, suite, idx, task_id, vars) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(|e| sql(&path, e))?;
-            for (suite, i, task_id, vars) in tasks {
-                st.execute(params![id, suite, i as i64, task_id, vars])
-                    .map_err(|e| sql(&path, e))?;
+        Ok(NewRun { tx, id, path })
+    }
+
+    /// Up to `limit` tasks of a run's suite in task-id order, after `after` (from the first
+    /// when `None`): a page read along the task list's primary key.
+    pub fn tasks_page(
+        &self,
+        run_id: i64,
+        suite: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::suite::Task>, StoreError> {
+        // `>= ''` takes every text id, the empty one included.
+        let q = match after {
+            Some(_) => {
+                "SELECT task_id, vars FROM tasks WHERE run_id = ?1 AND suite = ?2 AND task_id > ?3
+                 ORDER BY task_id LIMIT ?4"
             }
-        }
-        tx.commit().map_err(|e| sql(&path, e))?;
-        Ok(id)
+            None => {
+                "SELECT task_id, vars FROM tasks WHERE run_id = ?1 AND suite = ?2 AND task_id >= ?3
+                 ORDER BY task_id LIMIT ?4"
+            }
+        };
+        let mut st = self.conn.prepare_cached(q).map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(
+                params![run_id, suite, after.unwrap_or(""), limit as i64],
+                |r| {
+                    Ok(crate::suite::Task {
+                        id: r.get(0)?,
+                        vars_json: r.get::<_, String>(1)?.into_boxed_str(),
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The progress of one provider's slots on the tasks `first..=last` (by id) of a suite,
+    /// keyed by (task id, repeat); slots without attempts are absent.
+    pub fn slot_progress(
+        &self,
+        run_id: i64,
+        suite: &str,
+        provider: &str,
+        (first, last): (&str, &str),
+    ) -> Result<HashMap<(String, u32), SlotProgress>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT task_id, repeat, max(answered), max(try) + 1 FROM attempts
+                 WHERE run_id = ?1 AND suite = ?2 AND provider = ?3 AND task_id BETWEEN ?4 AND ?5
+                 GROUP BY task_id, repeat",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![run_id, suite, provider, first, last], |r| {
+                Ok((
+                    (r.get(0)?, r.get::<_, i64>(1)? as u32),
+                    SlotProgress {
+                        answered: r.get::<_, i64>(2)? != 0,
+                        next_try: r.get::<_, i64>(3)? as u32,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// How many slots of one suite and provider already have an answer.
+    pub fn answered_slots(
+        &self,
+        run_id: i64,
+        suite: &str,
+        provider: &str,
+    ) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM (SELECT 1 FROM attempts
+                    WHERE run_id = ?1 AND suite = ?2 AND provider = ?3
+                    GROUP BY task_id, repeat HAVING max(answered) = 1)",
+                params![run_id, suite, provider],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
     }
 
     /// The newest run with this key that did not complete, to resume.
@@ -432,27 +529,6 @@ impl Store {
             )
             .map(|_| ())
             .map_err(|e| self.err(e))
-    }
-
-    /// Slots (suite, provider, task, repeat) that already have an answer, and each slot's
-    /// next try number, so a resumed run calls only what is missing.
-    pub fn slot_progress(&self, run_id: i64) -> Result<HashMap<SlotKey, (bool, u32)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT suite, provider, task_id, repeat, max(answered), max(try) + 1
-                 FROM attempts WHERE run_id = ?1 GROUP BY suite, provider, task_id, repeat",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([run_id], |r| {
-                Ok((
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u32),
-                    (r.get::<_, i64>(4)? != 0, r.get::<_, i64>(5)? as u32),
-                ))
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// One run by id, or the latest when `id` is `None`.
@@ -511,6 +587,38 @@ impl Store {
                 .map_err(|e| self.err(e))?
         };
         ids.into_iter().map(|id| self.run(Some(id))).collect()
+    }
+}
+
+/// A run being created, in one open transaction (see [`Store::begin_run`]).
+pub struct NewRun<'a> {
+    tx: rusqlite::Transaction<'a>,
+    id: i64,
+    path: PathBuf,
+}
+
+impl NewRun<'_> {
+    /// Adds one task: its suite, position, id and variables (JSON object text).
+    pub fn add_task(
+        &self,
+        suite: &str,
+        idx: usize,
+        task_id: &str,
+        vars: &str,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO tasks (run_id, suite, idx, task_id, vars) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| st.execute(params![self.id, suite, idx as i64, task_id, vars]))
+            .map(drop)
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// Stores the run and its tasks; returns its id.
+    pub fn commit(self) -> Result<i64, StoreError> {
+        self.tx.commit().map_err(|e| sql(&self.path, e))?;
+        Ok(self.id)
     }
 }
 
@@ -608,6 +716,35 @@ mod tests {
         let t = dir.path().join("text.db");
         std::fs::write(&t, "hello, this is not sqlite at all, just text........").unwrap();
         assert!(Store::open(&t).is_err());
+    }
+
+    // The run reads its slots a page at a time instead of holding every task: each task must
+    // come exactly once, the empty id included, and only from its own run and suite.
+    #[test]
+    fn task_pages_walk_every_task_of_one_suite_once_in_id_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("t.db")).unwrap();
+        let plan: RunPlan = serde_json::from_str(r#"{"suites": [], "providers": []}"#).unwrap();
+        let ids = ["b", "", "a", "c", "ab", "d", "e"];
+        let mut run = 0;
+        for r in 0..2 {
+            let tasks = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| ("s", i, *id, "{}"))
+                .chain([("other", 0, "x", "{}")]);
+            run = s.create_run(&format!("k{r}"), "rw", &plan, tasks).unwrap();
+        }
+        let mut walked = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s.tasks_page(run, "s", after.as_deref(), 3).unwrap();
+            assert!(page.len() <= 3);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            walked.extend(page.into_iter().map(|t| t.id));
+        }
+        assert_eq!(walked, ["", "a", "ab", "b", "c", "d", "e"]);
     }
 
     // Regression: processes creating one new database at once failed with `table meta

@@ -36,13 +36,15 @@ pub use binomial::{
     clopper_pearson, jeffreys, wilson,
 };
 pub use bootstrap::{
-    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, try_cost_per_accepted_bca,
+    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, cost_per_accepted_studentized,
+    try_cost_per_accepted_bca,
 };
 pub use multiple::{Adjusted, benjamini_hochberg, benjamini_yekutieli, holm};
 pub use noninferiority::{NonInferiority, Verdict, noninferiority, noninferiority_paired};
 pub use paired::{
     Estimate, McNemar, PairedCostCi, PairedCounts, check_aligned, mcnemar,
-    paired_acceptance_bootstrap, paired_cost_per_accepted, tango_difference,
+    paired_acceptance_bootstrap, paired_cost_per_accepted, paired_cost_per_accepted_delta,
+    tango_difference,
 };
 pub use power::{
     MillerVariance, design_effect, miller_mde, miller_sample_size, noninferiority_sample_size,

@@ -9,6 +9,9 @@
 //!   are resampled *together* and by *whole task* (Davison & Hinkley, *Bootstrap Methods*, 1997,
 //!   §3.8, cluster resampling), because resampling them independently destroys their correlation
 //!   and resampling repeats individually pretends they are independent;
+//! - the **studentized bootstrap** (bootstrap-t; Hall, *The Bootstrap and Edgeworth Expansion*,
+//!   1992), on the same resamples, each studentized by its own delta-method standard error: the
+//!   report's interval, since it covers better than BCa when a few tasks are far dearer;
 //! - the **log-scale delta method** as the fast path (Var R̂ ≈ Σ(cᵢ − R̂aᵢ)²/((C−1)·C·ā²), then an
 //!   interval for log R exponentiated), as in statistics.md §3.5.
 //!

@@ -7,8 +7,9 @@
 //!
 //! - acceptance rates: Wilson / Jeffreys for display, Clopper–Pearson where a gate decides
 //!   (Brown, Cai & DasGupta, *Statistical Science* 16:101–133, 2001); never Wald;
-//! - cost per accepted outcome: BCa bootstrap over whole task clusters (Efron, *JASA* 82:171–185,
-//!   1987) with a log-scale delta method as the fast path;
+//! - cost per accepted outcome: studentized (bootstrap-t) and BCa bootstraps over whole task
+//!   clusters (Efron, *JASA* 82:171–185, 1987; Hall 1992) with a log-scale delta method as the
+//!   fast path; the report uses the studentized one, which covers better for heavy-tailed costs;
 //! - paired binary comparisons: McNemar mid-p (Fagerland, Lydersen & Laake, *BMC Med Res Methodol*
 //!   13:91, 2013) and Tango's score interval (*Stat Med* 17:891–908, 1998);
 //! - multiplicity: Holm (1979) and Benjamini–Hochberg (1995);

@@ -675,6 +675,46 @@ mod tests {
     }
 
     #[test]
+    fn studentized_draws_the_bca_resamples_and_brackets_the_estimate() {
+        let o = lognormal_outcomes(80, 0.4, &mut Rng::new(21));
+        let st = cost_per_accepted_studentized(&o, 1000, 0.95, 7).unwrap();
+        let bca = cost_per_accepted_bca(&o, 1000, 0.95, 7);
+        // Same seed, same resampled tasks: the same resamples accept nothing.
+        assert_eq!(st.zero_accept_resamples, bca.zero_accept_resamples);
+        assert_eq!(
+            (st.estimate, st.method),
+            (bca.estimate, "studentized-bootstrap")
+        );
+        let (e, lo, hi) = (st.estimate.unwrap(), st.low.unwrap(), st.high.unwrap());
+        assert!(0.0 <= lo && lo < e && e < hi, "{st:?}");
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            one.install(|| cost_per_accepted_studentized(&o, 1000, 0.95, 7)),
+            Ok(st)
+        );
+        // Constant data: a point interval; one task: no interval; bad input: an error.
+        let flat: Vec<Outcome> = (0..20)
+            .map(|t| Outcome {
+                task: t,
+                accepted: true,
+                cost: 0.5,
+            })
+            .collect();
+        let c = cost_per_accepted_studentized(&flat, 200, 0.95, 1).unwrap();
+        assert_eq!((c.low, c.high), (Some(0.5), Some(0.5)));
+        let single = cost_per_accepted_studentized(&flat[..1], 200, 0.95, 1).unwrap();
+        assert_eq!(
+            (single.estimate, single.low, single.high),
+            (Some(0.5), None, None)
+        );
+        assert!(cost_per_accepted_studentized(&[], 200, 0.95, 1).is_err());
+        assert!(cost_per_accepted_studentized(&flat, 1, 0.95, 1).is_err());
+    }
+
+    #[test]
     fn delta_log_known_answer() {
         // Two tasks: (c, a) = (1, 1), (3, 0). R = 4; residuals −3, 3; ā = 0.5;
         // Var R = 18 / (1·2·0.25) = 36; SE(log R) = 6/4 = 1.5.

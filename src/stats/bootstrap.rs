@@ -361,16 +361,9 @@ pub fn try_cost_per_accepted_bca(
     confidence: f64,
     seed: u64,
 ) -> Result<CostRatioCi, StatsError> {
-    check_outcomes(outcomes)?;
-    check_level(confidence)?;
-    if b < 2 {
-        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
-    }
-    let c = Clusters::cost_per_accepted(outcomes);
-    let mut out = summary(outcomes, &c, "bca-bootstrap", confidence);
+    let (c, mut out) = resampling(outcomes, b, confidence, "bca-bootstrap")?;
     let estimate = c.ratio();
     let mut reps = ratio_replicates(&c, b, seed);
-    out.resamples = b;
     out.zero_accept_resamples = reps.iter().filter(|x| x.is_infinite()).count();
     if !estimate.is_finite() {
         return Ok(out);
@@ -409,14 +402,7 @@ pub fn cost_per_accepted_studentized(
     confidence: f64,
     seed: u64,
 ) -> Result<CostRatioCi, StatsError> {
-    check_outcomes(outcomes)?;
-    check_level(confidence)?;
-    if b < 2 {
-        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
-    }
-    let c = Clusters::cost_per_accepted(outcomes);
-    let mut out = summary(outcomes, &c, "studentized-bootstrap", confidence);
-    out.resamples = b;
+    let (c, mut out) = resampling(outcomes, b, confidence, "studentized-bootstrap")?;
     let k = c.len();
     let estimate = c.ratio();
     // The full sample's residuals in two passes (no cancellation).
@@ -487,7 +473,28 @@ pub fn cost_per_accepted_studentized(
     Ok(out)
 }
 
-/// Counts shared by both cost-per-accepted methods.
+/// Checks the input of a bootstrap of cost per accepted outcome (`b` resamples) and returns the
+/// task totals with the counts of its result filled in.
+fn resampling(
+    outcomes: &[Outcome],
+    b: usize,
+    confidence: f64,
+    method: &'static str,
+) -> Result<(Clusters, CostRatioCi), StatsError> {
+    check_outcomes(outcomes)?;
+    check_level(confidence)?;
+    if b < 2 {
+        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
+    }
+    let c = Clusters::cost_per_accepted(outcomes);
+    let out = CostRatioCi {
+        resamples: b,
+        ..summary(outcomes, &c, method, confidence)
+    };
+    Ok((c, out))
+}
+
+/// Counts shared by every cost-per-accepted method.
 fn summary(outcomes: &[Outcome], c: &Clusters, method: &'static str, conf: f64) -> CostRatioCi {
     CostRatioCi {
         clusters: c.len(),

@@ -163,11 +163,12 @@ fn build_db(path: &Path, outcomes: usize) {
     tx.commit().unwrap();
 }
 
-/// Runs costbench with `args`, waiting with wait4 to read its own peak RSS: (seconds, peak KB,
-/// status).
+/// Runs costbench with `args`, waiting with wait4 to read its own peak RSS and CPU time:
+/// (seconds, peak KB, status, CPU seconds user + system). CPU time is printed beside wall time
+/// because on a shared machine wall time mostly measures the other processes.
 // wait4 reaps the child, so `Child::wait` must not be called as well.
 #[allow(clippy::zombie_processes)]
-fn costbench(db: &Path, args: &[&str]) -> (f64, i64, i32) {
+fn costbench(db: &Path, args: &[&str]) -> (f64, i64, i32, f64) {
     let t0 = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_costbench"))
         .args(["--db"])
@@ -183,7 +184,13 @@ fn costbench(db: &Path, args: &[&str]) -> (f64, i64, i32) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our own child; both pointers are valid for the call.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    (t0.elapsed().as_secs_f64(), usage.ru_maxrss, status)
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        t0.elapsed().as_secs_f64(),
+        usage.ru_maxrss,
+        status,
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+    )
 }
 
 fn main() {
@@ -244,9 +251,9 @@ fn main() {
             ),
         ];
         for (name, args) in commands {
-            let (secs, rss_kb, status) = costbench(&db, &args);
+            let (secs, rss_kb, status, cpu) = costbench(&db, &args);
             println!(
-                "  {name}: {secs:.2}s, peak RSS {:.1} MB, exit status {status}",
+                "  {name}: {secs:.2}s ({cpu:.2}s CPU), peak RSS {:.1} MB, exit status {status}",
                 rss_kb as f64 / 1024.0
             );
         }

@@ -161,39 +161,50 @@ impl RunAnalysis {
     /// `prices` keep their stored costs. No provider is called and the store is not changed.
     pub fn load_repriced(
         store: &Store,
-        mut run: RunInfo,
+        run: RunInfo,
         options: AnalysisOptions,
         prices: &HashMap<String, Price>,
     ) -> Result<RunAnalysis, StoreError> {
-        for p in &mut run.plan.providers {
-            if let Some(price) = prices.get(&p.id) {
-                p.price = Some(price.clone());
-            }
-        }
-        let caps: HashMap<String, Option<u64>> = run
-            .plan
-            .suites
-            .iter()
-            .map(|s| (s.name.clone(), s.max_tokens))
-            .collect();
-        let reprice = move |suite: &str, provider: &str, a: &mut AttemptCost| {
-            let Some(price) = prices.get(provider) else {
-                return;
-            };
-            match a.usage {
-                // The stored row keeps no service tier, labels or start time yet: a rule that
-                // needs them (off-peak) makes the repriced cost unknown rather than guessed.
-                Some(u) => a.cost = u.cost(price, &crate::providers::Served::default()),
-                None if a.cost.is_none() => {
-                    a.cost_max = a
-                        .est_prompt_tokens
-                        .zip(caps.get(suite).copied().flatten())
-                        .map(|(est, cap)| bound::max_cost(price, est, cap));
-                }
-                None => {}
-            }
-        };
+        let run = with_prices(run, prices);
+        let reprice = repricer(&run, prices);
         Self::load_with(store, run, options, Some(&reprice))
+    }
+
+    /// The run as stored and as [`RunAnalysis::load_repriced`] gives it, from one read of the
+    /// store (the read is most of the time on a big run; reading twice doubled it).
+    pub fn load_before_after(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+        prices: &HashMap<String, Price>,
+    ) -> Result<(RunAnalysis, RunAnalysis), StoreError> {
+        let run_after = with_prices(run.clone(), prices);
+        let reprice = repricer(&run_after, prices);
+        let (rates, rates_after) = (prompt_rates(&run), prompt_rates(&run_after));
+        let rate = |p: &str| rates.get(p).copied();
+        let rate_after = |p: &str| rates_after.get(p).copied();
+        let (mut before, mut after) = (Grouped::default(), Grouped::default());
+        store.for_each_outcome_repriced(run.id, &rate, &rate_after, &reprice, |mut o, r| {
+            before.add(&run, &o);
+            o.cost = r.cost;
+            o.spent = r.spent;
+            after.add(&run_after, &o);
+        })?;
+        let task_ids = store.task_ids(run.id)?;
+        Ok((
+            RunAnalysis {
+                rows: before.rows(&run, &options),
+                task_ids: task_ids.clone(),
+                run,
+                options,
+            },
+            RunAnalysis {
+                rows: after.rows(&run_after, &options),
+                task_ids,
+                run: run_after,
+                options,
+            },
+        ))
     }
 
     fn load_with(
@@ -202,52 +213,11 @@ impl RunAnalysis {
         options: AnalysisOptions,
         reprice: Option<&Reprice<'_>>,
     ) -> Result<RunAnalysis, StoreError> {
-        let mut acc: BTreeMap<(String, String), Acc> = BTreeMap::new();
-        let input_rates: HashMap<&str, _> = run
-            .plan
-            .providers
-            .iter()
-            .filter_map(|p| Some((p.id.as_str(), bound::prompt_rate(p.price.as_ref()?))))
-            .collect();
-        // Outcomes arrive grouped by suite and provider: the row is looked up once per group.
-        let mut current: Option<((String, String), Acc)> = None;
-        let rate = |p: &str| input_rates.get(p).copied();
-        store.for_each_outcome(run.id, &rate, reprice, |o| {
-            let same = current
-                .as_ref()
-                .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
-            if !same {
-                if let Some((k, a)) = current.take() {
-                    acc.insert(k, a);
-                }
-                let k = (o.suite.clone(), o.provider.clone());
-                let a = acc.remove(&k).unwrap_or_else(|| {
-                    // Sized from the plan once: doubling as outcomes arrive would leave up
-                    // to half of the largest vector of a big run allocated and unused.
-                    let planned = run
-                        .plan
-                        .suite(&o.suite)
-                        .map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
-                    Acc::with_capacity(planned.min(MAX_RESERVED_OUTCOMES) as usize)
-                });
-                current = Some((k, a));
-            }
-            if let Some((_, a)) = current.as_mut() {
-                a.add(&o);
-            }
-        })?;
-        if let Some((k, a)) = current {
-            acc.insert(k, a);
-        }
-        let mut rows = Vec::new();
-        for s in &run.plan.suites {
-            for p in &run.plan.providers {
-                let a = acc
-                    .remove(&(s.name.clone(), p.id.clone()))
-                    .unwrap_or_default();
-                rows.push(a.finish(s, p, &options));
-            }
-        }
+        let rates = prompt_rates(&run);
+        let rate = |p: &str| rates.get(p).copied();
+        let mut rows = Grouped::default();
+        store.for_each_outcome(run.id, &rate, reprice, |o| rows.add(&run, &o))?;
+        let rows = rows.rows(&run, &options);
         // Read again rather than kept from the scan (which reads them to place each task):
         // holding them while the rows are finished raised a million-outcome report's peak
         // RSS from 90 to 104 MB, to save a read of 0.13–0.31 s.
@@ -327,6 +297,110 @@ impl RunAnalysis {
             }
         }
         out
+    }
+}
+
+/// The run with `prices` in place of its providers' stored prices.
+fn with_prices(mut run: RunInfo, prices: &HashMap<String, Price>) -> RunInfo {
+    for p in &mut run.plan.providers {
+        if let Some(price) = prices.get(&p.id) {
+            p.price = Some(price.clone());
+        }
+    }
+    run
+}
+
+/// Each priced provider's dearest prompt-token rate, with which unknown costs are bounded.
+fn prompt_rates(run: &RunInfo) -> HashMap<String, crate::providers::Rate> {
+    run.plan
+        .providers
+        .iter()
+        .filter_map(|p| Some((p.id.clone(), bound::prompt_rate(p.price.as_ref()?))))
+        .collect()
+}
+
+/// Prices an attempt anew from its stored usage; without usage, an unknown cost gets its bound
+/// at the new prices. Providers missing from `prices` are left as stored.
+fn repricer<'a>(
+    run: &RunInfo,
+    prices: &'a HashMap<String, Price>,
+) -> impl Fn(&str, &str, &mut AttemptCost) + 'a {
+    let caps: HashMap<String, Option<u64>> = run
+        .plan
+        .suites
+        .iter()
+        .map(|s| (s.name.clone(), s.max_tokens))
+        .collect();
+    move |suite: &str, provider: &str, a: &mut AttemptCost| {
+        let Some(price) = prices.get(provider) else {
+            return;
+        };
+        match a.usage {
+            // The stored row keeps no service tier, labels or start time yet: a rule that
+            // needs them (off-peak) makes the repriced cost unknown rather than guessed.
+            Some(u) => a.cost = u.cost(price, &crate::providers::Served::default()),
+            None if a.cost.is_none() => {
+                a.cost_max = a
+                    .est_prompt_tokens
+                    .zip(caps.get(suite).copied().flatten())
+                    .map(|(est, cap)| bound::max_cost(price, est, cap));
+            }
+            None => {}
+        }
+    }
+}
+
+/// Rows of a run while the store streams its outcomes, grouped by suite and provider.
+#[derive(Default)]
+struct Grouped {
+    done: BTreeMap<(String, String), Acc>,
+    /// The group being filled: outcomes arrive grouped, so the row is looked up once a group.
+    current: Option<((String, String), Acc)>,
+}
+
+impl Grouped {
+    fn add(&mut self, run: &RunInfo, o: &OutcomeRecord) {
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
+        if !same {
+            if let Some((k, a)) = self.current.take() {
+                self.done.insert(k, a);
+            }
+            let k = (o.suite.clone(), o.provider.clone());
+            let a = self.done.remove(&k).unwrap_or_else(|| {
+                // Sized from the plan once: doubling as outcomes arrive would leave up to half
+                // of the largest vector of a big run allocated and unused.
+                let planned = run
+                    .plan
+                    .suite(&o.suite)
+                    .map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
+                Acc::with_capacity(planned.min(MAX_RESERVED_OUTCOMES) as usize)
+            });
+            self.current = Some((k, a));
+        }
+        if let Some((_, a)) = self.current.as_mut() {
+            a.add(o);
+        }
+    }
+
+    /// Every row of the plan, in plan order (rows without outcomes are empty).
+    fn rows(mut self, run: &RunInfo, options: &AnalysisOptions) -> Vec<RowAnalysis> {
+        if let Some((k, a)) = self.current.take() {
+            self.done.insert(k, a);
+        }
+        let mut rows = Vec::new();
+        for s in &run.plan.suites {
+            for p in &run.plan.providers {
+                let a = self
+                    .done
+                    .remove(&(s.name.clone(), p.id.clone()))
+                    .unwrap_or_default();
+                rows.push(a.finish(s, p, options));
+            }
+        }
+        rows
     }
 }
 
@@ -661,14 +735,37 @@ impl Acc {
     }
 }
 
-/// Above this many tasks the cost-per-accepted interval is the log-scale delta method: it
-/// covers as well as BCa from n = 100 up (statistics.md §3.5), while BCa's 2,000 resamples of
-/// every task would dominate a million-outcome report's time.
+/// Above this many tasks the cost-per-accepted interval is the log-scale delta method: at that
+/// size it covers as well as the bootstrap (statistics.md §3.5), while 2,000 resamples of every
+/// task would dominate a million-outcome report's time.
 pub const DELTA_ABOVE_TASKS: usize = 20_000;
 
-/// The interval of cost per accepted outcome over the decided outcomes, each carrying its
-/// known token cost plus its rejection cost, clustered by task: BCa, or the log-scale delta
-/// method above [`DELTA_ABOVE_TASKS`] tasks (named in `method`).
+/// The method of the cost-per-accepted interval up to [`DELTA_ABOVE_TASKS`] tasks.
+///
+/// The studentized bootstrap, not BCa: in the seeded coverage simulation at n = 100 tasks
+/// (tests/interval_coverage.rs) BCa covered 88–92% for heavy-tailed costs (log-normal σ = 1.5,
+/// a 5% tail of 20× costs), the studentized bootstrap 91–95%.
+pub const SMALL_SAMPLE_METHOD: &str = "studentized-bootstrap";
+
+/// The interval of cost per accepted outcome over `sample` (one entry per decided outcome, its
+/// cost including any rejection cost, `task` its cluster): the studentized bootstrap of whole
+/// tasks, or the log-scale delta method above [`DELTA_ABOVE_TASKS`] tasks (named in `method`).
+/// Every report row's interval is this one.
+pub fn cost_per_accepted_ci(sample: &[Outcome], opts: &AnalysisOptions) -> stats::CostRatioCi {
+    let clusters = stats::bootstrap::cluster_count(sample);
+    if clusters > DELTA_ABOVE_TASKS {
+        return stats::cost_per_accepted_delta_log(sample, opts.confidence);
+    }
+    match stats::cost_per_accepted_studentized(sample, opts.bootstrap, opts.confidence, opts.seed) {
+        Ok(ci) => ci,
+        // Only invalid input (no outcome, a cost that is not a finite amount ≥ 0) gets here:
+        // the delta method reports it the same way, with no bounds.
+        Err(_) => stats::cost_per_accepted_delta_log(sample, opts.confidence),
+    }
+}
+
+/// The row's interval of cost per accepted outcome over its decided outcomes, each carrying its
+/// known token cost plus its rejection cost ([`cost_per_accepted_ci`]).
 fn cost_ci(
     outcomes: &[OutcomeFacts],
     rejection: Money,
@@ -679,7 +776,7 @@ fn cost_ci(
     let empty = CostCi {
         low: None,
         high: None,
-        method: "bca-bootstrap",
+        method: SMALL_SAMPLE_METHOD,
         resamples: 0,
         zero_accept_resamples: 0,
         basis: "known costs",
@@ -699,12 +796,7 @@ fn cost_ci(
                 .usd(),
         })
         .collect();
-    let clusters = 1 + sample.windows(2).filter(|w| w[0].task != w[1].task).count();
-    let r = if clusters > DELTA_ABOVE_TASKS {
-        stats::cost_per_accepted_delta_log(&sample, opts.confidence)
-    } else {
-        stats::cost_per_accepted_bca(&sample, opts.bootstrap, opts.confidence, opts.seed)
-    };
+    let r = cost_per_accepted_ci(&sample, opts);
     CostCi {
         low: r.low,
         high: r.high,

@@ -692,8 +692,7 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let store = Store::open_to_read(db)?;
     let run = store.run(a.run)?;
     let prices = reprice::prices_for(&run, &entries, &a.prices)?;
-    let before = RunAnalysis::load(&store, run.clone(), opts)?;
-    let after = RunAnalysis::load_repriced(&store, run, opts, &prices)?;
+    let (before, after) = RunAnalysis::load_before_after(&store, run, opts, &prices)?;
     let r = reprice::repriced(&before, &after, &a.prices);
     emit(
         &export::reprice::render(&r, a.report.format, a.report.width),

@@ -22,14 +22,17 @@
 //!   else [`DEFAULT_MARGIN`]; `--margin` overrides and the output says which), SUPERIOR when the
 //!   interval's lower bound clears 0 (statistics.md §3.4);
 //! - the saving per accepted outcome and the cost ratio with a paired BCa bootstrap that resamples
-//!   the same tasks on both sides (statistics.md §3.5);
+//!   the same tasks on both sides (statistics.md §3.5), or above [`DELTA_ABOVE_TASKS`] tasks the
+//!   paired delta method (as the report's row interval does there);
 //! - when inconclusive, the paired tasks that would give a conclusive verdict with 80% power.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::analysis::{AnalysisOptions, OutcomeFacts, Pairing, RunAnalysis, Verdict};
+use crate::analysis::{
+    AnalysisOptions, DELTA_ABOVE_TASKS, OutcomeFacts, Pairing, RunAnalysis, Verdict,
+};
 use crate::providers::{Money, Tally};
 use crate::stats::{self, Estimate, Interval, Outcome, StatsError};
 use crate::store::RunInfo;
@@ -227,6 +230,7 @@ pub struct Difference {
 ///     "cost_per_accepted_usd": {"incumbent","candidate"},
 ///     "saving_per_accepted_usd": {"estimate","low","high"},   // incumbent − candidate
 ///     "cost_ratio": {"estimate","low","high"},                 // candidate / incumbent
+///     "cost_method",           // "paired-bca-bootstrap", or "paired-delta" above 20,000 tasks
 ///     "tasks_needed",          // paired tasks for 80% power of a conclusive verdict; null
 ///                              // unless inconclusive
 ///     "more_tasks",            // tasks_needed − tasks (at least 1); null likewise
@@ -273,6 +277,9 @@ pub struct Comparison {
     pub saving_per_accepted_usd: Estimate,
     /// Candidate / incumbent cost per accepted outcome, paired BCa bootstrap.
     pub cost_ratio: Estimate,
+    /// Method of the saving and ratio intervals: `paired-bca-bootstrap`, or `paired-delta`
+    /// above [`DELTA_ABOVE_TASKS`] tasks (the report's fast-path rule).
+    pub cost_method: &'static str,
     /// Paired tasks for an 80% chance of a conclusive verdict (inconclusive only).
     pub tasks_needed: Option<u64>,
     /// tasks_needed − tasks.
@@ -307,6 +314,8 @@ pub struct Assessment {
     pub saving: Estimate,
     /// Candidate / incumbent cost per accepted.
     pub ratio: Estimate,
+    /// The method of the saving and ratio intervals.
+    pub cost_method: &'static str,
 }
 
 const NO_ESTIMATE: Estimate = Estimate {
@@ -386,13 +395,26 @@ pub fn assess(
 ) -> Result<Assessment, StatsError> {
     let decision = decide(incumbent, candidate, margin, opts)?;
     let rate = |o: &[Outcome]| o.iter().filter(|x| x.accepted).count() as f64 / o.len() as f64;
-    let (saving, ratio, cpa) = match stats::paired_cost_per_accepted(
-        candidate,
-        incumbent,
-        opts.bootstrap,
-        opts.confidence,
-        opts.seed,
-    ) {
+    // The report's rule: above DELTA_ABOVE_TASKS tasks the delta method, whose intervals agree
+    // with the bootstrap's there, instead of resampling every task 2,000 times.
+    let fast = decision.tasks as usize > DELTA_ABOVE_TASKS;
+    let paired = if fast {
+        stats::paired_cost_per_accepted_delta(candidate, incumbent, opts.confidence)
+    } else {
+        stats::paired_cost_per_accepted(
+            candidate,
+            incumbent,
+            opts.bootstrap,
+            opts.confidence,
+            opts.seed,
+        )
+    };
+    let cost_method = if fast {
+        "paired-delta"
+    } else {
+        "paired-bca-bootstrap"
+    };
+    let (saving, ratio, cpa) = match paired {
         Ok(p) => (
             // Same seed, same indices: the saving's replicates are the exact negatives of the
             // difference's, and BCa is equivariant under negation.
@@ -418,6 +440,7 @@ pub fn assess(
         cost_per_accepted: cpa,
         saving,
         ratio,
+        cost_method,
     })
 }
 
@@ -805,6 +828,7 @@ fn comparison(
         cost_per_accepted_usd: a.as_ref().map_or(NO_SIDES, |a| a.cost_per_accepted),
         saving_per_accepted_usd: a.as_ref().map_or(NO_ESTIMATE, |a| a.saving),
         cost_ratio: a.as_ref().map_or(NO_ESTIMATE, |a| a.ratio),
+        cost_method: a.as_ref().map_or("paired-bca-bootstrap", |a| a.cost_method),
         tasks_needed,
         more_tasks: tasks_needed.map(|n| n.saturating_sub(tasks).max(1)),
         notes,

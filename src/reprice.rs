@@ -1,9 +1,9 @@
 //! `costbench reprice`: every cost figure of a stored run under another price table, with no
 //! provider call.
 //!
-//! The store keeps each attempt's token usage, so a run can be priced again: the analysis is
-//! loaded twice, as stored and with the new prices ([`RunAnalysis::load_repriced`]), and this
-//! module only lines the two up row by row. An attempt whose provider had no price (or a token
+//! The store keeps each attempt's token usage, so a run can be priced again: one read of the
+//! store gives the analysis as stored and with the new prices
+//! ([`RunAnalysis::load_before_after`]), and this module only lines the two up row by row. An attempt whose provider had no price (or a token
 //! class without one) under the old table gets a cost under the new one; an attempt without
 //! usage keeps its stored cost (0 for a refused request, unknown for a call never answered, whose
 //! bound is taken at the new prices).
@@ -114,7 +114,7 @@ pub struct RepricedRow {
     pub changed: bool,
     /// Cost per accepted outcome (known costs).
     pub cost_per_accepted_usd: Change<Option<f64>>,
-    /// Its BCa interval.
+    /// Its interval (the report's: studentized bootstrap, or delta-log on many tasks).
     pub cost_per_accepted_ci: Change<Bounds>,
     /// The same with calls of unknown cost at their bound.
     pub cost_per_accepted_max_usd: Change<Option<f64>>,

@@ -145,6 +145,7 @@ fn mcnemar_b12_c3_gives_mid_p_0_0213_through_the_command() {
             "acceptance",
             "acceptance_diff",
             "candidate",
+            "cost_method",
             "cost_per_accepted_usd",
             "cost_ratio",
             "incumbent",

@@ -38,6 +38,38 @@ fn row<'a>(v: &'a Value, provider: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row {provider}: {v:#}"))
 }
 
+/// `reprice` reads the store once for both analyses (it read it twice, once per analysis):
+/// every figure of every row, and the outcomes, are the same as the two reads gave.
+fn one_read_gives_what_two_reads_gave(ws: &Workspace, prices: &std::path::Path) {
+    use costbench::analysis::{AnalysisOptions, RunAnalysis};
+    let store = costbench::store::Store::open_to_read(&ws.db()).unwrap();
+    let run = store.run(None).unwrap();
+    let entries = costbench::providers::load_providers(prices).unwrap();
+    let prices = costbench::reprice::prices_for(&run, &entries, prices).unwrap();
+    let opts = AnalysisOptions::default();
+    let (before, after) =
+        RunAnalysis::load_before_after(&store, run.clone(), opts, &prices).unwrap();
+    let before2 = RunAnalysis::load(&store, run.clone(), opts).unwrap();
+    let after2 = RunAnalysis::load_repriced(&store, run, opts, &prices).unwrap();
+    for (one, two) in [(&before, &before2), (&after, &after2)] {
+        assert_eq!(one.rows.len(), two.rows.len());
+        for (x, y) in one.rows.iter().zip(&two.rows) {
+            assert_eq!(
+                serde_json::to_string(&x.figures).unwrap(),
+                serde_json::to_string(&y.figures).unwrap()
+            );
+            assert_eq!(x.outcomes, y.outcomes);
+        }
+        assert_eq!(one.task_ids, two.task_ids);
+        assert_eq!(one.run.plan, two.run.plan);
+    }
+    assert_ne!(
+        serde_json::to_string(&before.rows[0].figures).unwrap(),
+        serde_json::to_string(&after.rows[0].figures).unwrap(),
+        "the prices changed something"
+    );
+}
+
 #[test]
 fn doubled_prices_double_every_cost_figure_and_unpriced_attempts_get_a_cost() {
     let tasks = [("t1", "a1"), ("t2", "a2"), ("t3", "a3"), ("t4", "a4")];
@@ -78,6 +110,7 @@ fn doubled_prices_double_every_cost_figure_and_unpriced_attempts_get_a_cost() {
     );
     let v = reprice_json(&ws, &doubled);
     assert_eq!(v["any_changed"], true, "{v:#}");
+    one_read_gives_what_two_reads_gave(&ws, &doubled);
     let r = row(&v, "p");
     assert_close(&r["cost_per_accepted_usd"]["before"], CALL, 1e-12);
     assert_close(&r["cost_per_accepted_usd"]["after"], 2.0 * CALL, 1e-12);

@@ -159,6 +159,15 @@ fn footnote(c: &Comparisons) -> String {
          costs), ratio = candidate / incumbent, each with a {conf} paired BCa bootstrap resampling \
          the same tasks on both sides; ∞ = unbounded (resamples where a side accepted nothing)."
     );
+    if c.comparisons
+        .iter()
+        .any(|r| r.cost_method == "paired-delta")
+    {
+        s.push_str(&format!(
+            " Rows of more than {} tasks use the paired delta method instead of the bootstrap              (ratio on the log scale): at that size both give the same interval, and              resampling every task would take most of the time.",
+            crate::analysis::DELTA_ABOVE_TASKS
+        ));
+    }
     for r in &c.comparisons {
         let name = r.suite.as_deref().unwrap_or(r.workload.as_str());
         for n in &r.notes {

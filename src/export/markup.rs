@@ -36,17 +36,17 @@ pub const UNKNOWN_MARK: &str = "*";
 /// Column headers, with the run's confidence level.
 pub fn header(a: &RunAnalysis) -> Vec<String> {
     let conf = format!("{:.0}%", a.options.confidence * 100.0);
-    let bca = a
+    let studentized = a
         .rows
         .iter()
-        .all(|r| r.figures.cost_per_accepted_ci.method == "bca-bootstrap");
+        .all(|r| r.figures.cost_per_accepted_ci.method == crate::analysis::SMALL_SAMPLE_METHOD);
     [
         "suite",
         "provider",
         "accepted",
         "acceptance (95% Wilson)",
-        if bca {
-            "$/accepted (95% BCa)"
+        if studentized {
+            "$/accepted (95% boot-t)"
         } else {
             "$/accepted (95% interval)"
         },
@@ -160,7 +160,7 @@ pub fn footnote(a: &RunAnalysis) -> String {
         .any(|r| r.figures.cost_per_accepted_ci.method == "delta-log")
     {
         s.push_str(&format!(
-            " $/accepted intervals over more than {} tasks use the log-scale delta method, others BCa.",
+            " $/accepted intervals over more than {} tasks use the log-scale delta method, others the studentized bootstrap (boot-t).",
             crate::analysis::DELTA_ABOVE_TASKS
         ));
     }

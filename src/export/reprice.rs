@@ -41,7 +41,7 @@ fn header(r: &Repriced) -> Vec<String> {
         "suite".into(),
         "provider".into(),
         "$/accepted before → after".into(),
-        format!("after, {conf} BCa"),
+        format!("after, {conf} interval"),
         "total cost before → after".into(),
         "unpriced calls".into(),
     ]

@@ -9,6 +9,9 @@
 //!   are resampled *together* and by *whole task* (Davison & Hinkley, *Bootstrap Methods*, 1997,
 //!   §3.8, cluster resampling), because resampling them independently destroys their correlation
 //!   and resampling repeats individually pretends they are independent;
+//! - the **studentized bootstrap** (bootstrap-t; Hall, *The Bootstrap and Edgeworth Expansion*,
+//!   1992), on the same resamples, each studentized by its own delta-method standard error: the
+//!   report's interval, since it covers better than BCa when a few tasks are far dearer;
 //! - the **log-scale delta method** as the fast path (Var R̂ ≈ Σ(cᵢ − R̂aᵢ)²/((C−1)·C·ā²), then an
 //!   interval for log R exponentiated), as in statistics.md §3.5.
 //!
@@ -54,6 +57,22 @@ pub(crate) fn cluster_index(outcomes: &[Outcome]) -> (Vec<usize>, usize) {
         })
         .collect();
     (ids, tasks.len())
+}
+
+/// How many distinct tasks (clusters) `outcomes` has.
+pub fn cluster_count(outcomes: &[Outcome]) -> usize {
+    // Sorted by task (as every caller in costbench passes them): count the boundaries.
+    if outcomes.windows(2).all(|w| w[0].task <= w[1].task) {
+        return usize::from(!outcomes.is_empty())
+            + outcomes
+                .windows(2)
+                .filter(|w| w[0].task != w[1].task)
+                .count();
+    }
+    let mut tasks: Vec<u32> = outcomes.iter().map(|o| o.task).collect();
+    tasks.sort_unstable();
+    tasks.dedup();
+    tasks.len()
 }
 
 impl Clusters {
@@ -276,7 +295,7 @@ pub struct CostRatioCi {
     /// Upper bound; None when there is no estimate or the bound is unbounded (zero-acceptance
     /// resamples reach into the upper tail).
     pub high: Option<f64>,
-    /// "bca-bootstrap" or "delta-log".
+    /// "bca-bootstrap", "studentized-bootstrap" or "delta-log".
     pub method: &'static str,
     /// Confidence level of the interval.
     pub confidence: f64,
@@ -342,16 +361,9 @@ pub fn try_cost_per_accepted_bca(
     confidence: f64,
     seed: u64,
 ) -> Result<CostRatioCi, StatsError> {
-    check_outcomes(outcomes)?;
-    check_level(confidence)?;
-    if b < 2 {
-        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
-    }
-    let c = Clusters::cost_per_accepted(outcomes);
-    let mut out = summary(outcomes, &c, "bca-bootstrap", confidence);
+    let (c, mut out) = resampling(outcomes, b, confidence, "bca-bootstrap")?;
     let estimate = c.ratio();
     let mut reps = ratio_replicates(&c, b, seed);
-    out.resamples = b;
     out.zero_accept_resamples = reps.iter().filter(|x| x.is_infinite()).count();
     if !estimate.is_finite() {
         return Ok(out);
@@ -363,7 +375,126 @@ pub fn try_cost_per_accepted_bca(
     Ok(out)
 }
 
-/// Counts shared by both cost-per-accepted methods.
+/// Delta-method standard error of R̂ = Σc/Σa from cluster sums: S = Σ(cᵢ − R·aᵢ)² expanded as
+/// Σc² − 2RΣca + R²Σa², then √(S/((C−1)·C·ā²)). +∞ when nothing was accepted.
+#[inline]
+fn delta_se(r: f64, sums: &[f64; 5], k: f64) -> f64 {
+    let [_, sa, scc, sca, saa] = *sums;
+    let abar = sa / k;
+    let ss = (scc - 2.0 * r * sca + r * r * saa).max(0.0);
+    (ss / ((k - 1.0) * k * abar * abar)).sqrt()
+}
+
+/// Studentized (bootstrap-t) interval for cost per accepted outcome, R = Σ cost / Σ accepted.
+///
+/// Efron & Tibshirani (1993) ch. 12; Hall, *The Bootstrap and Edgeworth Expansion* (1992)
+/// §3.5: each resample of whole tasks (the same draws as [`cost_per_accepted_bca`] under the
+/// same seed) gives t* = (R* − R̂)/SE*, with SE* the delta-method standard error of the
+/// resample; the interval is [R̂ − t*₁₋α/₂·SE, R̂ − t*α/₂·SE]. Studentizing lets the interval
+/// stretch toward the side where a few dear tasks may be missing from the sample, which BCa
+/// does less: in the coverage simulation at n = 100 (tests/interval_coverage.rs) it covers
+/// 1–4 points more than BCa for heavy-tailed costs. A resample that accepted nothing has
+/// t* = +∞ (counted in `zero_accept_resamples`; it makes the low bound 0 when it reaches the
+/// tail). The low bound is at least 0.
+pub fn cost_per_accepted_studentized(
+    outcomes: &[Outcome],
+    b: usize,
+    confidence: f64,
+    seed: u64,
+) -> Result<CostRatioCi, StatsError> {
+    let (c, mut out) = resampling(outcomes, b, confidence, "studentized-bootstrap")?;
+    let k = c.len();
+    let estimate = c.ratio();
+    // The full sample's residuals in two passes (no cancellation).
+    let se = if k < 2 || !estimate.is_finite() {
+        f64::NAN
+    } else {
+        let abar = c.den.iter().sum::<f64>() / k as f64;
+        let ss: f64 = c
+            .num
+            .iter()
+            .zip(&c.den)
+            .map(|(n, d)| (n - estimate * d).powi(2))
+            .sum();
+        (ss / ((k as f64 - 1.0) * k as f64 * abar * abar)).sqrt()
+    };
+    let mut t: Vec<f64> = (0..b)
+        .into_par_iter()
+        .with_min_len(8)
+        .map(|r| {
+            let mut rng = Rng::stream(seed, r as u64);
+            let mut s = [0.0; 5];
+            for _ in 0..k {
+                let i = rng.index(k);
+                let (n, d) = (c.num[i], c.den[i]);
+                s[0] += n;
+                s[1] += d;
+                s[2] += n * n;
+                s[3] += n * d;
+                s[4] += d * d;
+            }
+            if s[1] <= 0.0 {
+                return f64::INFINITY;
+            }
+            let rs = s[0] / s[1];
+            let se_s = delta_se(rs, &s, k as f64);
+            let d = rs - estimate;
+            if se_s > 0.0 {
+                d / se_s
+            } else if d == 0.0 {
+                0.0
+            } else {
+                d.signum() * f64::INFINITY
+            }
+        })
+        .collect();
+    out.zero_accept_resamples = t.iter().filter(|x| **x == f64::INFINITY).count();
+    out.estimate = finite(estimate);
+    if !estimate.is_finite() || !se.is_finite() {
+        return Ok(out);
+    }
+    if se == 0.0 {
+        out.low = Some(estimate);
+        out.high = Some(estimate);
+        return Ok(out);
+    }
+    t.sort_unstable_by(f64::total_cmp);
+    let alpha = 1.0 - confidence;
+    let t_hi = padded_quantile(&t, 0, 1.0 - alpha / 2.0, false);
+    let t_lo = padded_quantile(&t, 0, alpha / 2.0, true);
+    let low = estimate - t_hi * se;
+    let high = estimate - t_lo * se;
+    out.low = Some(if low.is_finite() {
+        low.clamp(0.0, estimate)
+    } else {
+        0.0
+    });
+    out.high = finite(high).map(|h| h.max(estimate));
+    Ok(out)
+}
+
+/// Checks the input of a bootstrap of cost per accepted outcome (`b` resamples) and returns the
+/// task totals with the counts of its result filled in.
+fn resampling(
+    outcomes: &[Outcome],
+    b: usize,
+    confidence: f64,
+    method: &'static str,
+) -> Result<(Clusters, CostRatioCi), StatsError> {
+    check_outcomes(outcomes)?;
+    check_level(confidence)?;
+    if b < 2 {
+        return Err(StatsError::InvalidParameter("need at least 2 resamples"));
+    }
+    let c = Clusters::cost_per_accepted(outcomes);
+    let out = CostRatioCi {
+        resamples: b,
+        ..summary(outcomes, &c, method, confidence)
+    };
+    Ok((c, out))
+}
+
+/// Counts shared by every cost-per-accepted method.
 fn summary(outcomes: &[Outcome], c: &Clusters, method: &'static str, conf: f64) -> CostRatioCi {
     CostRatioCi {
         clusters: c.len(),
@@ -548,6 +679,46 @@ mod tests {
         assert_eq!(b.clusters, 60);
         assert!((a.low.unwrap() - b.low.unwrap()).abs() < 1e-9);
         assert!((a.high.unwrap() - b.high.unwrap()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn studentized_draws_the_bca_resamples_and_brackets_the_estimate() {
+        let o = lognormal_outcomes(80, 0.4, &mut Rng::new(21));
+        let st = cost_per_accepted_studentized(&o, 1000, 0.95, 7).unwrap();
+        let bca = cost_per_accepted_bca(&o, 1000, 0.95, 7);
+        // Same seed, same resampled tasks: the same resamples accept nothing.
+        assert_eq!(st.zero_accept_resamples, bca.zero_accept_resamples);
+        assert_eq!(
+            (st.estimate, st.method),
+            (bca.estimate, "studentized-bootstrap")
+        );
+        let (e, lo, hi) = (st.estimate.unwrap(), st.low.unwrap(), st.high.unwrap());
+        assert!(0.0 <= lo && lo < e && e < hi, "{st:?}");
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            one.install(|| cost_per_accepted_studentized(&o, 1000, 0.95, 7)),
+            Ok(st)
+        );
+        // Constant data: a point interval; one task: no interval; bad input: an error.
+        let flat: Vec<Outcome> = (0..20)
+            .map(|t| Outcome {
+                task: t,
+                accepted: true,
+                cost: 0.5,
+            })
+            .collect();
+        let c = cost_per_accepted_studentized(&flat, 200, 0.95, 1).unwrap();
+        assert_eq!((c.low, c.high), (Some(0.5), Some(0.5)));
+        let single = cost_per_accepted_studentized(&flat[..1], 200, 0.95, 1).unwrap();
+        assert_eq!(
+            (single.estimate, single.low, single.high),
+            (Some(0.5), None, None)
+        );
+        assert!(cost_per_accepted_studentized(&[], 200, 0.95, 1).is_err());
+        assert!(cost_per_accepted_studentized(&flat, 1, 0.95, 1).is_err());
     }
 
     #[test]

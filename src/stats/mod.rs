@@ -7,8 +7,9 @@
 //!
 //! - acceptance rates: Wilson / Jeffreys for display, Clopper–Pearson where a gate decides
 //!   (Brown, Cai & DasGupta, *Statistical Science* 16:101–133, 2001); never Wald;
-//! - cost per accepted outcome: BCa bootstrap over whole task clusters (Efron, *JASA* 82:171–185,
-//!   1987) with a log-scale delta method as the fast path;
+//! - cost per accepted outcome: studentized (bootstrap-t) and BCa bootstraps over whole task
+//!   clusters (Efron, *JASA* 82:171–185, 1987; Hall 1992) with a log-scale delta method as the
+//!   fast path; the report uses the studentized one, which covers better for heavy-tailed costs;
 //! - paired binary comparisons: McNemar mid-p (Fagerland, Lydersen & Laake, *BMC Med Res Methodol*
 //!   13:91, 2013) and Tango's score interval (*Stat Med* 17:891–908, 1998);
 //! - multiplicity: Holm (1979) and Benjamini–Hochberg (1995);
@@ -36,13 +37,15 @@ pub use binomial::{
     clopper_pearson, jeffreys, wilson,
 };
 pub use bootstrap::{
-    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, try_cost_per_accepted_bca,
+    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, cost_per_accepted_studentized,
+    try_cost_per_accepted_bca,
 };
 pub use multiple::{Adjusted, benjamini_hochberg, benjamini_yekutieli, holm};
 pub use noninferiority::{NonInferiority, Verdict, noninferiority, noninferiority_paired};
 pub use paired::{
     Estimate, McNemar, PairedCostCi, PairedCounts, check_aligned, mcnemar,
-    paired_acceptance_bootstrap, paired_cost_per_accepted, tango_difference,
+    paired_acceptance_bootstrap, paired_cost_per_accepted, paired_cost_per_accepted_delta,
+    tango_difference,
 };
 pub use power::{
     MillerVariance, design_effect, miller_mde, miller_sample_size, noninferiority_sample_size,

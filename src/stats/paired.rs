@@ -283,7 +283,7 @@ pub struct PairedCostCi {
     pub difference: Estimate,
     /// R_A / R_B, with a paired BCa interval (None when R_B is 0 or undefined).
     pub ratio: Estimate,
-    /// Always "paired-bca-bootstrap".
+    /// "paired-bca-bootstrap", or "paired-delta" (the fast path, no resampling).
     pub method: &'static str,
     /// Confidence level.
     pub confidence: f64,
@@ -419,6 +419,91 @@ pub fn paired_acceptance_p(
     Ok(bootstrap_p(pairs.iter().map(|(x, y)| x - y), 0.0))
 }
 
+/// Difference R_A − R_B and ratio R_A / R_B of cost per accepted outcome with the paired delta
+/// method (the fast path for many tasks, where a bootstrap of every task is the slow part).
+///
+/// Each task's influence on R = Σc/Σa is ψᵢ = (cᵢ − R·aᵢ)/ā over the C task totals; pairing
+/// enters through ψ_Aᵢ − ψ_Bᵢ on the same task. The difference is
+/// R̂_A − R̂_B ± z·√(Σ(ψ_Aᵢ − ψ_Bᵢ)²/(C(C−1))); the ratio is exp(log R̂_A − log R̂_B ± z·SE) with
+/// SE² = Σ(ψ_Aᵢ/R̂_A − ψ_Bᵢ/R̂_B)²/(C(C−1)), the log-scale form statistics.md §3.5 finds
+/// better than the raw scale. `method` is "paired-delta"; `resamples` is 0. A side that
+/// accepted nothing has no estimate; a ratio with a free side has no interval.
+pub fn paired_cost_per_accepted_delta(
+    a: &[Outcome],
+    b: &[Outcome],
+    confidence: f64,
+) -> Result<PairedCostCi, StatsError> {
+    check_aligned(a, b)?;
+    let z = z_two_sided(confidence)?;
+    let (ca, cb) = (
+        Clusters::cost_per_accepted(a),
+        Clusters::cost_per_accepted(b),
+    );
+    let (ra, rb) = (ca.ratio(), cb.ratio());
+    let k = ca.len() as f64;
+    let mean_den = |c: &Clusters| c.den.iter().sum::<f64>() / k;
+    let (abar, bbar) = (mean_den(&ca), mean_den(&cb));
+    // Σ over tasks of f(ψ_A, ψ_B), None unless both sides have an estimate and C ≥ 2.
+    let spread = |f: &dyn Fn(f64, f64) -> f64| -> Option<f64> {
+        if !(ra.is_finite() && rb.is_finite()) || ca.len() < 2 {
+            return None;
+        }
+        let ss: f64 = (0..ca.len())
+            .map(|i| {
+                let pa = (ca.num[i] - ra * ca.den[i]) / abar;
+                let pb = (cb.num[i] - rb * cb.den[i]) / bbar;
+                f(pa, pb).powi(2)
+            })
+            .sum();
+        Some((ss / (k * (k - 1.0))).sqrt())
+    };
+    let difference = match spread(&|pa, pb| pa - pb) {
+        Some(se) => Estimate {
+            estimate: Some(ra - rb),
+            low: Some(ra - rb - z * se),
+            high: Some(ra - rb + z * se),
+        },
+        None => Estimate {
+            estimate: (ra.is_finite() && rb.is_finite()).then_some(ra - rb),
+            low: None,
+            high: None,
+        },
+    };
+    let ratio = if ra > 0.0 && rb > 0.0 {
+        let est = ra / rb;
+        match spread(&|pa, pb| pa / ra - pb / rb) {
+            Some(se) => Estimate {
+                estimate: Some(est),
+                low: Some(est * (-z * se).exp()),
+                high: Some(est * (z * se).exp()),
+            },
+            None => Estimate {
+                estimate: est.is_finite().then_some(est),
+                low: None,
+                high: None,
+            },
+        }
+    } else {
+        Estimate {
+            estimate: (rb > 0.0 && ra.is_finite()).then_some(ra / rb),
+            low: None,
+            high: None,
+        }
+    };
+    Ok(PairedCostCi {
+        cost_per_accepted_a: ra.is_finite().then_some(ra),
+        cost_per_accepted_b: rb.is_finite().then_some(rb),
+        difference,
+        ratio,
+        method: "paired-delta",
+        confidence,
+        resamples: 0,
+        zero_accept_resamples_a: 0,
+        zero_accept_resamples_b: 0,
+        clusters: ca.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,6 +631,53 @@ mod tests {
         assert!(r.low.unwrap() <= r.estimate.unwrap() && r.estimate <= r.high);
         assert!(p.difference.low.unwrap() > 0.0);
         assert_eq!(p.zero_accept_resamples_a + p.zero_accept_resamples_b, 0);
+    }
+
+    #[test]
+    fn paired_delta_known_answer() {
+        // Two tasks. A: (c, a) = (1, 1), (3, 0) → R_A = 4, ā = 0.5, ψ_A = (−6, 6).
+        // B: (1, 1), (1, 1) → R_B = 1, ψ_B = (0, 0). Var(D) = 72 / (2·1) = 36, SE 6.
+        let a = outcomes(&[true, false], &[1.0, 3.0]);
+        let b = outcomes(&[true, true], &[1.0, 1.0]);
+        let p = paired_cost_per_accepted_delta(&a, &b, 0.95).unwrap();
+        let z = 1.959_963_984_540_054;
+        assert_eq!(p.difference.estimate, Some(3.0));
+        assert!(close(p.difference.low.unwrap(), 3.0 - 6.0 * z, 1e-12));
+        assert!(close(p.difference.high.unwrap(), 3.0 + 6.0 * z, 1e-12));
+        // Log ratio: ψ_A/R_A = (−1.5, 1.5): SE² = 4.5 / 2.
+        let se = 2.25f64.sqrt();
+        assert_eq!(p.ratio.estimate, Some(4.0));
+        assert!(close(p.ratio.low.unwrap(), 4.0 * (-z * se).exp(), 1e-12));
+        assert!(close(p.ratio.high.unwrap(), 4.0 * (z * se).exp(), 1e-12));
+        assert_eq!((p.method, p.resamples), ("paired-delta", 0));
+        // Identical sides: no spread at all.
+        let same = paired_cost_per_accepted_delta(&a, &a, 0.95).unwrap();
+        assert_eq!(
+            (same.difference.low, same.difference.high),
+            (Some(0.0), Some(0.0))
+        );
+        assert_eq!((same.ratio.low, same.ratio.high), (Some(1.0), Some(1.0)));
+        // A side that accepted nothing has no estimate.
+        let none = outcomes(&[false, false], &[1.0, 1.0]);
+        let p = paired_cost_per_accepted_delta(&none, &b, 0.95).unwrap();
+        assert_eq!((p.difference.estimate, p.ratio.estimate), (None, None));
+    }
+
+    #[test]
+    fn paired_delta_agrees_with_the_paired_bootstrap_on_many_tasks() {
+        let (a, b) = random_pair(5000, 17);
+        let boot = paired_cost_per_accepted(&a, &b, 2000, 0.95, 5).unwrap();
+        let delta = paired_cost_per_accepted_delta(&a, &b, 0.95).unwrap();
+        assert_eq!(boot.difference.estimate, delta.difference.estimate);
+        for (x, y) in [
+            (boot.difference.low, delta.difference.low),
+            (boot.difference.high, delta.difference.high),
+            (boot.ratio.low, delta.ratio.low),
+            (boot.ratio.high, delta.ratio.high),
+        ] {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!((x - y).abs() <= 0.03 * x.abs(), "{boot:?}\n{delta:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod export;
 pub mod grade;
 pub mod providers;
 pub mod reprice;
+pub mod route;
 pub mod run;
 pub mod stats;
 pub mod store;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, DocPath, Loader, Problem};
 use crate::grade::template::{describe, environment};
-use crate::grade::{CompiledGrader, GraderSpec, Vars, template_variables};
+use crate::grade::{CompiledGrader, GraderSpec, Vars, take_runtime, template_variables};
 use crate::providers::{Message, Money};
 
 /// Most samples per task per provider (`repeats`).
@@ -185,6 +185,9 @@ pub struct Suite {
     pub grader_specs: Vec<GraderSpec>,
     /// Graders compiled once.
     pub graders: Vec<CompiledGrader>,
+    /// Positions in `graders` of the checks marked `runtime: true` (they can run at serving
+    /// time, so a cascade may escalate on them).
+    pub runtime_graders: Vec<usize>,
     /// Tasks in file order.
     pub tasks: Vec<Task>,
     /// Where the suite was read from.
@@ -325,9 +328,16 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
 
     let mut grader_specs = Vec::new();
     let mut graders = Vec::new();
+    let mut runtime_graders = Vec::new();
     for (i, g) in head.graders.iter().enumerate() {
         let p = top.key("graders").index(i);
-        let Some(spec) = l.field::<GraderSpec>(&p, g) else {
+        let mut g = g.clone();
+        match take_runtime(&mut g) {
+            Ok(true) => runtime_graders.push(i),
+            Ok(false) => {}
+            Err(e) => l.problem(&p.key("runtime"), e),
+        }
+        let Some(spec) = l.field::<GraderSpec>(&p, &g) else {
             continue;
         };
         match spec.compile() {
@@ -419,6 +429,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         params: head.params,
         grader_specs,
         graders: graders.into_iter().map(|(_, g)| g).collect(),
+        runtime_graders,
         tasks,
         path: path.to_path_buf(),
         fingerprint,

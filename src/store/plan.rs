@@ -49,6 +49,11 @@ pub struct SuitePlan {
     /// the cost of a call whose answer was never seen. Absent in runs stored before it existed.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Positions of the graders marked `runtime: true` (checks that can run at serving time),
+    /// which index each grade's stored `verdicts`; empty (and absent in runs stored before it
+    /// existed) when the suite has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_graders: Vec<usize>,
 }
 
 /// A provider as the run saw it.

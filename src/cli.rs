@@ -15,6 +15,9 @@ use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
 use crate::providers::{ProviderConfig, load_providers};
 use crate::reprice::{self, RepriceError};
+use crate::export::routing::RouteFormat;
+use crate::route::policy::{Policy, load_policy};
+use crate::route::{self, RouteError, RouteInput};
 use crate::run::{self, CacheMode, RunOptions};
 use crate::store::Store;
 use crate::suite::{Suite, load_suite};
@@ -64,6 +67,9 @@ enum Command {
     Compare(CompareArgs),
     /// Every cost figure and interval of a stored run under another price table; no calls.
     Reprice(RepriceArgs),
+    /// Which provider, or cascade, should own each workload class, from stored runs: choice,
+    /// stability, cross-validated figures, monthly bill, gateway exports; no provider calls.
+    Route(RouteArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -210,6 +216,33 @@ struct RepriceArgs {
 }
 
 #[derive(Args, Debug)]
+struct RouteArgs {
+    /// Runs to route from (repeatable; default: the latest).
+    #[arg(long = "run", value_name = "ID")]
+    runs: Vec<i64>,
+    /// Routing policy file (thresholds, SLOs, tags, volumes, incumbents per class).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Output format: costbench's routing file (yaml, json), a gateway config (litellm,
+    /// portkey) or a Markdown summary (md).
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: RouteFormat,
+    /// Write the output to this file instead of stdout (a LiteLLM export's cascade policy goes
+    /// beside it, as NAME.cascade.yaml).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Confidence level of every interval.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples of each interval.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    /// Seed of every resample.
+    #[arg(long, default_value_t = 20261127)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
 struct GradeArgs {
     /// Run id (default: the latest).
     #[arg(long)]
@@ -282,6 +315,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<UsageError>().is_some()
             || c.downcast_ref::<CompareError>().is_some()
             || c.downcast_ref::<RepriceError>().is_some()
+            || c.downcast_ref::<RouteError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
                 Some(run::RunError::Cassette { .. } | run::RunError::Unwritable { .. })
@@ -314,6 +348,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         e.downcast_ref::<CompareError>()
             .map(CompareError::hint)
             .or_else(|| e.downcast_ref::<RepriceError>().map(RepriceError::hint))
+            .or_else(|| e.downcast_ref::<RouteError>().map(RouteError::hint))
     }
 }
 
@@ -332,6 +367,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Grade(a) => cmd_grade(&cli.db, a),
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
+        Command::Route(a) => cmd_route(&cli.db, a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -568,6 +604,59 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
         &export::reprice::render(&r, a.report.format, a.report.width),
         a.out.as_deref(),
     )
+}
+
+fn cmd_route(db: &Path, a: &RouteArgs) -> Result<i32> {
+    let opts = ReportFlags {
+        format: Format::Table,
+        confidence: a.confidence,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        width: None,
+    }
+    .options()?;
+    let store = Store::open_to_read(db)?;
+    let mut ids: Vec<Option<i64>> = a.runs.iter().copied().map(Some).collect();
+    ids.dedup();
+    if ids.is_empty() {
+        ids.push(None);
+    }
+    let mut analyses = Vec::new();
+    for id in ids {
+        analyses.push(RunAnalysis::load(&store, store.run(id)?, opts)?);
+    }
+    let checks = analyses
+        .iter()
+        .map(|a| a.runtime_checks(&store))
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = RouteInput::from_runs(
+        &analyses.iter().collect::<Vec<_>>(),
+        &checks.iter().collect::<Vec<_>>(),
+    );
+    let policy = match &a.policy {
+        Some(p) => load_policy(p, &input.known())?,
+        None => Policy::default(),
+    };
+    input.check(&policy)?;
+    let plan = route::route(&input, &policy, &opts);
+    let r = export::routing::render(&plan, a.format);
+    if let Some((suffix, text)) = &r.side {
+        match &a.out {
+            Some(out) => {
+                let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+                let side = out.with_file_name(format!("{stem}{suffix}"));
+                write_output(&side, text)?;
+                eprintln!(
+                    "note: a class chose a cascade, which a LiteLLM config cannot express; its cascade policy is in {}",
+                    side.display()
+                );
+            }
+            None => eprintln!(
+                "note: a class chose a cascade, which a LiteLLM config cannot express; give --out FILE to also write its cascade policy beside FILE ({suffix})"
+            ),
+        }
+    }
+    emit(&r.main, a.out.as_deref())
 }
 
 /// Writes an output file whole: a temporary file beside it, renamed into place.

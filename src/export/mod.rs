@@ -5,9 +5,13 @@
 
 pub mod compare;
 pub mod json;
+pub mod litellm;
 pub mod markdown;
 pub mod markup;
+pub mod portkey;
 pub mod reprice;
+pub mod route_markdown;
+pub mod routing;
 pub mod table;
 
 use crate::analysis::RunAnalysis;

@@ -332,14 +332,37 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     for (i, g) in head.graders.iter().enumerate() {
         let p = top.key("graders").index(i);
         let mut g = g.clone();
-        match take_runtime(&mut g) {
-            Ok(true) => runtime_graders.push(i),
-            Ok(false) => {}
-            Err(e) => l.problem(&p.key("runtime"), e),
-        }
+        let runtime = take_runtime(&mut g).unwrap_or_else(|e| {
+            l.problem(&p.key("runtime"), e);
+            false
+        });
         let Some(spec) = l.field::<GraderSpec>(&p, &g) else {
             continue;
         };
+        if runtime {
+            // A check that reads the task's reference data (an `equals` against the expected
+            // label) cannot run at serving time, where no reference exists.
+            let uses: BTreeSet<String> = spec
+                .templates()
+                .iter()
+                .filter_map(|t| template_variables(t).ok())
+                .flatten()
+                .collect();
+            if uses.is_empty() {
+                runtime_graders.push(i);
+            } else {
+                l.problem(
+                    &p.key("runtime"),
+                    format!(
+                        "a {} grader that reads the task's variables ({}) cannot run at serving time, \
+                         where there is no reference answer; mark only checks without task \
+                         variables (JSON validity, a fixed regex) `runtime: true`",
+                        spec.kind(),
+                        uses.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
         match spec.compile() {
             Ok(c) => graders.push((i, c)),
             Err(e) => l.problem(&p, e.to_string()),

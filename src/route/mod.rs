@@ -559,13 +559,17 @@ impl Chooser<'_> {
         }
     }
 
-    /// The cheapest qualifier among `among` (ties: fewer steps, then candidate order), and every
-    /// allowed candidate's cost per accepted outcome.
+    /// The cheapest qualifier among `among` (ties: fewer steps, then candidate order).
     fn pick_among(&self, w: &[f64], among: &[usize]) -> Option<usize> {
         let n = dot(w, &self.items);
-        among
-            .iter()
-            .map(|&c| (c, self.weigh(w, c, n)))
+        let sums: Vec<(usize, Weighed)> = among.iter().map(|&c| (c, self.weigh(w, c, n))).collect();
+        self.cheapest(&sums)
+    }
+
+    /// The cheapest qualifier of candidates already weighed.
+    fn cheapest(&self, sums: &[(usize, Weighed)]) -> Option<usize> {
+        sums.iter()
+            .copied()
             .filter(|(_, s)| self.qualifies(*s))
             .min_by(|a, b| {
                 a.1.per_accepted()
@@ -778,15 +782,17 @@ fn resample(ch: &Chooser<'_>, k: usize, b: usize, seed: u64, watch: &[usize]) ->
                 w[rng.index(k)] += 1.0;
             }
             let n = dot(&w, &ch.items);
+            let sums: Vec<(usize, Weighed)> =
+                ch.allowed.iter().map(|&c| (c, ch.weigh(&w, c, n))).collect();
             let mut cpa = vec![f64::INFINITY; all];
-            for &c in &ch.allowed {
-                cpa[c] = ch.weigh(&w, c, n).per_accepted();
+            for (c, s) in &sums {
+                cpa[*c] = s.per_accepted();
             }
             let tokens = watch
                 .iter()
                 .map(|&c| dot(&w, &ch.cands[c].clus.tokens) / n)
                 .collect();
-            (ch.pick(&w), cpa, tokens)
+            (ch.cheapest(&sums), cpa, tokens)
         })
         .collect();
     let mut out = Resampled {
@@ -802,15 +808,18 @@ fn resample(ch: &Chooser<'_>, k: usize, b: usize, seed: u64, watch: &[usize]) ->
     out
 }
 
-/// Routes one class; also returns the monthly bill's replicates (recommendation, incumbent)
-/// when the class has a volume, a recommendation and an incumbent.
-fn route_class(
-    class: &ClassData,
-    cp: &ClassPolicy,
-    policy: &Policy,
-    opts: &AnalysisOptions,
-    stream: u64,
-) -> (ClassRoute, Option<(Vec<f64>, Vec<f64>)>) {
+/// A class's candidates and threshold, before any choice.
+struct Prepared {
+    cands: Vec<Candidate>,
+    threshold: Option<f64>,
+    threshold_source: &'static str,
+    notes: Vec<String>,
+    seed: u64,
+}
+
+/// Builds the candidates of a class (singles, cascades along the frontier) and rules out those
+/// the policy refuses.
+fn prepare(class: &ClassData, cp: &ClassPolicy, opts: &AnalysisOptions, stream: u64) -> Prepared {
     let mut notes = Vec::new();
     let (threshold, threshold_source) = match (cp.quality_threshold, class.suite_threshold) {
         (Some(t), _) => (Some(t), "policy"),
@@ -822,7 +831,6 @@ fn route_class(
             "no quality threshold (neither the policy nor a suite sets one): any candidate with an accepted outcome qualifies".into(),
         );
     }
-    let k = class.clusters();
     let seed = opts.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
 
     // Singles, then cascades along the frontier of the allowed singles.
@@ -883,19 +891,110 @@ fn route_class(
             }
         }
     }
-    let z = stats::z_two_sided(opts.confidence).unwrap_or(1.959_964);
-    let ch = Chooser {
-        cands: &cands,
-        allowed: (0..cands.len())
-            .filter(|&c| cands[c].ruled_out.is_none())
-            .collect(),
-        items: items_per_cluster(class),
-        z,
+    Prepared {
+        cands,
         threshold,
+        threshold_source,
+        notes,
+        seed,
+    }
+}
+
+impl Prepared {
+    fn chooser(&self, class: &ClassData, opts: &AnalysisOptions) -> Chooser<'_> {
+        Chooser {
+            cands: &self.cands,
+            allowed: (0..self.cands.len())
+                .filter(|&c| self.cands[c].ruled_out.is_none())
+                .collect(),
+            items: items_per_cluster(class),
+            z: stats::z_two_sided(opts.confidence).unwrap_or(1.959_964),
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// The in-sample choice, its stability over task resamples, and the verdict.
+fn choose(
+    ch: &Chooser<'_>,
+    k: usize,
+    policy: &Policy,
+    seed: u64,
+    also: Option<usize>,
+) -> (Option<usize>, Option<Resampled>, Option<f64>, ClassVerdict) {
+    let choice = ch.pick(&vec![1.0; k]);
+    let watch: Vec<usize> = choice.into_iter().chain(also).collect();
+    let res = (k >= 2).then(|| resample(ch, k, policy.resamples, seed, &watch));
+    let stable_share = choice.zip(res.as_ref()).map(|(c, r)| {
+        r.winners.iter().filter(|w| **w == Some(c)).count() as f64
+            / r.winners.len().max(1) as f64
+    });
+    let verdict = match (choice, stable_share) {
+        (None, _) => ClassVerdict::NoneQualifies,
+        (Some(_), Some(s)) if s >= policy.stability => ClassVerdict::Chosen,
+        (Some(_), _) => ClassVerdict::NoClearWinner,
     };
+    (choice, res, stable_share, verdict)
+}
+
+/// The decision alone for one class: what [`route`] decides, without its figures,
+/// cross-validation or bill (for simulations of the rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// How the class ended.
+    pub verdict: ClassVerdict,
+    /// The choice's provider ids in call order.
+    pub choice: Option<Vec<String>>,
+    /// Share of resamples the choice won.
+    pub stable_share: Option<f64>,
+}
+
+/// Decides one class exactly as [`route`] does (same candidates, seed and resamples) and
+/// returns only the decision; `index` is the class's position in the route's input.
+pub fn decide(
+    class: &ClassData,
+    policy: &Policy,
+    opts: &AnalysisOptions,
+    index: usize,
+) -> Decision {
+    let cp = policy.class(&class.workload);
+    let prep = prepare(class, &cp, opts, index as u64);
+    let ch = prep.chooser(class, opts);
+    let (choice, _, stable_share, verdict) =
+        choose(&ch, class.clusters(), policy, prep.seed, None);
+    Decision {
+        verdict,
+        choice: choice.map(|c| {
+            prep.cands[c]
+                .steps
+                .iter()
+                .map(|&p| class.providers[p].id.clone())
+                .collect()
+        }),
+        stable_share,
+    }
+}
+
+/// Routes one class; also returns the monthly bill's replicates (recommendation, incumbent)
+/// when the class has a volume, a recommendation and an incumbent.
+fn route_class(
+    class: &ClassData,
+    cp: &ClassPolicy,
+    policy: &Policy,
+    opts: &AnalysisOptions,
+    stream: u64,
+) -> (ClassRoute, Option<(Vec<f64>, Vec<f64>)>) {
+    let prep = prepare(class, cp, opts, stream);
+    let ch = prep.chooser(class, opts);
+    let cands = &prep.cands;
+    let (threshold, threshold_source, seed) = (prep.threshold, prep.threshold_source, prep.seed);
+    let mut notes = prep.notes.clone();
+    let k = class.clusters();
+    let z = ch.z;
+    let incumbent = cp.incumbent.as_deref().and_then(|id| class.provider(id));
+    let (choice, res, stable_share, verdict) = choose(&ch, k, policy, seed, incumbent);
     let ones = vec![1.0; k];
     let n_all = dot(&ones, &ch.items);
-    let choice = ch.pick(&ones);
 
     // Fallbacks: the next qualifiers, cheapest first.
     let mut qualifiers: Vec<(usize, f64)> = ch
@@ -913,23 +1012,6 @@ fn route_class(
         .take(MAX_FALLBACKS)
         .collect();
 
-    // Stability, and the bills' replicates.
-    let incumbent = cp.incumbent.as_deref().and_then(|id| class.provider(id));
-    let watch: Vec<usize> = choice.into_iter().chain(incumbent).collect();
-    let res = (k >= 2).then(|| resample(&ch, k, policy.resamples, seed, &watch));
-    let wins = |c: usize| {
-        res.as_ref().map_or(0, |r| {
-            r.winners.iter().filter(|w| **w == Some(c)).count()
-        })
-    };
-    let stable_share = choice
-        .zip(res.as_ref())
-        .map(|(c, r)| wins(c) as f64 / r.winners.len().max(1) as f64);
-    let verdict = match (choice, stable_share) {
-        (None, _) => ClassVerdict::NoneQualifies,
-        (Some(_), Some(s)) if s >= policy.stability => ClassVerdict::Chosen,
-        (Some(_), _) => ClassVerdict::NoClearWinner,
-    };
     if k < 2 {
         notes.push("fewer than 2 tasks: the choice cannot be checked for stability".into());
     }

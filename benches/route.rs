@@ -31,10 +31,14 @@ fn class(rng: &mut Rng, c: usize) -> ClassData {
             ProviderData {
                 id: format!("p{j:02}"),
                 tags: BTreeMap::new(),
-                cost: (0..TASKS).map(|_| mean * (0.5 * rng.normal()).exp()).collect(),
+                cost: (0..TASKS)
+                    .map(|_| mean * (0.5 * rng.normal()).exp())
+                    .collect(),
                 accepted,
                 runtime_ok,
-                latency_ms: (0..TASKS).map(|_| 200.0 + 800.0 * rng.uniform() as f32).collect(),
+                latency_ms: (0..TASKS)
+                    .map(|_| 200.0 + 800.0 * rng.uniform() as f32)
+                    .collect(),
                 unpriced_calls: 0,
                 priced: true,
             }
@@ -80,7 +84,13 @@ fn main() {
     let chosen = plan
         .classes
         .iter()
-        .map(|c| format!("{}={}", c.workload, c.choice.as_ref().map_or("-", |f| f.name.as_str())))
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.workload,
+                c.choice.as_ref().map_or("-", |f| f.name.as_str())
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ");
     println!(

@@ -376,24 +376,30 @@ impl RunAnalysis {
                 out.by_row
                     .insert((s.name.clone(), p.id.clone()), vec![false; n]);
             }
-            store.runtime_checks(self.run.id, &s.name, &s.runtime_graders, |p, task, rep, ok| {
-                let (Some(row), Some(&idx)) = (self.row(&s.name, p), positions.get(task)) else {
-                    return;
-                };
-                let Ok(i) = row
-                    .outcomes
-                    .binary_search_by_key(&(idx, rep), |o| (o.task_idx, o.repeat))
-                else {
-                    return;
-                };
-                if let Some(v) = out
-                    .by_row
-                    .get_mut(&(s.name.clone(), p.to_string()))
-                    .and_then(|v| v.get_mut(i))
-                {
-                    *v = ok;
-                }
-            })?;
+            store.runtime_checks(
+                self.run.id,
+                &s.name,
+                &s.runtime_graders,
+                |p, task, rep, ok| {
+                    let (Some(row), Some(&idx)) = (self.row(&s.name, p), positions.get(task))
+                    else {
+                        return;
+                    };
+                    let Ok(i) = row
+                        .outcomes
+                        .binary_search_by_key(&(idx, rep), |o| (o.task_idx, o.repeat))
+                    else {
+                        return;
+                    };
+                    if let Some(v) = out
+                        .by_row
+                        .get_mut(&(s.name.clone(), p.to_string()))
+                        .and_then(|v| v.get_mut(i))
+                    {
+                        *v = ok;
+                    }
+                },
+            )?;
         }
         Ok(out)
     }

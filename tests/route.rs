@@ -33,7 +33,9 @@ fn suite(n: usize, graders: &str) -> String {
          graders:\n{graders}\ntasks:\n"
     );
     for i in 0..n {
-        s.push_str(&format!("  - {{id: t{i}, vars: {{q: t{i}, answer: right}}}}\n"));
+        s.push_str(&format!(
+            "  - {{id: t{i}, vars: {{q: t{i}, answer: right}}}}\n"
+        ));
     }
     s
 }
@@ -145,7 +147,11 @@ fn a_cascade_escalates_on_the_runtime_check_and_pays_every_step() {
     close(&choice["acceptance"]["rate"], 54.0 / 60.0, 1e-12);
     close(&choice["escalated_share"], 12.0 / 60.0, 1e-12);
     let cost = 60.0 * CHEAP_CALL + 12.0 * DEAR_CALL;
-    close(&choice["cost_per_accepted_usd"]["estimate"], cost / 54.0, 1e-9);
+    close(
+        &choice["cost_per_accepted_usd"]["estimate"],
+        cost / 54.0,
+        1e-9,
+    );
     close(&choice["cost_per_request_usd"], cost / 60.0, 1e-9);
     let (lo, hi) = (
         choice["cost_per_accepted_usd"]["low"].as_f64().unwrap(),
@@ -172,7 +178,11 @@ fn a_cascade_escalates_on_the_runtime_check_and_pays_every_step() {
     assert!(c["stable_share"].as_f64().unwrap() >= 0.9);
     // Monthly at 100,000 requests: the cascade's mean request cost vs dear's.
     let m = &c["monthly"];
-    close(&m["recommendation_usd"]["estimate"], 1e5 * cost / 60.0, 1e-9);
+    close(
+        &m["recommendation_usd"]["estimate"],
+        1e5 * cost / 60.0,
+        1e-9,
+    );
     close(&m["incumbent_usd"]["estimate"], 1e5 * DEAR_CALL, 1e-9);
     close(
         &m["saving_usd"]["estimate"],
@@ -342,7 +352,12 @@ fn the_litellm_export_has_the_fields_litellm_reads_and_no_key() {
     assert_eq!(c["class"], "test");
     assert_eq!(c["steps"][0]["alias"], "wl/test");
     assert_eq!(c["steps"][1]["provider"], "dear");
-    assert!(c["escalate_when"].as_str().unwrap().contains("runtime: true"));
+    assert!(
+        c["escalate_when"]
+            .as_str()
+            .unwrap()
+            .contains("runtime: true")
+    );
     close(&c["expected"]["acceptance"], 0.9, 1e-12);
 }
 
@@ -363,12 +378,21 @@ fn the_other_formats_render_the_same_choice() {
     let t = &pk["targets"][0];
     assert_eq!(t["name"], "test");
     assert_eq!(t["strategy"]["mode"], "fallback");
-    assert!(t["strategy"]["on_status_codes"].as_array().unwrap().contains(&446.into()));
+    assert!(
+        t["strategy"]["on_status_codes"]
+            .as_array()
+            .unwrap()
+            .contains(&446.into())
+    );
     assert_eq!(t["targets"][0]["provider"], "@cheap");
     assert_eq!(t["targets"][1]["provider"], "@dear");
     let md = route_cmd(&s.ws, &["--policy", p, "--format", "md"]);
     md.assert_code(0);
-    assert!(md.stdout.contains("| test | chosen | cheap -> dear |"), "{}", md.stdout);
+    assert!(
+        md.stdout.contains("| test | chosen | cheap -> dear |"),
+        "{}",
+        md.stdout
+    );
     assert!(md.stdout.contains("round_robin"), "{}", md.stdout);
 }
 
@@ -479,7 +503,10 @@ fn simulated_suites_pick_a_truly_cheapest_qualifier_or_say_no_clear_winner() {
             let full = &route(&input, &policy, &opts).classes[0];
             assert_eq!(full.verdict, c.verdict);
             assert_eq!(full.stable_share, c.stable_share);
-            assert_eq!(full.choice.as_ref().map(|f| &f.providers), c.choice.as_ref());
+            assert_eq!(
+                full.choice.as_ref().map(|f| &f.providers),
+                c.choice.as_ref()
+            );
         }
         let true_cpa = |j: usize| truth[j].1 / truth[j].0;
         let best = (0..4)

@@ -235,7 +235,9 @@ pub fn render(plan: &RoutePlan) -> Rendered {
         main: format!(
             "{}\n{}",
             header.join("\n"),
-            serde_saphyr::to_string(&config).unwrap_or_default().trim_end()
+            serde_saphyr::to_string(&config)
+                .unwrap_or_default()
+                .trim_end()
         ),
         side,
     }

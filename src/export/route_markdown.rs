@@ -79,7 +79,13 @@ pub fn render(plan: &RoutePlan) -> String {
             let names: Vec<String> = c
                 .contenders
                 .iter()
-                .map(|k| format!("{} ({} of resamples)", k.figures.name, pct(Some(k.win_share))))
+                .map(|k| {
+                    format!(
+                        "{} ({} of resamples)",
+                        k.figures.name,
+                        pct(Some(k.win_share))
+                    )
+                })
                 .collect();
             out.push_str(&format!("Contenders: {}.\n\n", names.join(", ")));
         }
@@ -110,7 +116,11 @@ pub fn render(plan: &RoutePlan) -> String {
                         interval(&b.cost_per_accepted_usd),
                         format!(
                             "{}: {} ({})",
-                            if b.name == "oracle" { "regret" } else { "saving" },
+                            if b.name == "oracle" {
+                                "regret"
+                            } else {
+                                "saving"
+                            },
                             interval(&v.difference_usd),
                             v.route_is
                         ),

@@ -44,9 +44,7 @@ pub fn render(plan: &RoutePlan, format: RouteFormat) -> Rendered {
         RouteFormat::Yaml => Rendered::only(format!(
             "# costbench routing file (schema: docs/routing.md), runs {}\n{}",
             runs(plan),
-            serde_saphyr::to_string(plan)
-                .unwrap_or_default()
-                .trim_end()
+            serde_saphyr::to_string(plan).unwrap_or_default().trim_end()
         )),
         RouteFormat::Litellm => super::litellm::render(plan),
         RouteFormat::Portkey => Rendered::only(super::portkey::render(plan)),

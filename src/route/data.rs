@@ -88,8 +88,7 @@ struct Cell {
 /// `runs[i]`. A provider id in several runs takes its first run's outcomes on a shared item.
 pub fn classes(runs: &[&RunAnalysis], runtime: &[&RuntimeChecks]) -> Vec<ClassData> {
     // class → suite → (threshold, rejection usd, has runtime)
-    let mut suites: BTreeMap<String, BTreeMap<String, (Option<f64>, f64, bool)>> =
-        BTreeMap::new();
+    let mut suites: BTreeMap<String, BTreeMap<String, (Option<f64>, f64, bool)>> = BTreeMap::new();
     let mut plans: Vec<&ProviderPlan> = Vec::new();
     for r in runs {
         for s in &r.run.plan.suites {
@@ -317,7 +316,7 @@ pub fn dot(w: &[f64], x: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Two providers on three single-item tasks; rejection costs $1.
@@ -341,8 +340,18 @@ mod tests {
             rejection: vec![1.0; 3],
             providers: vec![
                 // cheap: item 0 right; item 1 wrong but passes the runtime check; item 2 fails it.
-                p("cheap", [0.1, 0.1, 0.1], [true, false, false], [true, true, false]),
-                p("dear", [1.0, 1.0, 1.0], [true, true, true], [true, true, true]),
+                p(
+                    "cheap",
+                    [0.1, 0.1, 0.1],
+                    [true, false, false],
+                    [true, true, false],
+                ),
+                p(
+                    "dear",
+                    [1.0, 1.0, 1.0],
+                    [true, true, true],
+                    [true, true, true],
+                ),
             ],
             excluded: Vec::new(),
             dropped_items: 0,

@@ -404,11 +404,7 @@ impl RouteInput {
         Known {
             classes: self.classes.iter().map(|c| c.workload.clone()).collect(),
             providers: self.providers.iter().map(|p| p.id.clone()).collect(),
-            tags: self
-                .tags
-                .values()
-                .flat_map(|t| t.keys().cloned())
-                .collect(),
+            tags: self.tags.values().flat_map(|t| t.keys().cloned()).collect(),
         }
     }
 
@@ -452,7 +448,9 @@ pub fn route(input: &RouteInput, policy: &Policy, opts: &AnalysisOptions) -> Rou
     let monthly_total = (!totals.is_empty()).then(|| {
         let b = totals.iter().map(|t| t.1.len()).min().unwrap_or(0);
         let sum = |f: &dyn Fn(&(String, Vec<f64>, Vec<f64>), usize) -> f64| -> Vec<f64> {
-            (0..b).map(|r| totals.iter().map(|t| f(t, r)).sum()).collect()
+            (0..b)
+                .map(|r| totals.iter().map(|t| f(t, r)).sum())
+                .collect()
         };
         let rec = sum(&|t, r| t.1[r]);
         let inc = sum(&|t, r| t.2[r]);
@@ -574,7 +572,12 @@ impl Chooser<'_> {
             .min_by(|a, b| {
                 a.1.per_accepted()
                     .total_cmp(&b.1.per_accepted())
-                    .then(self.cands[a.0].steps.len().cmp(&self.cands[b.0].steps.len()))
+                    .then(
+                        self.cands[a.0]
+                            .steps
+                            .len()
+                            .cmp(&self.cands[b.0].steps.len()),
+                    )
                     .then(a.0.cmp(&b.0))
             })
             .map(|(c, _)| c)
@@ -737,7 +740,11 @@ fn figures(class: &ClassData, c: &Candidate, opts: &AnalysisOptions) -> Figures 
     let n = outcomes.len();
     let cascade = c.steps.len() > 1;
     Figures {
-        kind: if cascade { Kind::Cascade } else { Kind::Provider },
+        kind: if cascade {
+            Kind::Cascade
+        } else {
+            Kind::Provider
+        },
         providers: c
             .steps
             .iter()
@@ -782,8 +789,11 @@ fn resample(ch: &Chooser<'_>, k: usize, b: usize, seed: u64, watch: &[usize]) ->
                 w[rng.index(k)] += 1.0;
             }
             let n = dot(&w, &ch.items);
-            let sums: Vec<(usize, Weighed)> =
-                ch.allowed.iter().map(|&c| (c, ch.weigh(&w, c, n))).collect();
+            let sums: Vec<(usize, Weighed)> = ch
+                .allowed
+                .iter()
+                .map(|&c| (c, ch.weigh(&w, c, n)))
+                .collect();
             let mut cpa = vec![f64::INFINITY; all];
             for (c, s) in &sums {
                 cpa[*c] = s.per_accepted();
@@ -926,8 +936,7 @@ fn choose(
     let watch: Vec<usize> = choice.into_iter().chain(also).collect();
     let res = (k >= 2).then(|| resample(ch, k, policy.resamples, seed, &watch));
     let stable_share = choice.zip(res.as_ref()).map(|(c, r)| {
-        r.winners.iter().filter(|w| **w == Some(c)).count() as f64
-            / r.winners.len().max(1) as f64
+        r.winners.iter().filter(|w| **w == Some(c)).count() as f64 / r.winners.len().max(1) as f64
     });
     let verdict = match (choice, stable_share) {
         (None, _) => ClassVerdict::NoneQualifies,
@@ -960,8 +969,7 @@ pub fn decide(
     let cp = policy.class(&class.workload);
     let prep = prepare(class, &cp, opts, index as u64);
     let ch = prep.chooser(class, opts);
-    let (choice, _, stable_share, verdict) =
-        choose(&ch, class.clusters(), policy, prep.seed, None);
+    let (choice, _, stable_share, verdict) = choose(&ch, class.clusters(), policy, prep.seed, None);
     Decision {
         verdict,
         choice: choice.map(|c| {
@@ -1112,7 +1120,8 @@ fn route_class(
         let rec_i = choice.map(|_| 0);
         let inc_i = incumbent.map(|_| usize::from(choice.is_some()));
         let rec = choice.map(|c| percentile_usd(point(c), reps(0), opts.confidence));
-        let inc = incumbent.map(|c| percentile_usd(point(c), reps(inc_i.unwrap_or(0)), opts.confidence));
+        let inc =
+            incumbent.map(|c| percentile_usd(point(c), reps(inc_i.unwrap_or(0)), opts.confidence));
         let saving = match (choice, incumbent, rec_i, inc_i) {
             (Some(c), Some(i), Some(ri), Some(ii)) => {
                 let (r, n) = (reps(ri), reps(ii));
@@ -1241,7 +1250,9 @@ fn cross_validate(
         }
     }
     let serve = |pick: &[usize]| -> Vec<Outcome> {
-        let cost: Vec<f64> = (0..n_items).map(|i| ch.cands[pick[i]].sim.cost[i]).collect();
+        let cost: Vec<f64> = (0..n_items)
+            .map(|i| ch.cands[pick[i]].sim.cost[i])
+            .collect();
         let acc: Vec<bool> = (0..n_items)
             .map(|i| ch.cands[pick[i]].sim.accepted[i])
             .collect();
@@ -1257,8 +1268,8 @@ fn cross_validate(
     };
     let [pf0, pf1, pf2, pf3] = per_fold;
     let versus = |name: &'static str, a: &[Outcome], b: &[Outcome]| -> Versus {
-        let d = stats::paired_cost_per_accepted(a, b, opts.bootstrap, opts.confidence, opts.seed)
-            .ok();
+        let d =
+            stats::paired_cost_per_accepted(a, b, opts.bootstrap, opts.confidence, opts.seed).ok();
         let e = d.as_ref().map(|d| d.difference);
         let (low, high) = (e.and_then(|e| e.low), e.and_then(|e| e.high));
         // For savings (baseline − route) a positive interval means the route is better; for the
@@ -1297,7 +1308,11 @@ fn cross_validate(
             held("best_single", &served[1], pf1),
             held("cheapest_qualifier", &served[2], pf2),
             held("round_robin", &served[3], pf3),
-            held("oracle", &oracle_out, vec!["per task: the cheapest accepted answer".into()]),
+            held(
+                "oracle",
+                &oracle_out,
+                vec!["per task: the cheapest accepted answer".into()],
+            ),
         ],
         folds_without_qualifier: without,
     })
@@ -1335,4 +1350,73 @@ fn oracle(class: &ClassData, ch: &Chooser<'_>, singles: &[usize]) -> (Vec<f64>, 
         }
     }
     (cost, acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> AnalysisOptions {
+        AnalysisOptions {
+            confidence: 0.95,
+            bootstrap: 200,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn the_policy_rules_out_by_tag_batch_and_slo_with_reasons() {
+        let mut c = data::tests::toy();
+        c.providers[0]
+            .tags
+            .insert(BATCH_TAG.0.into(), BATCH_TAG.1.into());
+        c.providers[1]
+            .tags
+            .insert("jurisdiction".into(), "cn".into());
+        let cp = ClassPolicy {
+            required_tags: [("jurisdiction".to_string(), vec!["us".to_string()])].into(),
+            ..ClassPolicy::default()
+        };
+        assert!(
+            ruled_out(&c, 0, &cp)
+                .unwrap()
+                .starts_with("tag: has no `jurisdiction`")
+        );
+        assert_eq!(
+            ruled_out(&c, 1, &cp).unwrap(),
+            "tag: `jurisdiction` is `cn`; the class requires one of us"
+        );
+        let batch_only = ClassPolicy::default();
+        assert!(ruled_out(&c, 0, &batch_only).unwrap().starts_with("batch:"));
+        assert!(ruled_out(&c, 1, &batch_only).is_none());
+        // With every provider ruled out nothing qualifies, and each says why.
+        let policy = Policy {
+            classes: [("w".to_string(), cp)].into(),
+            resamples: 100,
+            ..Policy::default()
+        };
+        let input = RouteInput {
+            runs: Vec::new(),
+            classes: vec![c],
+            providers: Vec::new(),
+            tags: BTreeMap::new(),
+        };
+        let plan = route(&input, &policy, &opts());
+        let r = &plan.classes[0];
+        assert_eq!(r.verdict, ClassVerdict::NoneQualifies);
+        assert_eq!(r.rejected.len(), 2 + 1, "two providers and their cascade");
+        assert!(r.rejected.iter().all(|x| x.reason.starts_with("tag:")));
+    }
+
+    #[test]
+    fn the_frontier_keeps_only_undominated_providers_cheapest_first() {
+        let mut c = data::tests::toy();
+        // A third provider, dearer than `dear` and no better: dominated.
+        let mut worse = c.providers[1].clone();
+        worse.id = "worse".into();
+        worse.cost = vec![2.0; 3];
+        c.providers.push(worse);
+        let sims: Vec<Sim> = (0..3).map(|p| simulate(&c, &[p])).collect();
+        assert_eq!(frontier(&c, &[0, 1, 2], &sims), vec![0, 1]);
+    }
 }

@@ -304,6 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_policy_reads() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/routing-policy.example.yaml");
+        let known = Known {
+            classes: [
+                "premium",
+                "cheap",
+                "batch",
+                "cached",
+                "experimental",
+                "regulated",
+            ]
+            .map(String::from)
+            .into(),
+            providers: ["gpt-4.1", "gpt-4.1-mini", "claude-haiku-4.5"]
+                .map(String::from)
+                .into(),
+            tags: ["jurisdiction", "data_retention", "prompt_cache"]
+                .map(String::from)
+                .into(),
+        };
+        let p = load_policy(&file, &known).unwrap();
+        assert_eq!(p.classes.len(), 6);
+        assert!(p.class("batch").batch_allowed);
+        assert_eq!(
+            p.class("regulated").forbidden_tags["data_retention"],
+            vec!["days", "indefinite"]
+        );
+    }
+
+    #[test]
     fn unknown_names_are_problems_with_their_place() {
         let e = load(
             "classes:\n  premium:\n    quality_threshold: 0.9\n  cheap:\n    incumbent: zz\n    forbidden_tags: {region: x}\n    treshold: 1\n",

@@ -627,7 +627,7 @@ fn ruled_out(class: &ClassData, p: usize, cp: &ClassPolicy) -> Option<String> {
 
 /// The cost–acceptance frontier of the allowed providers, cheapest first, at most
 /// [`MAX_FRONTIER`] of them (evenly spread along it, both ends kept).
-fn frontier(class: &ClassData, allowed: &[usize], sims: &[Sim]) -> Vec<usize> {
+fn frontier(allowed: &[usize], sims: &[Sim]) -> Vec<usize> {
     let figs: Vec<(usize, f64, f64)> = allowed
         .iter()
         .map(|&p| {
@@ -650,7 +650,6 @@ fn frontier(class: &ClassData, allowed: &[usize], sims: &[Sim]) -> Vec<usize> {
     // Equal figures (duplicates) keep only the first.
     front.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
     let ids: Vec<usize> = front.iter().map(|f| f.0).collect();
-    let _ = class;
     if ids.len() <= MAX_FRONTIER {
         return ids;
     }
@@ -858,7 +857,7 @@ fn prepare(class: &ClassData, cp: &ClassPolicy, opts: &AnalysisOptions, stream: 
         })
         .collect();
     let allowed_singles: Vec<usize> = (0..np).filter(|&p| cands[p].ruled_out.is_none()).collect();
-    let front = frontier(class, &allowed_singles, &sims);
+    let front = frontier(&allowed_singles, &sims);
     if !class.has_runtime {
         notes.push(
             "no cascades: a suite of this class has no grader marked `runtime: true`, and only such a check can decide at serving time to escalate".into(),
@@ -1404,8 +1403,35 @@ mod tests {
         let plan = route(&input, &policy, &opts());
         let r = &plan.classes[0];
         assert_eq!(r.verdict, ClassVerdict::NoneQualifies);
-        assert_eq!(r.rejected.len(), 2 + 1, "two providers and their cascade");
+        // Cascades are built from allowed providers only: there is none.
+        assert_eq!(r.rejected.len(), 2);
         assert!(r.rejected.iter().all(|x| x.reason.starts_with("tag:")));
+
+        // An SLO of 150 ms: the cascade's p95 (its escalated item took both steps, 200 ms) is
+        // over it; single calls (100 ms) are not.
+        let mut input = input;
+        input.classes[0].providers[0].tags.clear();
+        input.classes[0].providers[1].tags.clear();
+        let policy = Policy {
+            classes: [(
+                "w".to_string(),
+                ClassPolicy {
+                    p95_latency_ms: Some(150.0),
+                    batch_allowed: true,
+                    ..ClassPolicy::default()
+                },
+            )]
+            .into(),
+            resamples: 100,
+            ..Policy::default()
+        };
+        let r = &route(&input, &policy, &opts()).classes[0];
+        let cascade = r.rejected.iter().find(|x| x.candidate == "cheap -> dear");
+        assert_eq!(
+            cascade.map(|x| x.reason.as_str()),
+            Some("SLO: p95 latency 200 ms is above the class's 150 ms")
+        );
+        assert_eq!(r.choice.as_ref().map(|f| f.name.as_str()), Some("dear"));
     }
 
     #[test]
@@ -1417,6 +1443,6 @@ mod tests {
         worse.cost = vec![2.0; 3];
         c.providers.push(worse);
         let sims: Vec<Sim> = (0..3).map(|p| simulate(&c, &[p])).collect();
-        assert_eq!(frontier(&c, &[0, 1, 2], &sims), vec![0, 1]);
+        assert_eq!(frontier(&[0, 1, 2], &sims), vec![0, 1]);
     }
 }

@@ -84,11 +84,15 @@ struct Cell {
     latency: f32,
 }
 
+/// What routing needs of a suite: (quality threshold, rejection cost in USD, whether it has a
+/// runtime check).
+type SuiteFacts = (Option<f64>, f64, bool);
+
 /// Lines up the outcomes of the given runs by class. `runtime[i]` holds the runtime checks of
 /// `runs[i]`. A provider id in several runs takes its first run's outcomes on a shared item.
 pub fn classes(runs: &[&RunAnalysis], runtime: &[&RuntimeChecks]) -> Vec<ClassData> {
-    // class → suite → (threshold, rejection usd, has runtime)
-    let mut suites: BTreeMap<String, BTreeMap<String, (Option<f64>, f64, bool)>> = BTreeMap::new();
+    // class → suite → its facts
+    let mut suites: BTreeMap<String, BTreeMap<String, SuiteFacts>> = BTreeMap::new();
     let mut plans: Vec<&ProviderPlan> = Vec::new();
     for r in runs {
         for s in &r.run.plan.suites {

@@ -436,48 +436,14 @@ impl RouteInput {
 /// Draws the route of every class.
 pub fn route(input: &RouteInput, policy: &Policy, opts: &AnalysisOptions) -> RoutePlan {
     let mut classes = Vec::new();
-    let mut totals: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut bills: Vec<Bills> = Vec::new();
     for (i, c) in input.classes.iter().enumerate() {
         let cp = policy.class(&c.workload);
-        let (route, bills) = route_class(c, &cp, policy, opts, i as u64);
-        if let Some((rec, inc)) = bills {
-            totals.push((c.workload.clone(), rec, inc));
-        }
+        let (route, b) = route_class(c, &cp, policy, opts, i as u64);
+        bills.extend(b);
         classes.push(route);
     }
-    let monthly_total = (!totals.is_empty()).then(|| {
-        let b = totals.iter().map(|t| t.1.len()).min().unwrap_or(0);
-        let sum = |f: &dyn Fn(&(String, Vec<f64>, Vec<f64>), usize) -> f64| -> Vec<f64> {
-            (0..b)
-                .map(|r| totals.iter().map(|t| f(t, r)).sum())
-                .collect()
-        };
-        let rec = sum(&|t, r| t.1[r]);
-        let inc = sum(&|t, r| t.2[r]);
-        let save: Vec<f64> = inc.iter().zip(&rec).map(|(a, b)| a - b).collect();
-        let point = |k: usize| -> f64 {
-            classes
-                .iter()
-                .filter(|c| totals.iter().any(|t| t.0 == c.workload))
-                .filter_map(|c| c.monthly.as_ref())
-                .map(|m| {
-                    let r = m.recommendation_usd.as_ref().and_then(|u| u.estimate);
-                    let i = m.incumbent_usd.as_ref().and_then(|u| u.estimate);
-                    match k {
-                        0 => r.unwrap_or(0.0),
-                        1 => i.unwrap_or(0.0),
-                        _ => i.unwrap_or(0.0) - r.unwrap_or(0.0),
-                    }
-                })
-                .sum()
-        };
-        MonthlyTotal {
-            classes: totals.iter().map(|t| t.0.clone()).collect(),
-            recommendation_usd: percentile_usd(point(0), rec, opts.confidence),
-            incumbent_usd: percentile_usd(point(1), inc, opts.confidence),
-            saving_usd: percentile_usd(point(2), save, opts.confidence),
-        }
-    });
+    let monthly_total = (!bills.is_empty()).then(|| monthly_total(&bills, opts.confidence));
     RoutePlan {
         runs: input.runs.clone(),
         policy: policy.file.clone(),
@@ -493,6 +459,40 @@ pub fn route(input: &RouteInput, policy: &Policy, opts: &AnalysisOptions) -> Rou
         classes,
         monthly_total,
         providers: input.providers.clone(),
+    }
+}
+
+/// One class's monthly bills: the point estimates and their replicates over the same task
+/// resamples (classes are disjoint, so replicate r of each can be summed).
+struct Bills {
+    class: String,
+    recommendation: f64,
+    incumbent: f64,
+    recommendation_reps: Vec<f64>,
+    incumbent_reps: Vec<f64>,
+}
+
+/// The bills of every class summed, resample by resample.
+fn monthly_total(bills: &[Bills], confidence: f64) -> MonthlyTotal {
+    let b = bills
+        .iter()
+        .map(|x| x.recommendation_reps.len().min(x.incumbent_reps.len()))
+        .min()
+        .unwrap_or(0);
+    let rec: Vec<f64> = (0..b)
+        .map(|r| bills.iter().map(|x| x.recommendation_reps[r]).sum())
+        .collect();
+    let inc: Vec<f64> = (0..b)
+        .map(|r| bills.iter().map(|x| x.incumbent_reps[r]).sum())
+        .collect();
+    let save: Vec<f64> = inc.iter().zip(&rec).map(|(a, b)| a - b).collect();
+    let rec_point: f64 = bills.iter().map(|x| x.recommendation).sum();
+    let inc_point: f64 = bills.iter().map(|x| x.incumbent).sum();
+    MonthlyTotal {
+        classes: bills.iter().map(|x| x.class.clone()).collect(),
+        recommendation_usd: percentile_usd(rec_point, rec, confidence),
+        incumbent_usd: percentile_usd(inc_point, inc, confidence),
+        saving_usd: percentile_usd(inc_point - rec_point, save, confidence),
     }
 }
 
@@ -990,7 +990,7 @@ fn route_class(
     policy: &Policy,
     opts: &AnalysisOptions,
     stream: u64,
-) -> (ClassRoute, Option<(Vec<f64>, Vec<f64>)>) {
+) -> (ClassRoute, Option<Bills>) {
     let prep = prepare(class, cp, opts, stream);
     let ch = prep.chooser(class, opts);
     let cands = &prep.cands;
@@ -1125,7 +1125,13 @@ fn route_class(
             (Some(c), Some(i), Some(ri), Some(ii)) => {
                 let (r, n) = (reps(ri), reps(ii));
                 let d: Vec<f64> = n.iter().zip(&r).map(|(a, b)| a - b).collect();
-                bills = Some((r, n));
+                bills = Some(Bills {
+                    class: class.workload.clone(),
+                    recommendation: point(c),
+                    incumbent: point(i),
+                    recommendation_reps: r,
+                    incumbent_reps: n,
+                });
                 Some(percentile_usd(point(i) - point(c), d, opts.confidence))
             }
             _ => None,

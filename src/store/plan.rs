@@ -332,6 +332,8 @@ mod tests {
             "cache_write":null,"cache_write_1h":null,"output":"$1.6/1M"},"tags":{}}]}"#;
         let p: RunPlan = serde_json::from_str(old).unwrap();
         assert_eq!(p.suites[0].rejection_cost_femto, Money(1_000_000_000_000));
+        // Stored before graders could be marked `runtime: true`: no runtime checks.
+        assert!(p.suites[0].runtime_graders.is_empty());
         let price = p.providers[0].price.as_ref().unwrap();
         assert_eq!(price.input.0, 400_000_000);
         // And what is written reads back equal.

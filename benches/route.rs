@@ -57,6 +57,16 @@ fn class(rng: &mut Rng, c: usize) -> ClassData {
     }
 }
 
+/// User + system CPU time of this process so far: on a shared machine the wall time also
+/// counts other processes' turns, the CPU time does not.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 fn main() {
     let mut rng = Rng::new(5);
     let input = RouteInput {
@@ -68,11 +78,13 @@ fn main() {
     let policy = Policy::default();
     let opts = AnalysisOptions::default();
     let mut best = f64::INFINITY;
+    let mut best_cpu = f64::INFINITY;
     let mut plan = None;
     for _ in 0..3 {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         plan = Some(route(&input, &policy, &opts));
         best = best.min(t.elapsed().as_secs_f64());
+        best_cpu = best_cpu.min(cpu_seconds() - c);
     }
     let plan = plan.expect("routed");
     let cascades = plan
@@ -94,7 +106,10 @@ fn main() {
         .collect::<Vec<_>>()
         .join(" ");
     println!(
-        "route: {PROVIDERS} providers × {CLASSES} classes × {TASKS} tasks ({} resamples, {}-fold CV, {} bootstrap): best of 3 = {best:.2} s; {cascades} cascades rejected with a reason; {chosen}",
-        policy.resamples, policy.folds, opts.bootstrap
+        "route: {PROVIDERS} providers × {CLASSES} classes × {TASKS} tasks ({} resamples, {}-fold CV, {} bootstrap): best of 3 = {best:.2} s wall, {best_cpu:.2} s CPU (all threads; on {} cores); {cascades} cascades rejected with a reason; {chosen}",
+        policy.resamples,
+        policy.folds,
+        opts.bootstrap,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 }

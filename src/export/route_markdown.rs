@@ -91,10 +91,18 @@ pub fn render(plan: &RoutePlan) -> String {
         }
         if let Some(cv) = &c.cross_validation {
             out.push_str(&format!(
-                "Held out ({}-fold over tasks, chosen on the other folds): the route accepts {} at {} per accepted.\n\n",
+                "Held out ({}-fold over tasks, chosen on the other folds): the route accepts {} at {} per accepted{}.\n\n",
                 cv.folds,
                 pct(cv.routed.acceptance.rate),
-                interval(&cv.routed.cost_per_accepted_usd)
+                interval(&cv.routed.cost_per_accepted_usd),
+                if cv.folds_without_qualifier > 0 {
+                    format!(
+                        " (in {} of {} folds nothing qualified on the training tasks; the best single provider served them)",
+                        cv.folds_without_qualifier, cv.folds
+                    )
+                } else {
+                    String::new()
+                }
             ));
             let h: Vec<String> = ["baseline", "acceptance", "$/accepted", "route vs baseline"]
                 .map(String::from)

@@ -34,6 +34,7 @@ fn build_db(path: &Path, outcomes: usize) {
             fingerprint: "bench".into(),
             max_tokens: Some(16),
             margin: None,
+            runtime_graders: Vec::new(),
         }],
         providers: (0..PROVIDERS)
             .map(|i| ProviderPlan {

@@ -404,6 +404,79 @@ impl Grouped {
     }
 }
 
+/// Whether the checks that can run at serving time (graders marked `runtime: true`) passed, per
+/// suite × provider, aligned with [`RowAnalysis::outcomes`]. Suites without such checks have no
+/// entry; an outcome without an answer or a grade did not pass them.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeChecks {
+    by_row: HashMap<(String, String), Vec<bool>>,
+}
+
+impl RuntimeChecks {
+    /// The checks of a suite and provider, one per outcome of its row; `None` when the suite
+    /// has no runtime check.
+    pub fn row(&self, suite: &str, provider: &str) -> Option<&[bool]> {
+        self.by_row
+            .get(&(suite.to_string(), provider.to_string()))
+            .map(Vec::as_slice)
+    }
+}
+
+impl RunAnalysis {
+    /// Reads the runtime checks of this run's graded outcomes (see [`RuntimeChecks`]).
+    pub fn runtime_checks(&self, store: &Store) -> Result<RuntimeChecks, StoreError> {
+        let mut out = RuntimeChecks::default();
+        for s in self
+            .run
+            .plan
+            .suites
+            .iter()
+            .filter(|s| !s.runtime_graders.is_empty())
+        {
+            let positions: HashMap<&str, u32> = self
+                .task_ids
+                .get(&s.name)
+                .map(|ids| {
+                    ids.iter()
+                        .enumerate()
+                        .map(|(i, id)| (id.as_str(), i as u32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for p in &self.run.plan.providers {
+                let n = self.row(&s.name, &p.id).map_or(0, |r| r.outcomes.len());
+                out.by_row
+                    .insert((s.name.clone(), p.id.clone()), vec![false; n]);
+            }
+            store.runtime_checks(
+                self.run.id,
+                &s.name,
+                &s.runtime_graders,
+                |p, task, rep, ok| {
+                    let (Some(row), Some(&idx)) = (self.row(&s.name, p), positions.get(task))
+                    else {
+                        return;
+                    };
+                    let Ok(i) = row
+                        .outcomes
+                        .binary_search_by_key(&(idx, rep), |o| (o.task_idx, o.repeat))
+                    else {
+                        return;
+                    };
+                    if let Some(v) = out
+                        .by_row
+                        .get_mut(&(s.name.clone(), p.to_string()))
+                        .and_then(|v| v.get_mut(i))
+                    {
+                        *v = ok;
+                    }
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}
+
 /// Pairs two outcome lists sorted by their keys.
 fn pair_sorted<'a, K: Ord>(
     l: &'a [OutcomeFacts],

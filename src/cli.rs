@@ -11,6 +11,7 @@ use crate::analysis::{AnalysisOptions, RunAnalysis};
 use crate::baseline::{Baseline, BaselineError};
 use crate::compare::{self, CompareError, CompareSpec};
 use crate::config::ConfigError;
+use crate::export::routing::RouteFormat;
 use crate::export::{self, Format};
 use crate::gate::{self, GateError, GateSpec};
 use crate::grade::CompiledGrader;
@@ -18,6 +19,8 @@ use crate::grade::stored::grade_run;
 use crate::providers::catalog::{self, Catalog};
 use crate::providers::{ProviderConfig, load_providers_with};
 use crate::reprice::{self, RepriceError};
+use crate::route::policy::{Policy, load_policy};
+use crate::route::{self, RouteError, RouteInput};
 use crate::run::{self, CacheMode, RunOptions};
 use crate::store::Store;
 use crate::suite::{Suite, load_suite};
@@ -90,6 +93,9 @@ enum Command {
     /// (paired tests, Holm) and beyond the thresholds; no provider calls.
     #[command(after_help = EXIT_CODES)]
     Gate(GateArgs),
+    /// Which provider, or cascade, should own each workload class, from stored runs: choice,
+    /// stability, cross-validated figures, monthly bill, gateway exports; no provider calls.
+    Route(RouteArgs),
     /// List runs.
     Runs,
     /// Check suite and provider files; calls nothing.
@@ -282,6 +288,33 @@ struct GateArgs {
 }
 
 #[derive(Args, Debug)]
+struct RouteArgs {
+    /// Runs to route from (repeatable; default: the latest).
+    #[arg(long = "run", value_name = "ID")]
+    runs: Vec<i64>,
+    /// Routing policy file (thresholds, SLOs, tags, volumes, incumbents per class).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Output format: costbench's routing file (yaml, json), a gateway config (litellm,
+    /// portkey) or a Markdown summary (md).
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: RouteFormat,
+    /// Write the output to this file instead of stdout (a LiteLLM export's cascade policy goes
+    /// beside it, as NAME.cascade.yaml).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Confidence level of every interval.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Bootstrap resamples of each interval.
+    #[arg(long, default_value_t = 2000)]
+    bootstrap: usize,
+    /// Seed of every resample.
+    #[arg(long, default_value_t = 20261127)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
 struct GradeArgs {
     /// Run id (default: the latest).
     #[arg(long)]
@@ -386,6 +419,7 @@ fn is_bad_input(e: &anyhow::Error) -> bool {
             || c.downcast_ref::<RepriceError>().is_some()
             || c.downcast_ref::<BaselineError>().is_some()
             || c.downcast_ref::<GateError>().is_some()
+            || c.downcast_ref::<RouteError>().is_some()
             || matches!(
                 c.downcast_ref::<run::RunError>(),
                 Some(
@@ -424,6 +458,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
             .or_else(|| e.downcast_ref::<RepriceError>().map(RepriceError::hint))
             .or_else(|| e.downcast_ref::<BaselineError>().map(BaselineError::hint))
             .or_else(|| e.downcast_ref::<GateError>().map(GateError::hint))
+            .or_else(|| e.downcast_ref::<RouteError>().map(RouteError::hint))
     }
 }
 
@@ -447,6 +482,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             cmd_baseline_save(&cli.db, *run, out)
         }
         Command::Gate(a) => cmd_gate(&cli.db, a),
+        Command::Route(a) => cmd_route(&cli.db, a),
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
@@ -759,6 +795,59 @@ fn cmd_gate(db: &Path, a: &GateArgs) -> Result<i32> {
     } else {
         exit::OK
     })
+}
+
+fn cmd_route(db: &Path, a: &RouteArgs) -> Result<i32> {
+    let opts = ReportFlags {
+        format: Format::Table,
+        confidence: a.confidence,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+        width: None,
+    }
+    .options()?;
+    let store = Store::open_to_read(db)?;
+    let mut ids: Vec<Option<i64>> = a.runs.iter().copied().map(Some).collect();
+    ids.dedup();
+    if ids.is_empty() {
+        ids.push(None);
+    }
+    let mut analyses = Vec::new();
+    for id in ids {
+        analyses.push(RunAnalysis::load(&store, store.run(id)?, opts)?);
+    }
+    let checks = analyses
+        .iter()
+        .map(|a| a.runtime_checks(&store))
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = RouteInput::from_runs(
+        &analyses.iter().collect::<Vec<_>>(),
+        &checks.iter().collect::<Vec<_>>(),
+    );
+    let policy = match &a.policy {
+        Some(p) => load_policy(p, &input.known())?,
+        None => Policy::default(),
+    };
+    input.check(&policy)?;
+    let plan = route::route(&input, &policy, &opts);
+    let r = export::routing::render(&plan, a.format);
+    if let Some((suffix, text)) = &r.side {
+        match &a.out {
+            Some(out) => {
+                let stem = out.file_stem().unwrap_or_default().to_string_lossy();
+                let side = out.with_file_name(format!("{stem}{suffix}"));
+                write_output(&side, text)?;
+                eprintln!(
+                    "note: a class chose a cascade, which a LiteLLM config cannot express; its cascade policy is in {}",
+                    side.display()
+                );
+            }
+            None => eprintln!(
+                "note: a class chose a cascade, which a LiteLLM config cannot express; give --out FILE to also write its cascade policy beside FILE ({suffix})"
+            ),
+        }
+    }
+    emit(&r.main, a.out.as_deref())
 }
 
 /// Writes an output file whole: a temporary file beside it, renamed into place.

@@ -14,6 +14,7 @@ pub mod gate;
 pub mod grade;
 pub mod providers;
 pub mod reprice;
+pub mod route;
 pub mod run;
 pub mod stats;
 pub mod store;

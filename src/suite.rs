@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, DocPath, Loader, Problem};
 use crate::grade::template::{describe, environment};
-use crate::grade::{CompiledGrader, GraderSpec, Vars, template_variables};
+use crate::grade::{CompiledGrader, GraderSpec, Vars, take_runtime, template_variables};
 use crate::providers::{Message, Money};
 
 /// Most samples per task per provider (`repeats`).
@@ -188,6 +188,9 @@ pub struct Suite {
     pub graders: Vec<CompiledGrader>,
     /// How many tasks it has ([`Suite::for_each_task`] reads them).
     pub task_count: u64,
+    /// Positions in `graders` of the checks marked `runtime: true` (they can run at serving
+    /// time, so a cascade may escalate on them).
+    pub runtime_graders: Vec<usize>,
     /// Where the suite was read from.
     pub path: PathBuf,
     /// SHA-256 over everything that changes what is asked (prompt, params, tasks, repeats).
@@ -401,11 +404,41 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
 
     let mut grader_specs = Vec::new();
     let mut graders = Vec::new();
+    let mut runtime_graders = Vec::new();
     for (i, g) in head.graders.iter().enumerate() {
         let p = top.key("graders").index(i);
-        let Some(spec) = l.field::<GraderSpec>(&p, g) else {
+        let mut g = g.clone();
+        let runtime = take_runtime(&mut g).unwrap_or_else(|e| {
+            l.problem(&p.key("runtime"), e);
+            false
+        });
+        let Some(spec) = l.field::<GraderSpec>(&p, &g) else {
             continue;
         };
+        if runtime {
+            // A check that reads the task's reference data (an `equals` against the expected
+            // label) cannot run at serving time, where no reference exists.
+            let uses: BTreeSet<String> = spec
+                .templates()
+                .iter()
+                .filter_map(|t| template_variables(t).ok())
+                .flatten()
+                .collect();
+            if uses.is_empty() {
+                runtime_graders.push(i);
+            } else {
+                l.problem(
+                    &p.key("runtime"),
+                    format!(
+                        "a {} grader that reads the task's variables ({}) cannot run at serving time, \
+                         where there is no reference answer; mark only checks without task \
+                         variables (JSON validity, a fixed regex) `runtime: true`",
+                        spec.kind(),
+                        uses.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
         match spec.compile() {
             Ok(c) => graders.push((i, c)),
             Err(e) => l.problem(&p, e.to_string()),
@@ -518,6 +551,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         grader_specs,
         graders: graders.into_iter().map(|(_, g)| g).collect(),
         task_count,
+        runtime_graders,
         path: path.to_path_buf(),
         fingerprint,
         inline,

@@ -7,9 +7,13 @@ pub mod compare;
 pub mod gate;
 pub mod json;
 pub mod junit;
+pub mod litellm;
 pub mod markdown;
 pub mod markup;
+pub mod portkey;
 pub mod reprice;
+pub mod route_markdown;
+pub mod routing;
 pub mod table;
 
 use crate::analysis::RunAnalysis;

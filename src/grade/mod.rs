@@ -125,6 +125,23 @@ impl GraderSpec {
     }
 }
 
+/// Takes the `runtime` key off one `graders:` entry as written, before the entry is read as a
+/// [`GraderSpec`]: `runtime: true` marks a check that can also run at serving time (a JSON or
+/// regex check, unlike an `equals` against the reference answer), which `route` may let
+/// escalate a cascade. It is kept apart from the spec so that no grader kind has to know of it.
+pub fn take_runtime(entry: &mut serde_json::Value) -> Result<bool, String> {
+    let Some(map) = entry.as_object_mut() else {
+        return Ok(false);
+    };
+    match map.remove("runtime") {
+        None => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(b),
+        Some(other) => Err(format!(
+            "`runtime` must be true or false (got {other}): true marks a check that can run at serving time"
+        )),
+    }
+}
+
 /// A grader spec that failed validation at load time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{grader} grader, field `{field}`: {message}")]

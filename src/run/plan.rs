@@ -72,6 +72,7 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
                 repeats: s.repeats,
                 tasks: s.task_count,
                 fingerprint: s.fingerprint.clone(),
+                runtime_graders: s.runtime_graders.clone(),
                 max_tokens: crate::providers::bound::completion_cap(&serde_json::Value::Object(
                     s.params.clone(),
                 )),

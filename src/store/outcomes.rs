@@ -571,6 +571,48 @@ fn keep_failures(rec: &mut OutcomeRecord, attempts: &mut Vec<AttemptFacts>) {
         .collect();
 }
 
+/// The part of a stored per-grader verdict that the runtime checks read.
+#[derive(serde::Deserialize)]
+struct StoredVerdict {
+    passed: bool,
+}
+
+impl Store {
+    /// Calls `f(provider, task id, repeat, passed)` for every graded outcome of `suite` in a run,
+    /// where `passed` says whether every grader at `positions` (of the grade's stored
+    /// `verdicts`) passed; a missing or unreadable verdict counts as not passed.
+    pub fn runtime_checks(
+        &self,
+        run_id: i64,
+        suite: &str,
+        positions: &[usize],
+        mut f: impl FnMut(&str, &str, u32, bool),
+    ) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT provider, task_id, repeat, verdicts FROM grades
+                 WHERE run_id = ?1 AND suite = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query(params![run_id, suite]).map_err(|e| self.err(e))?;
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let read = || -> rusqlite::Result<(String, String, u32, Option<String>)> {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u32, r.get(3)?))
+            };
+            let (provider, task, repeat, verdicts) = read().map_err(|e| self.err(e))?;
+            let verdicts: Vec<StoredVerdict> = verdicts
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default();
+            let passed = positions
+                .iter()
+                .all(|&i| verdicts.get(i).is_some_and(|v| v.passed));
+            f(&provider, &task, repeat, passed);
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Task ids of every suite of a run, by task position.
     pub fn task_ids(

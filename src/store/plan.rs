@@ -49,6 +49,11 @@ pub struct SuitePlan {
     /// the cost of a call whose answer was never seen. Absent in runs stored before it existed.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// Positions of the graders marked `runtime: true` (checks that can run at serving time),
+    /// which index each grade's stored `verdicts`; empty (and absent in runs stored before it
+    /// existed) when the suite has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_graders: Vec<usize>,
 }
 
 /// A provider as the run saw it.
@@ -339,6 +344,8 @@ mod tests {
             "cache_write":null,"cache_write_1h":null,"output":"$1.6/1M"},"tags":{}}]}"#;
         let p: RunPlan = serde_json::from_str(old).unwrap();
         assert_eq!(p.suites[0].rejection_cost_femto, Money(1_000_000_000_000));
+        // Stored before graders could be marked `runtime: true`: no runtime checks.
+        assert!(p.suites[0].runtime_graders.is_empty());
         let price = p.providers[0].price.as_ref().unwrap();
         assert_eq!(price.input.0, 400_000_000);
         // And what is written reads back equal.

@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod drilldown;
 pub mod export;
 pub mod grade;
 pub mod providers;

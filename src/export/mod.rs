@@ -4,6 +4,7 @@
 //! and shared by the terminal table and markdown. No exporter reads the store.
 
 pub mod compare;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod markup;
@@ -21,6 +22,8 @@ pub enum Format {
     Json,
     /// A Markdown table.
     Md,
+    /// A self-contained HTML page: summary, charts and the per-task drill-down.
+    Html,
 }
 
 /// Renders an analysed run in one format.
@@ -37,6 +40,8 @@ pub fn exporter(format: Format, width: Option<u16>) -> Box<dyn Exporter> {
         }
         Format::Json => Box::new(json::Json),
         Format::Md => Box::new(markdown::Markdown),
+        // Without the store's drill-down: `costbench report --format html` adds it.
+        Format::Html => Box::new(html::Html::default()),
     }
 }
 

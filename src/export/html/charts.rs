@@ -195,7 +195,7 @@ impl Frame {
             xlabel.into(),
         ));
         if let Some(y) = ylabel {
-            let (x, yy) = (14.0, self.top + self.h / 2.0);
+            let (x, yy) = (12.0, self.top + self.h / 2.0);
             els.push(El::Text {
                 x,
                 y: r1(yy),
@@ -266,9 +266,9 @@ fn scatter(rows: &[&Row], threshold: Option<f64>, confidence: f64) -> Svg {
         .flatten()
         .fold(0.0f64, f64::max);
     let f = Frame {
-        left: 70.0,
+        left: 84.0,
         top: 14.0,
-        w: 360.0,
+        w: 346.0,
         h: 220.0,
         x: (xlo, xhi),
         y: (0.0, if yhi > 0.0 { yhi * 1.1 } else { 1.0 }),
@@ -285,7 +285,7 @@ fn scatter(rows: &[&Row], threshold: Option<f64>, confidence: f64) -> Svg {
         els.push(line(x, f.top, x, f.top + f.h, "thr"));
         els.push(text(
             x + 3.0,
-            f.top + 10.0,
+            f.top + f.h - 4.0,
             "start",
             "muted",
             "threshold".into(),
@@ -333,7 +333,14 @@ fn scatter(rows: &[&Row], threshold: Option<f64>, confidence: f64) -> Svg {
                 if on_front { " (Pareto frontier)" } else { "" }
             ),
         });
-        els.push(text(x + 6.0, y - 6.0, "start", "", r.provider.clone()));
+        // Labels alternate above and below their points so that close points stay legible.
+        let dy = if k % 2 == 0 { -6.0 } else { 14.0 };
+        // Points in the right third are labelled to their left, inside the chart.
+        if x > f.left + f.w * 0.66 {
+            els.push(text(x - 6.0, y + dy, "end", "", r.provider.clone()));
+        } else {
+            els.push(text(x + 6.0, y + dy, "start", "", r.provider.clone()));
+        }
     }
     let missing: Vec<&str> = rows
         .iter()
@@ -342,7 +349,7 @@ fn scatter(rows: &[&Row], threshold: Option<f64>, confidence: f64) -> Svg {
         .collect();
     let mut h = 290;
     els.push(text(
-        f.left,
+        8.0,
         h as f64 - 8.0,
         "start",
         "muted",
@@ -351,7 +358,7 @@ fn scatter(rows: &[&Row], threshold: Option<f64>, confidence: f64) -> Svg {
     if !missing.is_empty() {
         h += 16;
         els.push(text(
-            f.left,
+            8.0,
             h as f64 - 8.0,
             "start",
             "muted",
@@ -491,11 +498,18 @@ fn latency(rows: &[(String, Vec<f32>)]) -> Svg {
     };
     f.axes(
         &mut els,
-        "latency of answering calls (ms): box p25–p75, line p50, whiskers p5–p95",
+        "latency of answering calls (ms)",
         None,
         &|v| format!("{v:.0}"),
         &|_| String::new(),
     );
+    els.push(text(
+        f.left + f.w / 2.0,
+        f.top + f.h + 44.0,
+        "middle",
+        "muted",
+        "box p25–p75 · line p50 · whiskers p5–p95".into(),
+    ));
     for (i, (p, l)) in rows.iter().enumerate() {
         let y = r1(f.top + 6.0 + i as f64 * (bar_h + 10.0));
         els.push(text(f.left - 6.0, y + 12.0, "end", "", p.clone()));
@@ -527,7 +541,7 @@ fn latency(rows: &[(String, Vec<f32>)]) -> Svg {
     }
     Svg {
         width: 450,
-        height: (f.top + f.h + 40.0) as u32,
+        height: (f.top + f.h + 52.0) as u32,
         title: "Latency distribution per provider".into(),
         els,
     }

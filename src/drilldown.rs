@@ -5,8 +5,10 @@
 //! aggregates); answers, tokens and grader reasons from the store's last try of each outcome.
 //! Samples are grouped by how the providers fared (one accepted and another rejected first,
 //! then other disagreements, then all failed, then all accepted), and a report holds at most
-//! [`MAX_SAMPLES`] of them and [`OUTPUT_BUDGET`] bytes of answer text, in that order of
-//! interest, so a huge run still gives a file a browser opens; what is left out is counted.
+//! [`MAX_SAMPLES`] of them, [`MAX_CELLS`] provider outcomes and [`OUTPUT_BUDGET`] bytes of
+//! escaped answer text and task variables, in that order of
+//! interest, so a huge run still gives a file a browser opens (10,000 tasks × 3 providers
+//! stay under 25 MB); what is left out is counted.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,10 +21,13 @@ use crate::store::{Store, StoreError};
 
 /// Characters of one answer (and of a task's variables) kept; longer ones are cut with a note.
 pub const MAX_CHARS: usize = 1_500;
-/// Samples a drill-down holds at most (10,000 tasks × any number of providers fit).
+/// Samples a drill-down holds at most.
 pub const MAX_SAMPLES: usize = 12_000;
-/// Bytes of answer text a drill-down holds at most; answers beyond it are left out, counted.
-pub const OUTPUT_BUDGET: usize = 12_000_000;
+/// Provider outcomes a drill-down holds at most (each costs some markup even without text).
+pub const MAX_CELLS: usize = 36_000;
+/// Bytes of answers and task variables, HTML-escaped, a drill-down holds at most; those beyond
+/// it are left out, counted.
+pub const OUTPUT_BUDGET: usize = 9_000_000;
 
 /// How the providers fared on one sample, in order of interest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -93,7 +98,7 @@ pub struct Drilldown {
     pub totals: BTreeMap<Group, u64>,
     /// Samples left out beyond [`MAX_SAMPLES`].
     pub samples_omitted: u64,
-    /// Answers left out beyond [`OUTPUT_BUDGET`].
+    /// Answers (and task variables) left out beyond [`OUTPUT_BUDGET`].
     pub outputs_omitted: u64,
 }
 
@@ -195,8 +200,17 @@ impl Drilldown {
             }
         }
         chosen.sort_by_key(|c| (c.0, c.1, c.2, c.3));
-        d.samples_omitted = chosen.len().saturating_sub(max_samples) as u64;
-        chosen.truncate(max_samples);
+        let mut cells = 0;
+        let keep = chosen
+            .iter()
+            .take(max_samples)
+            .take_while(|c| {
+                cells += c.4.len();
+                cells <= MAX_CELLS
+            })
+            .count();
+        d.samples_omitted = (chosen.len() - keep) as u64;
+        chosen.truncate(keep);
         d.samples = chosen
             .into_iter()
             .map(|(group, si, task, repeat, cells)| {
@@ -220,29 +234,114 @@ impl Drilldown {
         d
     }
 
-    /// Leaves out answers once `budget` bytes of them are kept, in order of interest.
+    /// Leaves out answers and task variables once `budget` bytes of them (as HTML-escaped)
+    /// are kept, in order of interest.
     fn apply_budget(&mut self, budget: usize) {
         let mut used = 0usize;
-        for c in self.samples.iter_mut().flat_map(|s| s.cells.iter_mut()) {
-            let Some(d) = c.detail.as_mut() else { continue };
-            if d.output.is_empty() {
-                continue;
-            }
-            if used + d.output.len() > budget {
-                d.output = String::new();
-                c.output_omitted = true;
-                self.outputs_omitted += 1;
-            } else {
-                used += d.output.len();
+        for s in &mut self.samples {
+            // The variables are shown once per sample, from its first read cell.
+            let mut vars_counted = false;
+            for c in &mut s.cells {
+                let Some(d) = c.detail.as_mut() else { continue };
+                let vars = if vars_counted {
+                    0
+                } else {
+                    escaped_len(&d.vars)
+                };
+                vars_counted = true;
+                let need = escaped_len(&d.output) + vars;
+                if need == 0 {
+                    continue;
+                }
+                if used + need > budget {
+                    d.output = String::new();
+                    d.vars = String::new();
+                    c.output_omitted = true;
+                    self.outputs_omitted += 1;
+                } else {
+                    used += need;
+                }
             }
         }
     }
+}
+
+/// The length of `s` once HTML-escaped as minijinja escapes (`&<>"'/`).
+pub fn escaped_len(s: &str) -> usize {
+    s.len()
+        + s.bytes()
+            .map(|b| match b {
+                b'&' => 4,
+                b'<' | b'>' => 3,
+                b'"' | b'\'' | b'/' => 5,
+                _ => 0,
+            })
+            .sum::<usize>()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use Verdict::*;
+
+    fn cell(output: &str) -> Cell {
+        Cell {
+            provider: "p".into(),
+            verdict: Some(Accepted),
+            facts: None,
+            detail: Some(OutcomeDetail {
+                suite: "s".into(),
+                provider: "p".into(),
+                task_id: "t".into(),
+                repeat: 0,
+                output: output.into(),
+                output_chars: output.chars().count() as u64,
+                error_kind: None,
+                error_message: None,
+                prompt_tokens: 1,
+                output_tokens: 1,
+                verdicts: None,
+                grade_error: None,
+                vars: "{}".into(),
+            }),
+            output_omitted: false,
+            graders: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_output_budget_keeps_answers_in_order_of_interest_and_counts_the_rest() {
+        let sample = |group, outputs: &[&str]| Sample {
+            suite: "s".into(),
+            task_id: "t".into(),
+            repeat: 0,
+            group,
+            failure: false,
+            cells: outputs.iter().map(|o| cell(o)).collect(),
+        };
+        let mut d = Drilldown {
+            samples: vec![
+                sample(Group::Split, &["aaaa", "bbbb"]),
+                sample(Group::AllAccepted, &["cccc", ""]),
+            ],
+            ..Drilldown::default()
+        };
+        d.apply_budget(9 + 2);
+        let kept: Vec<(&str, bool)> = d
+            .samples
+            .iter()
+            .flat_map(|s| &s.cells)
+            .map(|c| (c.detail.as_ref().unwrap().output.as_str(), c.output_omitted))
+            .collect();
+        // The variables `{}` (2 bytes) and 4 + 4 bytes fit in 11; the third answer does not;
+        // an empty answer is not "left out".
+        assert_eq!(
+            kept,
+            [("aaaa", false), ("bbbb", false), ("", true), ("", false)]
+        );
+        assert_eq!(d.outputs_omitted, 1);
+        assert_eq!(escaped_len("a<b>\"c\"&'/"), 3 + 2 * 4 + 2 * 6 + 5 + 2 * 6);
+    }
 
     #[test]
     fn groups_put_accepted_against_rejected_first() {

@@ -457,6 +457,7 @@ struct CellView {
     provider: String,
     verdict: &'static str,
     verdict_label: &'static str,
+    mark: &'static str,
     meta: String,
     error: Option<String>,
     output: Option<String>,
@@ -495,8 +496,8 @@ fn verdict_name(v: Option<Verdict>) -> (&'static str, &'static str) {
         Some(Verdict::Rejected) => ("rejected", "✗ rejected"),
         Some(Verdict::Unanswered) => ("unanswered", "✗ no answer"),
         Some(Verdict::GraderError) => ("grader_error", "! grader error"),
-        Some(Verdict::Ungraded) => ("ungraded", "not graded"),
-        None => ("ungraded", "not attempted"),
+        Some(Verdict::Ungraded) => ("ungraded", "… not graded"),
+        None => ("ungraded", "– not attempted"),
     }
 }
 
@@ -507,14 +508,15 @@ fn drill_view(d: &Drilldown) -> DrillView {
     let mut notes = Vec::new();
     if d.samples_omitted > 0 {
         notes.push(format!(
-            "{} more samples are not listed (a report lists at most {}; the least informative groups are cut first).",
+            "{} more samples are not listed (a report lists at most {} samples and {} provider outcomes; the least informative groups are cut first).",
             d.samples_omitted,
-            crate::drilldown::MAX_SAMPLES
+            crate::drilldown::MAX_SAMPLES,
+            crate::drilldown::MAX_CELLS
         ));
     }
     if d.outputs_omitted > 0 {
         notes.push(format!(
-            "{} answers are left out to keep the file small; their verdicts, reasons and costs are shown.",
+            "{} answers are left out to keep the file small (with their task's variables); their verdicts, reasons and costs are shown.",
             d.outputs_omitted
         ));
     }
@@ -613,6 +615,7 @@ fn cell_view(c: &crate::drilldown::Cell) -> CellView {
         provider: c.provider.clone(),
         verdict,
         verdict_label,
+        mark: verdict_label.split(' ').next().unwrap_or(""),
         meta: meta.join(" · "),
         error: detail.and_then(|d| {
             let kind = d.error_kind.as_deref()?;

@@ -197,6 +197,10 @@ struct ReportArgs {
     /// Write the report to this file instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// With `--format html`: show another run's figures beside this run's, with the paired
+    /// verdict of each provider against itself in that run.
+    #[arg(long, value_name = "RUN")]
+    compare: Option<i64>,
     #[command(flatten)]
     report: ReportFlags,
 }
@@ -467,10 +471,19 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Run(a) => cmd_run(&cli.db, a),
         Command::Report(a) => {
             let opts = a.report.options()?;
+            if a.compare.is_some() && a.report.format != Format::Html {
+                bail!(UsageError(
+                    "--compare RUN shows two runs side by side in the HTML report: add --format html (or use `costbench compare --runs A B`)".into()
+                ));
+            }
             let store = Store::open_to_read(&cli.db)?;
             let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
+            let other = match a.compare {
+                Some(id) => Some(RunAnalysis::load(&store, store.run(Some(id))?, opts)?),
+                None => None,
+            };
             emit(
-                &export::render(&analysis, a.report.format, a.report.width),
+                &render_report(&store, &analysis, &a.report, other.as_ref())?,
                 a.out.as_deref(),
             )
         }
@@ -635,10 +648,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     drop(err);
 
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
-    println!(
-        "{}",
-        export::render(&analysis, a.report.format, a.report.width)
-    );
+    println!("{}", render_report(&store, &analysis, &a.report, None)?);
 
     if let Some(e) = exported {
         eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");
@@ -686,6 +696,40 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// The report of an analysed run in the flags' format; HTML adds the per-task drill-down read
+/// from the store and, with `other`, that run's figures and the paired verdicts.
+fn render_report(
+    store: &Store,
+    analysis: &RunAnalysis,
+    flags: &ReportFlags,
+    other: Option<&RunAnalysis>,
+) -> Result<String> {
+    use crate::export::{Exporter, html};
+    if flags.format != Format::Html {
+        return Ok(export::render(analysis, flags.format, flags.width));
+    }
+    let drill = crate::drilldown::Drilldown::load(store, analysis)?;
+    let baseline = other
+        .map(|o| html::Baseline::compare(analysis, o))
+        .transpose()?;
+    Ok(html::Html {
+        drilldown: Some(&drill),
+        baseline: baseline.as_ref(),
+        ..Default::default()
+    }
+    .render(analysis))
+}
+
+/// Refuses `--format html` where there is no HTML page.
+fn no_html(flags: &ReportFlags, command: &str) -> Result<()> {
+    if flags.format == Format::Html {
+        bail!(UsageError(format!(
+            "`costbench {command}` has no HTML output; use --format table, md or json (the HTML report is `costbench report --format html`)"
+        )));
+    }
+    Ok(())
+}
+
 /// Prints an output, or writes it to `out`.
 fn emit(text: &str, out: Option<&Path>) -> Result<i32> {
     match out {
@@ -697,6 +741,7 @@ fn emit(text: &str, out: Option<&Path>) -> Result<i32> {
 
 fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
     let opts = a.report.options()?;
+    no_html(&a.report, "compare")?;
     let store = Store::open_to_read(db)?;
     let (inc, cand) = match a.runs.as_deref() {
         Some(&[x, y]) => (store.run(Some(x))?, Some(store.run(Some(y))?)),
@@ -724,6 +769,7 @@ fn cmd_compare(db: &Path, a: &CompareArgs) -> Result<i32> {
 
 fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let opts = a.report.options()?;
+    no_html(&a.report, "reprice")?;
     let entries = crate::providers::load_providers(&a.prices)?;
     let store = Store::open_to_read(db)?;
     let run = store.run(a.run)?;

@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod drilldown;
 pub mod export;
 pub mod gate;
 pub mod grade;

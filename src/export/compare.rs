@@ -24,7 +24,8 @@ pub fn render(c: &Comparisons, format: Format, width: Option<u16>) -> String {
                 foot.join("\n")
             )
         }
-        Format::Md => {
+        // The CLI refuses `--format html` for compare; markdown is the nearest readable form.
+        Format::Md | Format::Html => {
             let rows: Vec<Vec<String>> = c.comparisons.iter().map(cells).collect();
             format!(
                 "## {}\n\n{}\n{}",

@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod gate;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod litellm;
@@ -27,6 +28,8 @@ pub enum Format {
     Json,
     /// A Markdown table.
     Md,
+    /// A self-contained HTML page: summary, charts and the per-task drill-down.
+    Html,
 }
 
 /// Renders an analysed run in one format.
@@ -43,6 +46,8 @@ pub fn exporter(format: Format, width: Option<u16>) -> Box<dyn Exporter> {
         }
         Format::Json => Box::new(json::Json),
         Format::Md => Box::new(markdown::Markdown),
+        // Without the store's drill-down: `costbench report --format html` adds it.
+        Format::Html => Box::new(html::Html::default()),
     }
 }
 

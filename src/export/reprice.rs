@@ -22,7 +22,8 @@ pub fn render(r: &Repriced, format: Format, width: Option<u16>) -> String {
                 foot.join("\n")
             )
         }
-        Format::Md => format!(
+        // The CLI refuses `--format html` for reprice; markdown is the nearest readable form.
+        Format::Md | Format::Html => format!(
             "## {}\n\n{}\n{}",
             title(r),
             markdown_table(&header(r), &rows),

@@ -6,6 +6,7 @@
 //! The schema is versioned with `PRAGMA user_version`; a newer or foreign file is refused.
 
 pub mod cache;
+pub mod details;
 pub mod outcomes;
 pub mod plan;
 mod schema;

@@ -330,7 +330,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         let Some(spec) = l.field::<GraderSpec>(&p, g) else {
             continue;
         };
-        match spec.compile() {
+        match spec.compile_in(path.parent().unwrap_or(Path::new(""))) {
             Ok(c) => graders.push((i, c)),
             Err(e) => l.problem(&p, e.to_string()),
         }

@@ -97,7 +97,7 @@ fn local_grader_kinds_grade_a_real_run() {
         &suite(
             "extract",
             "  - {type: json_schema, schema_file: schemas/invoice.json}\n  \
-             - type: fields\n    min_f1: 0.6\n    fields:\n      /name: '{{ name }}'\n      \
+             - type: fields\n    min_f1: 0.6\n    fields:\n      /name: {value: '{{ name }}', normalize: [trim, lowercase]}\n      \
              /total: {value: '{{ total }}', tolerance: 0.01}\n      \
              /date: {value: '{{ date }}', date: true}\n",
             &[
@@ -125,7 +125,8 @@ fn local_grader_kinds_grade_a_real_run() {
             &[("m1", ", city: paris"), ("m2", ", city: paris")],
         ),
     );
-    // A grader program that always crashes: a grader error, never a pass.
+    // A grader program that always crashes: a grader error, never a pass. Regression: it
+    // exits without reading its stdin, and the write to it raised SIGPIPE and killed costbench.
     ws.write("broken.sh", "#!/bin/sh\necho 'it broke' >&2\nexit 1\n");
     #[cfg(unix)]
     {

@@ -86,6 +86,11 @@ pub(crate) fn run(mut cmd: Command, input: Vec<u8>, limit: Duration) -> Result<F
     if let Some(mut stdin) = child.stdin.take() {
         // A writer thread: a program that never reads its stdin must not block us.
         thread::spawn(move || {
+            // The binary restores SIGPIPE's default action (see main.rs), so writing to a
+            // program that exited without reading would kill costbench: block it here, on
+            // the writing thread, and the write fails with EPIPE instead.
+            #[cfg(unix)]
+            block_sigpipe();
             let _ = stdin.write_all(&input);
         });
     }
@@ -114,6 +119,18 @@ pub(crate) fn run(mut cmd: Command, input: Vec<u8>, limit: Duration) -> Result<F
         stdout: stdout.recv_timeout(PIPE_GRACE).unwrap_or_default(),
         stderr: stderr.recv_timeout(PIPE_GRACE).unwrap_or_default(),
     })
+}
+
+/// Blocks SIGPIPE for the calling thread only.
+#[cfg(unix)]
+fn block_sigpipe() {
+    // SAFETY: plain libc calls on a zeroed, locally owned sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Kills the child's process group (unix) or the child.

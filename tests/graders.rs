@@ -262,3 +262,33 @@ fn unusable_grader_configs_fail_at_load_with_their_location() {
         assert!(out.stderr.contains(want), "{want} in:\n{}", out.stderr);
     }
 }
+
+#[test]
+fn coding_suite_replays_offline_from_its_cassette() {
+    if !has_python() {
+        eprintln!("python3 not found: skipped");
+        return;
+    }
+    let ws = Workspace::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = ws.run(
+        &[&repo.join("suites/coding.yaml")],
+        &repo.join("suites/quickstart.providers.yaml"),
+        &[
+            "--cache",
+            "replay",
+            "--cassette",
+            repo.join("suites/cassettes/coding.jsonl").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = out.json();
+    // The mock's answers: smollm2 gets run_length and top_word wrong; gemma3 crashes on a
+    // negative number, writes a syntax error and keeps duplicates.
+    for (provider, accepted) in [("smollm2-135m", 4), ("gemma3-270m", 3)] {
+        let r = row(&report, provider);
+        assert_eq!(r["accepted"], accepted, "{r:#}");
+        assert_eq!(r["grader_errors"], 0, "{r:#}");
+        assert_eq!(r["calls"], 6, "{r:#}");
+    }
+}

@@ -38,6 +38,7 @@ fn main() {
         .map(|i| GradeInput {
             output: outputs[i % outputs.len()],
             vars: &vars,
+            provider: "bench",
         })
         .collect();
     let t0 = Instant::now();

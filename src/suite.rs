@@ -418,12 +418,21 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         if runtime {
             // A check that reads the task's reference data (an `equals` against the expected
             // label) cannot run at serving time, where no reference exists.
-            let uses: BTreeSet<String> = spec
+            let mut uses: BTreeSet<String> = spec
                 .templates()
                 .iter()
                 .filter_map(|t| template_variables(t).ok())
                 .flatten()
                 .collect();
+            // Graders that read task variables by name rather than through a template: the
+            // code grader's tests and a command grader's expected answer are reference data.
+            match &spec {
+                GraderSpec::Code(c) => {
+                    uses.insert(c.test_var.clone().unwrap_or_else(|| "test".into()));
+                }
+                GraderSpec::Command(c) => uses.extend(c.expected_var.clone()),
+                _ => {}
+            }
             if uses.is_empty() {
                 runtime_graders.push(i);
             } else {
@@ -439,7 +448,7 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
                 );
             }
         }
-        match spec.compile() {
+        match spec.compile_in(path.parent().unwrap_or(Path::new(""))) {
             Ok(c) => graders.push((i, c)),
             Err(e) => l.problem(&p, e.to_string()),
         }

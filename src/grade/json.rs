@@ -279,7 +279,7 @@ impl JsonGrader {
 
 /// Extracts the JSON document from an output: trimmed, one optional code
 /// fence removed, and with `allow_prose` the first embedded JSON value.
-fn parse_output(output: &str, allow_prose: bool) -> Result<Value, String> {
+pub(crate) fn parse_output(output: &str, allow_prose: bool) -> Result<Value, String> {
     let t = output.trim().trim_start_matches('\u{feff}').trim_start();
     let (body, after) = match fenced_body(t) {
         Some((body, after)) => (body.trim(), after.trim()),

@@ -5,23 +5,36 @@
 //! parallel batch grading ([`grade_all`]). Each grader kind lives in its own
 //! file; shared template and text helpers live in `template.rs` / `text.rs`.
 
+pub mod code;
+pub mod command;
 pub mod contains;
 pub mod equals;
+pub mod fields;
 pub mod json;
+pub mod label;
 pub mod number;
+mod process;
 pub mod regex;
+pub mod schema;
 pub mod stored;
 pub mod template;
 pub mod text;
 
+use std::path::Path;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use code::CodeSpec;
+pub use command::CommandSpec;
 pub use contains::{ContainsManySpec, ContainsSpec};
 pub use equals::EqualsSpec;
+pub use fields::FieldsSpec;
 pub use json::JsonSpec;
+pub use label::LabelSpec;
 pub use number::{NumberSpec, NumberValue, Pick};
 pub use regex::RegexSpec;
+pub use schema::JsonSchemaSpec;
 pub use template::template_variables;
 pub use text::Normalize;
 
@@ -38,7 +51,8 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
     rename_all = "kebab-case",
     deny_unknown_fields,
     expecting = "a grader: a mapping with a `type` key (equals, contains, contains-any, \
-                 contains-all, regex, number or json) and that type's fields"
+                 contains-all, regex, number, json, json_schema, fields, label, command \
+                 or code) and that type's fields"
 )]
 pub enum GraderSpec {
     /// `type: equals` — the whole output equals a value.
@@ -55,6 +69,17 @@ pub enum GraderSpec {
     Number(NumberSpec),
     /// `type: json` — the output is JSON with required keys and expected values.
     Json(JsonSpec),
+    /// `type: json_schema` — the output's JSON validates against a JSON Schema.
+    #[serde(rename = "json_schema", alias = "json-schema")]
+    JsonSchema(JsonSchemaSpec),
+    /// `type: fields` — extraction scored by field-level F1 at JSON pointers.
+    Fields(FieldsSpec),
+    /// `type: label` — classification against a declared label set.
+    Label(LabelSpec),
+    /// `type: command` — an external grader program decides.
+    Command(CommandSpec),
+    /// `type: code` — the output is a Python solution run against the task's tests.
+    Code(CodeSpec),
 }
 
 impl GraderSpec {
@@ -68,6 +93,11 @@ impl GraderSpec {
             GraderSpec::Regex(_) => "regex",
             GraderSpec::Number(_) => "number",
             GraderSpec::Json(_) => "json",
+            GraderSpec::JsonSchema(_) => "json_schema",
+            GraderSpec::Fields(_) => "fields",
+            GraderSpec::Label(_) => "label",
+            GraderSpec::Command(_) => "command",
+            GraderSpec::Code(_) => "code",
         }
     }
 
@@ -87,12 +117,25 @@ impl GraderSpec {
                 NumberValue::Template(t) => vec![t.as_str()],
             },
             GraderSpec::Json(s) => s.expect.values().filter_map(|v| v.as_str()).collect(),
+            GraderSpec::Fields(s) => s
+                .fields
+                .values()
+                .filter_map(|v| v.as_str().or_else(|| v.get("value")?.as_str()))
+                .collect(),
+            GraderSpec::Label(s) => vec![s.expected.as_str()],
+            GraderSpec::JsonSchema(_) | GraderSpec::Command(_) | GraderSpec::Code(_) => Vec::new(),
         }
     }
 
     /// Validates the spec and precompiles its templates and regexes; call
-    /// once at suite load. Errors name the grader type and the field.
+    /// once at suite load. Errors name the grader type and the field. Files a
+    /// grader names (a schema, a program) are resolved against the current directory.
     pub fn compile(&self) -> Result<CompiledGrader, GradeConfigError> {
+        self.compile_in(Path::new(""))
+    }
+
+    /// [`GraderSpec::compile`] with files resolved against `dir`, the suite file's folder.
+    pub fn compile_in(&self, dir: &Path) -> Result<CompiledGrader, GradeConfigError> {
         let (negate, inner) = match self {
             GraderSpec::Equals(s) => (s.negate, Inner::Equals(equals::EqualsGrader::compile(s)?)),
             GraderSpec::Contains(s) => (
@@ -116,6 +159,17 @@ impl GraderSpec {
             GraderSpec::Regex(s) => (s.negate, Inner::Regex(regex::RegexGrader::compile(s)?)),
             GraderSpec::Number(s) => (s.negate, Inner::Number(number::NumberGrader::compile(s)?)),
             GraderSpec::Json(s) => (s.negate, Inner::Json(json::JsonGrader::compile(s)?)),
+            GraderSpec::JsonSchema(s) => (
+                false,
+                Inner::JsonSchema(schema::SchemaGrader::compile(s, dir)?),
+            ),
+            GraderSpec::Fields(s) => (false, Inner::Fields(fields::FieldsGrader::compile(s)?)),
+            GraderSpec::Label(s) => (false, Inner::Label(label::LabelGrader::compile(s)?)),
+            GraderSpec::Command(s) => (
+                false,
+                Inner::Command(command::CommandGrader::compile(s, dir)?),
+            ),
+            GraderSpec::Code(s) => (false, Inner::Code(code::CodeGrader::compile(s)?)),
         };
         Ok(CompiledGrader {
             kind: self.kind(),
@@ -170,7 +224,7 @@ impl GradeConfigError {
 /// Three states: accepted (`passed`), rejected (neither `passed` nor `error`), or the grader
 /// could not run (`error` is set, `passed` is false): an error says nothing about the output,
 /// so reports can tell a broken grader from a bad answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Whether the grader accepted the output.
     pub passed: bool,
@@ -180,13 +234,17 @@ pub struct Verdict {
     /// regex or number that is invalid); absent when it judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A graded score in 0..1 from graders that give one (`fields`: field F1; `command`: the
+    /// program's `score`); absent for pass/fail graders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 /// The status of one graded output: the store's contract, decided here.
 pub use crate::store::GradeStatus;
 
 /// Raw outcome of a grader before `negate` is applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Check {
     /// The condition holds.
     Pass(String),
@@ -195,6 +253,15 @@ pub(crate) enum Check {
     /// The grader could not run (template render error, bad rendered regex
     /// or number): always a failure, even under `negate`.
     Error(String),
+    /// A verdict with a score in 0..1 (`fields`, `command`).
+    Scored {
+        /// Whether the output is accepted.
+        passed: bool,
+        /// The score behind it.
+        score: f64,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The per-kind compiled graders.
@@ -205,6 +272,11 @@ enum Inner {
     Regex(regex::RegexGrader),
     Number(number::NumberGrader),
     Json(json::JsonGrader),
+    JsonSchema(schema::SchemaGrader),
+    Fields(fields::FieldsGrader),
+    Label(label::LabelGrader),
+    Command(command::CommandGrader),
+    Code(code::CodeGrader),
 }
 
 /// A validated grader with its templates and regexes compiled; cheap to
@@ -232,18 +304,33 @@ impl CompiledGrader {
             Inner::Regex(g) => g.regex(vars).map(drop),
             Inner::Number(g) => g.expected(vars).map(drop),
             Inner::Json(g) => g.rendered(vars).map(drop),
+            Inner::JsonSchema(_) => Ok(()),
+            Inner::Fields(g) => g.rendered(vars).map(drop),
+            Inner::Label(g) => g.expected(vars).map(drop),
+            Inner::Command(g) => g.check_task(vars),
+            Inner::Code(g) => g.parts(vars).map(drop),
         }
     }
 
     /// Grades one output. Never panics: render errors become verdicts with `error` set, and
     /// malformed outputs failing verdicts with a reason.
     pub fn grade(&self, output: &str, vars: &Vars) -> Verdict {
+        self.grade_for(output, vars, "")
+    }
+
+    /// [`CompiledGrader::grade`] for an output of `provider` (the `command` grader sends it).
+    pub fn grade_for(&self, output: &str, vars: &Vars, provider: &str) -> Verdict {
         let check = match &self.inner {
             Inner::Equals(g) => g.check(output, vars),
             Inner::Contains(g) => g.check(output, vars),
             Inner::Regex(g) => g.check(output, vars),
             Inner::Number(g) => g.check(output, vars),
             Inner::Json(g) => g.check(output, vars),
+            Inner::JsonSchema(g) => g.check(output),
+            Inner::Fields(g) => g.check(output, vars),
+            Inner::Label(g) => g.check(output, vars),
+            Inner::Command(g) => g.check(output, vars, provider),
+            Inner::Code(g) => g.check(output, vars),
         };
         match (check, self.negate) {
             (Check::Pass(reason), false) => Verdict::judged(true, reason),
@@ -254,6 +341,20 @@ impl CompiledGrader {
                 passed: false,
                 reason: format!("error: {reason}"),
                 error: Some(reason),
+                score: None,
+            },
+            (
+                Check::Scored {
+                    passed,
+                    score,
+                    reason,
+                },
+                negate,
+            ) => Verdict {
+                passed: passed != negate,
+                reason,
+                error: None,
+                score: Some(score),
             },
         }
     }
@@ -266,6 +367,7 @@ impl Verdict {
             passed,
             reason,
             error: None,
+            score: None,
         }
     }
 }
@@ -277,10 +379,12 @@ pub struct GradeInput<'a> {
     pub output: &'a str,
     /// The task's template variables.
     pub vars: &'a Vars,
+    /// The provider that wrote the output (sent to `command` graders).
+    pub provider: &'a str,
 }
 
 /// All verdicts for one output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeOutcome {
     /// True when every grader passed (vacuously true with no graders).
     pub accepted: bool,
@@ -324,7 +428,7 @@ pub fn grade_all(graders: &[CompiledGrader], items: &[GradeInput<'_>]) -> Vec<Gr
             GradeOutcome::from_verdicts(
                 graders
                     .iter()
-                    .map(|g| g.grade(item.output, item.vars))
+                    .map(|g| g.grade_for(item.output, item.vars, item.provider))
                     .collect(),
             )
         })
@@ -485,7 +589,11 @@ mod tests {
         .map(|y| spec(y).compile().unwrap())
         .collect();
         let v = Vars::new();
-        let item = |output| GradeInput { output, vars: &v };
+        let item = |output| GradeInput {
+            output,
+            vars: &v,
+            provider: "p",
+        };
         let out = grade_all(&graders, &[item("x"), item("y")]);
         for o in &out {
             assert_eq!(o.status(), GradeStatus::Error, "{o:?}");
@@ -532,7 +640,11 @@ mod tests {
         let items: Vec<GradeInput<'_>> = outputs
             .iter()
             .zip(&vs)
-            .map(|(o, v)| GradeInput { output: o, vars: v })
+            .map(|(o, v)| GradeInput {
+                output: o,
+                vars: v,
+                provider: "p",
+            })
             .collect();
         let out = grade_all(&graders, &items);
         assert_eq!(out.len(), 200);
@@ -551,6 +663,7 @@ mod tests {
             &[GradeInput {
                 output: "x",
                 vars: &v,
+                provider: "p",
             }],
         );
         assert_eq!(
@@ -584,6 +697,7 @@ mod tests {
             .map(|i| GradeInput {
                 output: if i % 2 == 0 { good } else { "no json here" },
                 vars: &v,
+                provider: "p",
             })
             .collect();
         let out = grade_all(&graders, &items);

@@ -59,6 +59,7 @@ pub fn grade_run(
                 .map(|&i| GradeInput {
                     output: &answers[i].output,
                     vars: &vars[i],
+                    provider: &answers[i].provider,
                 })
                 .collect();
             for (&i, outcome) in idx.iter().zip(grade_all(gs, &items)) {

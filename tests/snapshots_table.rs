@@ -7,6 +7,11 @@ mod common;
 use common::*;
 
 fn quickstart_report(width: &str) -> String {
+    quickstart_report_in(&["--width", width])
+}
+
+/// `costbench report <args>` of the quickstart replayed from its cassette.
+fn quickstart_report_in(args: &[&str]) -> String {
     let ws = Workspace::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let run = ws
@@ -28,12 +33,7 @@ fn quickstart_report(width: &str) -> String {
         .output()
         .unwrap();
     Out::of(run).assert_code(0);
-    let out = Out::of(
-        ws.cmd()
-            .args(["report", "--width", width])
-            .output()
-            .unwrap(),
-    );
+    let out = Out::of(ws.cmd().arg("report").args(args).output().unwrap());
     out.assert_code(0);
     out.stdout
 }
@@ -72,4 +72,16 @@ fn table_at_200_columns_is_the_full_table() {
         text.contains("calls / failed / retries ┆ p50 / p95 ms"),
         "{text}"
     );
+}
+
+/// Markdown for a pull request: the verdict lines first, then the table; no answer text.
+#[test]
+fn markdown_puts_verdicts_first() {
+    let md = quickstart_report_in(&["--format", "md"]);
+    let verdicts = md.find("**Qualifying providers").expect("verdicts");
+    let table = md.find("| suite |").expect("table");
+    assert!(verdicts < table, "{md}");
+    insta::with_settings!({filters => vec![(r"started [0-9T:.\-]+Z", "started [timestamp]")]}, {
+        insta::assert_snapshot!(md);
+    });
 }

@@ -356,7 +356,7 @@ impl Html<'_> {
                     .map_or_else(|| "not set".into(), |t| markup::pct(Some(t))),
                 rows: views,
             };
-            let line = qualifying_line(&s.name, s.quality_threshold, &rows);
+            let line = markup::qualifying_line(&s.name, s.quality_threshold, &rows);
             match classes.iter_mut().find(|c| c.workload == s.workload) {
                 Some(c) => {
                     c.suites.push(suite);
@@ -409,40 +409,6 @@ impl Html<'_> {
             drill => Value::from(minijinja::value::Serde(self.drilldown.map(drill_view))),
         }
     }
-}
-
-/// The class headline of one suite when no routing decision is given: the providers whose
-/// acceptance interval clears the threshold, cheapest per accepted outcome first.
-fn qualifying_line(suite: &str, threshold: Option<f64>, rows: &[&Row]) -> String {
-    let Some(t) = threshold else {
-        return format!("{suite}: no quality_threshold set, so no provider qualifies or fails");
-    };
-    let mut q: Vec<&&Row> = rows
-        .iter()
-        .filter(|r| r.acceptance.low.is_some_and(|l| l >= t))
-        .collect();
-    q.sort_by(|a, b| {
-        let c = |r: &Row| r.cost_per_accepted_usd.unwrap_or(f64::INFINITY);
-        c(a).total_cmp(&c(b))
-    });
-    if q.is_empty() {
-        return format!(
-            "{suite}: none of {} provider(s) shown to reach {}",
-            rows.len(),
-            markup::pct(Some(t))
-        );
-    }
-    let list: Vec<String> = q
-        .iter()
-        .map(|r| {
-            format!(
-                "{} ({}/accepted)",
-                r.provider,
-                markup::usd(r.cost_per_accepted_usd)
-            )
-        })
-        .collect();
-    format!("{suite} (≥ {}): {}", markup::pct(Some(t)), list.join(", "))
 }
 
 #[derive(Serialize)]

@@ -11,6 +11,31 @@ impl Exporter for Markdown {
         let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
         let header = markup::header(a);
         let mut out = format!("## {}\n\n", esc(&markup::title(a)));
+        // Verdicts first: a pull-request reader wants the answer before the figures.
+        out.push_str(&format!(
+            "**Qualifying providers, cheapest per accepted outcome first** (the whole {:.0}% Wilson \
+             interval of acceptance at or above the suite's quality threshold; `costbench route` \
+             and `costbench compare` give routing and migration verdicts):\n\n",
+            a.options.confidence * 100.0
+        ));
+        for s in &a.run.plan.suites {
+            let rows: Vec<&crate::analysis::Row> = a
+                .rows
+                .iter()
+                .map(|r| &r.figures)
+                .filter(|r| r.suite == s.name)
+                .collect();
+            out.push_str(&format!(
+                "- workload `{}`: {}\n",
+                esc(&s.workload),
+                esc(&markup::qualifying_line(
+                    &s.name,
+                    s.quality_threshold,
+                    &rows
+                ))
+            ));
+        }
+        out.push('\n');
         out.push_str(&format!("| {} |\n", header.join(" | ")));
         out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
         for r in &a.rows {

@@ -240,3 +240,31 @@ pub fn wrap(line: &str, width: u16) -> String {
     }
     out
 }
+
+/// The class headline of one suite when no routing decision is given: the providers whose
+/// acceptance interval clears the threshold, cheapest per accepted outcome first.
+pub fn qualifying_line(suite: &str, threshold: Option<f64>, rows: &[&Row]) -> String {
+    let Some(t) = threshold else {
+        return format!("{suite}: no quality_threshold set, so no provider qualifies or fails");
+    };
+    let mut q: Vec<&&Row> = rows
+        .iter()
+        .filter(|r| r.acceptance.low.is_some_and(|l| l >= t))
+        .collect();
+    q.sort_by(|a, b| {
+        let c = |r: &Row| r.cost_per_accepted_usd.unwrap_or(f64::INFINITY);
+        c(a).total_cmp(&c(b))
+    });
+    if q.is_empty() {
+        return format!(
+            "{suite}: none of {} provider(s) shown to reach {}",
+            rows.len(),
+            pct(Some(t))
+        );
+    }
+    let list: Vec<String> = q
+        .iter()
+        .map(|r| format!("{} ({}/accepted)", r.provider, usd(r.cost_per_accepted_usd)))
+        .collect();
+    format!("{suite} (≥ {}): {}", pct(Some(t)), list.join(", "))
+}

@@ -280,15 +280,8 @@ struct GateArgs {
     /// Also write the markdown summary to FILE (for a pull request or $GITHUB_STEP_SUMMARY).
     #[arg(long, value_name = "FILE")]
     md: Option<PathBuf>,
-    /// Confidence level of every interval; the tests run at α = 1 − confidence.
-    #[arg(long, default_value_t = 0.95)]
-    confidence: f64,
-    /// Bootstrap resamples (cost checks, and acceptance with repeats).
-    #[arg(long, default_value_t = 2000)]
-    bootstrap: usize,
-    /// Bootstrap seed.
-    #[arg(long, default_value_t = 20261127)]
-    seed: u64,
+    #[command(flatten)]
+    stats: StatsFlags,
 }
 
 #[derive(Args, Debug)]
@@ -307,7 +300,14 @@ struct RouteArgs {
     /// beside it, as NAME.cascade.yaml).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Confidence level of every interval.
+    #[command(flatten)]
+    stats: StatsFlags,
+}
+
+/// The statistics options of commands that print no report table (`gate`, `route`).
+#[derive(Args, Debug)]
+struct StatsFlags {
+    /// Confidence level of every interval; tests run at α = 1 − confidence.
     #[arg(long, default_value_t = 0.95)]
     confidence: f64,
     /// Bootstrap resamples of each interval.
@@ -316,6 +316,20 @@ struct RouteArgs {
     /// Seed of every resample.
     #[arg(long, default_value_t = 20261127)]
     seed: u64,
+}
+
+impl StatsFlags {
+    /// The analysis options, checked as the report's are.
+    fn options(&self) -> Result<AnalysisOptions> {
+        ReportFlags {
+            format: Format::Table,
+            confidence: self.confidence,
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            width: None,
+        }
+        .options()
+    }
 }
 
 #[derive(Args, Debug)]
@@ -798,14 +812,7 @@ fn cmd_baseline_save(db: &Path, run: Option<i64>, out: &Path) -> Result<i32> {
 }
 
 fn cmd_gate(db: &Path, a: &GateArgs) -> Result<i32> {
-    let opts = ReportFlags {
-        format: Format::Table,
-        confidence: a.confidence,
-        bootstrap: a.bootstrap,
-        seed: a.seed,
-        width: None,
-    }
-    .options()?;
+    let opts = a.stats.options()?;
     let spec = GateSpec {
         max_acceptance_drop: a.max_acceptance_drop,
         max_cost_increase: a.max_cost_increase,
@@ -844,14 +851,7 @@ fn cmd_gate(db: &Path, a: &GateArgs) -> Result<i32> {
 }
 
 fn cmd_route(db: &Path, a: &RouteArgs) -> Result<i32> {
-    let opts = ReportFlags {
-        format: Format::Table,
-        confidence: a.confidence,
-        bootstrap: a.bootstrap,
-        seed: a.seed,
-        width: None,
-    }
-    .options()?;
+    let opts = a.stats.options()?;
     let store = Store::open_to_read(db)?;
     let mut ids: Vec<Option<i64>> = a.runs.iter().copied().map(Some).collect();
     ids.dedup();

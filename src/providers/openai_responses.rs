@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+use super::openai::OpenAi;
 use super::{ChatRequest, Completion, ErrorInfo, Protocol, ProviderConfig, Served, Usage};
 
 /// The OpenAI Responses API.
@@ -64,7 +65,8 @@ impl Protocol for OpenAiResponses {
     }
 
     fn auth_headers(&self, key: &str) -> Vec<(&'static str, String)> {
-        vec![("authorization", format!("Bearer {key}"))]
+        // Same key header and error bodies as Chat Completions.
+        OpenAi.auth_headers(key)
     }
 
     fn parse(&self, body: &[u8]) -> Result<Completion, String> {
@@ -126,10 +128,7 @@ impl Protocol for OpenAiResponses {
     }
 
     fn parse_error(&self, body: &[u8]) -> ErrorInfo {
-        let Ok(v) = serde_json::from_slice::<Value>(body) else {
-            return ErrorInfo::default();
-        };
-        ErrorInfo::from_body(&v, &["code", "type"])
+        OpenAi.parse_error(body)
     }
 }
 

@@ -21,7 +21,8 @@
 //!              "outcomes": [
 //!                {"task", "repeat", "verdict", "cost"[, "unknown_calls", "unknown_max"]},
 //!                ... one a line ] } ],
-//!   "routes": null | [ {"workload", "provider"} ] }   // reserved: see [`RoutedClass`]
+//!   "routes": null | [ {"workload", "provider", "providers", "quality_threshold",
+//!                      "acceptance"} ] }   // the route per class: see [`RoutedClass`]
 //! ```
 //!
 //! `verdict` is `accepted`, `rejected`, `unanswered` (counted as rejected), `grader_error` or
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{RunAnalysis, Verdict};
 use crate::providers::{Money, Price};
+use crate::route::{ClassVerdict, RoutePlan};
 use crate::store::plan::money_text;
 
 /// The baseline format this build writes and reads.
@@ -195,18 +197,23 @@ pub struct BaselineRow {
     pub outcomes: Vec<BaselineOutcome>,
 }
 
-/// The provider a routing decision sent a workload class to (reserved).
+/// The provider (or cascade) `costbench route` sent a workload class to when the baseline
+/// was saved; the gate checks that it still qualifies in the gated run.
 ///
-/// `costbench route` decides which provider owns each workload class; when a baseline carries
-/// these entries, the gate is meant to check that each class's routed provider still qualifies
-/// in the gated run. `baseline save` writes `routes: null` until `route` provides the decision
-/// (the seam is [`Baseline::routes`]); the gate does not check routes yet and says so.
+/// Only classes with a clear choice are listed (a "no clear winner" routes nothing); `null`
+/// in a file saved before routes were recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoutedClass {
     /// Workload class.
     pub workload: String,
-    /// The provider it is routed to.
+    /// The route's name: a provider id, or `a -> b` for a cascade.
     pub provider: String,
+    /// Its provider ids in call order.
+    pub providers: Vec<String>,
+    /// The threshold the choice's acceptance lower bound had to reach (`null`: none set).
+    pub quality_threshold: Option<f64>,
+    /// The route's acceptance in the baseline's run.
+    pub acceptance: Option<f64>,
 }
 
 /// A baseline file.
@@ -224,7 +231,7 @@ pub struct Baseline {
     pub providers: Vec<BaselineProvider>,
     /// Per suite × provider, in plan order.
     pub rows: Vec<BaselineRow>,
-    /// Routed provider per workload class; `None` until `costbench route` fills it.
+    /// Routed provider per workload class (`None` in files saved before routes were kept).
     pub routes: Option<Vec<RoutedClass>>,
 }
 
@@ -320,6 +327,27 @@ impl Baseline {
         })
     }
 
+    /// The baseline with the classes `plan` chose a route for.
+    pub fn with_routes(mut self, plan: &RoutePlan) -> Baseline {
+        self.routes = Some(
+            plan.classes
+                .iter()
+                .filter(|c| c.verdict == ClassVerdict::Chosen)
+                .filter_map(|c| {
+                    let f = c.choice.as_ref()?;
+                    Some(RoutedClass {
+                        workload: c.workload.clone(),
+                        provider: f.name.clone(),
+                        providers: f.providers.clone(),
+                        quality_threshold: c.quality_threshold,
+                        acceptance: f.acceptance.rate,
+                    })
+                })
+                .collect(),
+        );
+        self
+    }
+
     /// The file's text: JSON with one outcome a line, so a re-saved baseline diffs by outcome.
     pub fn to_text(&self) -> String {
         let mut out = String::from("{\n");
@@ -356,7 +384,11 @@ impl Baseline {
             })
             .collect();
         out.push_str(&format!("  \"rows\": {},\n", list(rows)));
-        out.push_str(&format!("  \"routes\": {}\n}}\n", json(&self.routes)));
+        let routes = self.routes.as_ref().map_or_else(
+            || "null".to_string(),
+            |r| list(r.iter().map(json).collect()),
+        );
+        out.push_str(&format!("  \"routes\": {routes}\n}}\n"));
         out
     }
 

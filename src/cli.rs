@@ -257,6 +257,9 @@ enum BaselineCommand {
         /// The baseline file to write (JSON, one outcome a line).
         #[arg(long)]
         out: PathBuf,
+        /// Routing policy the recorded routes are drawn with (as `costbench route --policy`).
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -505,8 +508,8 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
         Command::Prices(a) => cmd_prices(a),
-        Command::Baseline(BaselineCommand::Save { run, out }) => {
-            cmd_baseline_save(&cli.db, *run, out)
+        Command::Baseline(BaselineCommand::Save { run, out, policy }) => {
+            cmd_baseline_save(&cli.db, *run, out, policy.as_deref())
         }
         Command::Gate(a) => cmd_gate(&cli.db, a),
         Command::Route(a) => cmd_route(&cli.db, a),
@@ -796,16 +799,25 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     )
 }
 
-fn cmd_baseline_save(db: &Path, run: Option<i64>, out: &Path) -> Result<i32> {
+fn cmd_baseline_save(
+    db: &Path,
+    run: Option<i64>,
+    out: &Path,
+    policy: Option<&Path>,
+) -> Result<i32> {
     let store = Store::open_to_read(db)?;
-    let analysis = RunAnalysis::load(&store, store.run(run)?, AnalysisOptions::default())?;
+    let opts = AnalysisOptions::default();
+    let analysis = RunAnalysis::load(&store, store.run(run)?, opts)?;
     let b = Baseline::from_analysis(&analysis)?;
+    let plan = route_plan(&route_input(&store, &[&analysis])?, policy, &opts)?;
+    let b = b.with_routes(&plan);
     write_output(out, b.to_text().trim_end())?;
     eprintln!(
-        "wrote the baseline of run {} ({} suite × provider rows, {} outcomes) to {}",
+        "wrote the baseline of run {} ({} suite × provider rows, {} outcomes, {} routed classes) to {}",
         b.run.id,
         b.rows.len(),
         b.rows.iter().map(|r| r.outcomes.len()).sum::<usize>(),
+        b.routes.as_ref().map_or(0, Vec::len),
         out.display()
     );
     Ok(exit::OK)
@@ -834,7 +846,17 @@ fn cmd_gate(db: &Path, a: &GateArgs) -> Result<i32> {
         )?)
     };
     let analysis = RunAnalysis::load(&store, run, opts)?;
-    let report = gate::gate(&baseline, &analysis, repriced.as_ref(), &spec)?;
+    let routes = match &baseline.routes {
+        Some(r) if !r.is_empty() => Some(route_input(&store, &[&analysis])?),
+        _ => None,
+    };
+    let report = gate::gate(
+        &baseline,
+        &analysis,
+        repriced.as_ref(),
+        routes.as_ref(),
+        &spec,
+    )?;
     if let Some(path) = &a.junit {
         let xml = export::junit::render(&report).context("rendering the JUnit XML")?;
         write_output(path, xml.trim_end())?;
@@ -862,20 +884,8 @@ fn cmd_route(db: &Path, a: &RouteArgs) -> Result<i32> {
     for id in ids {
         analyses.push(RunAnalysis::load(&store, store.run(id)?, opts)?);
     }
-    let checks = analyses
-        .iter()
-        .map(|a| a.runtime_checks(&store))
-        .collect::<Result<Vec<_>, _>>()?;
-    let input = RouteInput::from_runs(
-        &analyses.iter().collect::<Vec<_>>(),
-        &checks.iter().collect::<Vec<_>>(),
-    );
-    let policy = match &a.policy {
-        Some(p) => load_policy(p, &input.known())?,
-        None => Policy::default(),
-    };
-    input.check(&policy)?;
-    let plan = route::route(&input, &policy, &opts);
+    let input = route_input(&store, &analyses.iter().collect::<Vec<_>>())?;
+    let plan = route_plan(&input, a.policy.as_deref(), &opts)?;
     let r = export::routing::render(&plan, a.format);
     if let Some((suffix, text)) = &r.side {
         match &a.out {
@@ -894,6 +904,32 @@ fn cmd_route(db: &Path, a: &RouteArgs) -> Result<i32> {
         }
     }
     emit(&r.main, a.out.as_deref())
+}
+
+/// Analysed runs lined up by workload class for routing, with their runtime checks.
+fn route_input(store: &Store, analyses: &[&RunAnalysis]) -> Result<RouteInput> {
+    let checks = analyses
+        .iter()
+        .map(|a| a.runtime_checks(store))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RouteInput::from_runs(
+        analyses,
+        &checks.iter().collect::<Vec<_>>(),
+    ))
+}
+
+/// The route under a policy file (the defaults without one).
+fn route_plan(
+    input: &RouteInput,
+    policy: Option<&Path>,
+    opts: &AnalysisOptions,
+) -> Result<route::RoutePlan> {
+    let policy = match policy {
+        Some(p) => load_policy(p, &input.known())?,
+        None => Policy::default(),
+    };
+    input.check(&policy)?;
+    Ok(route::route(input, &policy, opts))
 }
 
 /// Writes an output file whole: a temporary file beside it, renamed into place.

@@ -26,9 +26,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::analysis::{AnalysisOptions, OutcomeFacts, RowAnalysis, RunAnalysis};
-use crate::baseline::{Baseline, BaselineOutcome, BaselineRow};
+use crate::baseline::{Baseline, BaselineOutcome, BaselineRow, RoutedClass};
 use crate::compare::{self, MigrationVerdict};
 use crate::providers::{Money, Price, Rate};
+use crate::route::{self, RouteInput};
 use crate::stats::{self, Outcome};
 use crate::store::RunInfo;
 
@@ -109,6 +110,9 @@ pub enum Metric {
     Acceptance,
     /// Cost per accepted outcome; the change is the ratio run / baseline.
     CostPerAccepted,
+    /// A class's routed provider (or cascade) still qualifies: its acceptance interval in the
+    /// run against the class's quality threshold.
+    Routed,
 }
 
 impl Metric {
@@ -117,6 +121,7 @@ impl Metric {
         match self {
             Metric::Acceptance => "acceptance",
             Metric::CostPerAccepted => "cost per accepted",
+            Metric::Routed => "routed choice qualifies",
         }
     }
 }
@@ -286,10 +291,14 @@ pub fn changed_prices(baseline: &Baseline, run: &RunInfo) -> HashMap<String, Pri
 
 /// Gates `run` against `baseline`; `at_baseline_prices` is the run priced at the baseline's
 /// prices ([`changed_prices`]), when some price changed.
+///
+/// `routes` is the run lined up for routing, needed when the baseline lists routed classes
+/// (each is measured again on the run: [`routed_check`]).
 pub fn gate(
     baseline: &Baseline,
     run: &RunAnalysis,
     at_baseline_prices: Option<&RunAnalysis>,
+    routes: Option<&RouteInput>,
     spec: &GateSpec,
 ) -> Result<GateReport, GateError> {
     check_plan(baseline, &run.run, spec)?;
@@ -368,13 +377,17 @@ pub fn gate(
             ));
         }
     }
-    if baseline.routes.is_some() {
-        notes.push(
-            "the baseline lists routed providers per class; this costbench does not check them yet"
-                .into(),
-        );
+    let mut checks = decide(pending, opts.confidence);
+    match (&baseline.routes, routes) {
+        (None, _) => notes.push(
+            "the baseline lists no routed classes (saved before routes were kept): re-save it to gate the routing too".into(),
+        ),
+        (Some(r), Some(input)) => checks.extend(r.iter().map(|r| routed_check(r, input, &opts))),
+        (Some(r), None) if !r.is_empty() => notes.push(
+            "the baseline lists routed classes, but the run was not lined up for routing: they are not gated".into(),
+        ),
+        (Some(_), None) => {}
     }
-    let checks = decide(pending, opts.confidence);
     Ok(GateReport {
         baseline_run: baseline.run.id,
         run: run.run.id,
@@ -384,6 +397,81 @@ pub fn gate(
         checks,
         notes,
     })
+}
+
+/// Whether a class's routed provider (or cascade) still qualifies in the run: PASS when its
+/// whole acceptance interval is at or above the class's threshold (the rule `route` chose it
+/// by), FAIL when the whole interval is below it or the route cannot be measured (a provider
+/// missing), INCONCLUSIVE when the interval straddles the threshold. Not a significance test,
+/// so it stays out of Holm.
+fn routed_check(r: &RoutedClass, input: &RouteInput, opts: &AnalysisOptions) -> Check {
+    let suites = input
+        .classes
+        .iter()
+        .find(|c| c.workload == r.workload)
+        .map_or_else(String::new, |c| c.suites.join(", "));
+    let mut check = Check {
+        suite: suites,
+        provider: r.provider.clone(),
+        workload: r.workload.clone(),
+        metric: Metric::Routed,
+        status: Status::Fail,
+        paired: 0,
+        tasks: 0,
+        baseline: r.acceptance,
+        run: None,
+        change: Change {
+            estimate: None,
+            low: None,
+            high: None,
+            method: "wilson",
+        },
+        threshold: r.quality_threshold.unwrap_or(0.0),
+        test: "acceptance interval against the class's quality threshold",
+        p_value: None,
+        p_holm: None,
+        tasks_needed: None,
+        price_change: None,
+        notes: Vec::new(),
+    };
+    let m = match route::remeasure(input, opts, &r.workload, &r.providers) {
+        Ok(m) => m,
+        Err(why) => {
+            check.notes.push(format!(
+                "the routed choice cannot be measured on this run: {why}"
+            ));
+            return check;
+        }
+    };
+    let a = &m.figures.acceptance;
+    check.paired = m.figures.outcomes;
+    check.tasks = m.tasks as u64;
+    check.run = a.rate;
+    check.change = Change {
+        estimate: a.rate,
+        low: a.low,
+        high: a.high,
+        method: a.method,
+    };
+    check.status = match (r.quality_threshold, a.low, a.high) {
+        (None, ..) if m.figures.accepted > 0 => Status::Pass,
+        (None, ..) => Status::Fail,
+        (Some(t), Some(lo), _) if lo >= t => Status::Pass,
+        (Some(t), _, Some(hi)) if hi < t => Status::Fail,
+        (Some(_), Some(_), Some(_)) => Status::Inconclusive,
+        (Some(_), ..) => Status::Fail,
+    };
+    match check.status {
+        Status::Fail if r.quality_threshold.is_some() => check.notes.push(
+            "the routed choice no longer qualifies: its whole acceptance interval is below the class's threshold (run `costbench route` again)".into(),
+        ),
+        Status::Fail => check.notes.push("the routed choice accepted nothing".into()),
+        Status::Inconclusive => check.notes.push(
+            "the acceptance interval straddles the class's threshold: more tasks would tell whether the routed choice still qualifies".into(),
+        ),
+        Status::Pass => {}
+    }
+    check
 }
 
 /// One row of the run, with what pairing needs.

@@ -196,7 +196,8 @@ fn a_planted_ten_point_acceptance_drop_on_400_tasks_fails_with_exit_3() {
         g.md
     );
     let report = quick_junit::Report::deserialize_from_str(&g.junit).expect("JUnit XML");
-    assert_eq!(report.tests, 2, "{}", g.junit);
+    // Acceptance, cost, and the class's routed choice (the baseline routes `test` to `p`).
+    assert_eq!(report.tests, 3, "{}", g.junit);
     assert!(report.failures >= 1, "{}", g.junit);
 }
 
@@ -287,8 +288,9 @@ fn a_cost_increase_beyond_the_threshold_fails_and_one_within_it_passes() {
     // JUnit: one test case per check, the failure carrying the figures.
     let report = quick_junit::Report::deserialize_from_str(&g.junit).expect("JUnit XML");
     let suite = &report.test_suites[0];
-    assert_eq!((report.tests, report.failures), (2, 1), "{}", g.junit);
-    assert_eq!(suite.test_cases.len(), 2);
+    // Acceptance, cost, and the class's routed choice (which still qualifies).
+    assert_eq!((report.tests, report.failures), (3, 1), "{}", g.junit);
+    assert_eq!(suite.test_cases.len(), 3);
     let failed = suite
         .test_cases
         .iter()
@@ -382,7 +384,47 @@ fn saving_the_same_run_twice_gives_the_same_file_with_one_outcome_a_line() {
     assert!(t3.contains("\"verdict\":\"rejected\""), "{t3}");
     let v: Value = serde_json::from_str(&first).expect("JSON");
     assert_eq!(v["schema_version"], 1);
-    assert_eq!(v["routes"], Value::Null);
+    // One provider, which qualifies: the route of class `test` is recorded.
+    assert_eq!(v["routes"][0]["workload"], "test", "{first}");
+    assert_eq!(v["routes"][0]["provider"], "p", "{first}");
+    assert_eq!(v["routes"][0]["quality_threshold"], 0.5, "{first}");
+}
+
+#[test]
+fn the_routed_choice_is_gated_against_the_class_threshold() {
+    // The suite's threshold is 0.5; the baseline routes class `test` to `p` (100/100 right).
+    let mut b = Bench::new(100);
+    let base = b.run(|_| true, BASE_COMPLETION);
+    b.save(base);
+
+    // Same answers: the whole Wilson interval [96.3%, 100%] is above 0.5.
+    let same = b.run(|_| true, BASE_COMPLETION);
+    let g = b.gate(same, &[]);
+    g.out.assert_code(0);
+    assert_eq!(g.status("routed choice qualifies"), "PASS", "{}", g.md);
+
+    // 20/100 right: Wilson [13.3%, 28.9%] is wholly below 0.5, so `p` no longer qualifies.
+    let worse = b.run(|i| i % 5 == 0, BASE_COMPLETION);
+    let g = b.gate(worse, &[]);
+    g.out.assert_code(3);
+    assert_eq!(g.status("routed choice qualifies"), "FAIL", "{}", g.md);
+    assert!(g.out.stdout.contains("no longer qualifies"), "{}", g.out);
+    assert!(
+        g.junit.contains("routed choice qualifies") && g.junit.contains("<failure"),
+        "{}",
+        g.junit
+    );
+
+    // 50/100 right: Wilson [40.4%, 59.6%] straddles 0.5.
+    let edge = b.run(|i| i % 2 == 0, BASE_COMPLETION);
+    let g = b.gate(edge, &[]);
+    assert_eq!(
+        g.status("routed choice qualifies"),
+        "INCONCLUSIVE",
+        "{}",
+        g.md
+    );
+    assert!(g.out.stdout.contains("straddles"), "{}", g.out);
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn p(x: Option<f64>) -> String {
 /// A figure of the check's metric: a rate, or USD per accepted outcome.
 fn figure(c: &Check, x: Option<f64>) -> String {
     match c.metric {
-        Metric::Acceptance => markup::pct(x),
+        Metric::Acceptance | Metric::Routed => markup::pct(x),
         Metric::CostPerAccepted => markup::usd(x),
     }
 }
@@ -27,7 +27,7 @@ fn change(c: &Check) -> String {
     let ch = &c.change;
     let bound = |x: Option<f64>, unbounded: &str| match (c.metric, x) {
         (_, None) => unbounded.to_string(),
-        (Metric::Acceptance, Some(v)) => format!("{:.1}", v * 100.0 + 0.0),
+        (Metric::Acceptance | Metric::Routed, Some(v)) => format!("{:.1}", v * 100.0 + 0.0),
         (Metric::CostPerAccepted, Some(v)) => format!("{v:.3}"),
     };
     match (c.metric, ch.estimate) {
@@ -41,6 +41,12 @@ fn change(c: &Check) -> String {
         (Metric::CostPerAccepted, Some(e)) => {
             format!("×{e:.3} [{}, {}]", bound(ch.low, "0"), bound(ch.high, "∞"))
         }
+        (Metric::Routed, Some(e)) => format!(
+            "acceptance {:.1}% [{}, {}]",
+            e * 100.0,
+            bound(ch.low, "0"),
+            bound(ch.high, "100")
+        ),
     }
 }
 
@@ -49,13 +55,14 @@ fn threshold(c: &Check) -> String {
     match c.metric {
         Metric::Acceptance => format!("{:.1} points", c.threshold * 100.0),
         Metric::CostPerAccepted => format!("×{:.3}", c.threshold),
+        Metric::Routed => format!("lower bound ≥ {:.1}%", c.threshold * 100.0),
     }
 }
 
 /// What the check adds after its figures: tasks needed, the price change, notes.
 fn tail(c: &Check) -> Vec<String> {
     let mut out = Vec::new();
-    if c.status == Status::Inconclusive {
+    if c.status == Status::Inconclusive && c.metric != Metric::Routed {
         out.push(match c.tasks_needed {
             Some(n) if n > c.tasks => format!(
                 "not enough paired tasks to tell: about {n} would be needed ({} now)",
@@ -95,21 +102,36 @@ pub fn name(c: &Check) -> String {
 
 /// One line with every figure of a check (without its status).
 pub fn message(c: &Check, confidence: f64) -> String {
-    let mut s = format!(
-        "{} {} → {} over {} paired outcomes ({} tasks): {} ({}, {:.0}%), threshold {}; {} p = {}, Holm {}",
-        c.metric.name(),
-        figure(c, c.baseline),
-        figure(c, c.run),
-        c.paired,
-        c.tasks,
-        change(c),
-        c.change.method,
-        confidence * 100.0,
-        threshold(c),
-        c.test,
-        p(c.p_value),
-        p(c.p_holm),
-    );
+    let mut s = if c.metric == Metric::Routed {
+        format!(
+            "class `{}` routed to {} (baseline acceptance {}): {} over {} outcomes ({} tasks) ({}, {:.0}%), threshold {}",
+            c.workload,
+            c.provider,
+            figure(c, c.baseline),
+            change(c),
+            c.paired,
+            c.tasks,
+            c.change.method,
+            confidence * 100.0,
+            threshold(c),
+        )
+    } else {
+        format!(
+            "{} {} → {} over {} paired outcomes ({} tasks): {} ({}, {:.0}%), threshold {}; {} p = {}, Holm {}",
+            c.metric.name(),
+            figure(c, c.baseline),
+            figure(c, c.run),
+            c.paired,
+            c.tasks,
+            change(c),
+            c.change.method,
+            confidence * 100.0,
+            threshold(c),
+            c.test,
+            p(c.p_value),
+            p(c.p_holm),
+        )
+    };
     for t in tail(c) {
         s.push_str("; ");
         s.push_str(&t);
@@ -221,5 +243,10 @@ pub fn markdown(g: &GateReport) -> String {
     out.push_str(
         "\nA check FAILS only when the regression is significant after Holm over every check and its whole interval is beyond the threshold; it PASSES when its interval rules out a regression beyond the threshold. Acceptance: drop = baseline − run, Tango score interval and McNemar mid-p (a paired cluster bootstrap with repeats). Cost per accepted: ratio run / baseline, paired BCa bootstrap over tasks and its bootstrap p.\n",
     );
+    if g.checks.iter().any(|c| c.metric == Metric::Routed) {
+        out.push_str(
+            "Routed choice: the provider (or cascade) the baseline routed each class to, its acceptance interval in this run against the class's quality threshold: PASS when the whole interval is at or above it, FAIL when it is wholly below (the choice no longer qualifies), INCONCLUSIVE when it straddles; not a significance test, so outside Holm.\n",
+        );
+    }
     out
 }

@@ -1167,6 +1167,63 @@ fn route_class(
     (route, bills)
 }
 
+/// A named route measured again on other runs (for the gate's routed-class check).
+#[derive(Debug, Clone)]
+pub struct Remeasured {
+    /// The route's figures on the class.
+    pub figures: Figures,
+    /// Tasks (clusters) of the class.
+    pub tasks: usize,
+}
+
+/// Measures the route `providers` (one provider, or a cascade in call order) on class
+/// `workload` exactly as [`route`] measures its candidates; `Err` says why it cannot be.
+pub fn remeasure(
+    input: &RouteInput,
+    opts: &AnalysisOptions,
+    workload: &str,
+    providers: &[String],
+) -> Result<Remeasured, String> {
+    let class = input
+        .classes
+        .iter()
+        .find(|c| c.workload == workload)
+        .ok_or_else(|| format!("the run has no suite of workload class `{workload}`"))?;
+    let steps = providers
+        .iter()
+        .map(|id| {
+            class
+                .providers
+                .iter()
+                .position(|p| &p.id == id)
+                .ok_or_else(|| {
+                    class.excluded.iter().find(|(p, _)| p == id).map_or(
+                        format!("provider `{id}` was not run on this class"),
+                        |(_, w)| format!("provider `{id}` was {w}"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<usize>, String>>()?;
+    if steps.len() > 1 && !class.has_runtime {
+        return Err(
+            "the cascade escalates on a `runtime: true` check, and a suite of this class no longer has one"
+                .into(),
+        );
+    }
+    let sim = simulate(class, &steps);
+    let cand = Candidate {
+        name: providers.join(" -> "),
+        clus: Clustered::of(class, &sim),
+        sim,
+        steps,
+        ruled_out: None,
+    };
+    Ok(Remeasured {
+        figures: figures(class, &cand, opts),
+        tasks: class.clusters(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,10 @@ struct ReportArgs {
     /// verdict of each provider against itself in that run.
     #[arg(long, value_name = "RUN")]
     compare: Option<i64>,
+    /// With `--format md` or `html`: the routing policy of the summary's recommendation per
+    /// class (as `costbench route --policy`; default: the suites' thresholds, no volumes).
+    #[arg(long)]
+    policy: Option<PathBuf>,
     #[command(flatten)]
     report: ReportFlags,
 }
@@ -500,7 +504,13 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 None => None,
             };
             emit(
-                &render_report(&store, &analysis, &a.report, other.as_ref())?,
+                &render_report(
+                    &store,
+                    &analysis,
+                    &a.report,
+                    other.as_ref(),
+                    a.policy.as_deref(),
+                )?,
                 a.out.as_deref(),
             )
         }
@@ -665,7 +675,10 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     drop(err);
 
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
-    println!("{}", render_report(&store, &analysis, &a.report, None)?);
+    println!(
+        "{}",
+        render_report(&store, &analysis, &a.report, None, None)?
+    );
 
     if let Some(e) = exported {
         eprintln!("error: the run is stored and graded, but writing the cassette failed: {e}");
@@ -713,17 +726,24 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-/// The report of an analysed run in the flags' format; HTML adds the per-task drill-down read
-/// from the store and, with `other`, that run's figures and the paired verdicts.
+/// The report of an analysed run in the flags' format. Markdown and HTML open with each class's
+/// routing recommendation (under `policy`); HTML adds the per-task drill-down read from the
+/// store and, with `other`, that run's figures and the paired verdicts.
 fn render_report(
     store: &Store,
     analysis: &RunAnalysis,
     flags: &ReportFlags,
     other: Option<&RunAnalysis>,
+    policy: Option<&Path>,
 ) -> Result<String> {
-    use crate::export::{Exporter, html};
-    if flags.format != Format::Html {
+    use crate::export::{Exporter, html, markdown};
+    if !matches!(flags.format, Format::Html | Format::Md) {
         return Ok(export::render(analysis, flags.format, flags.width));
+    }
+    let plan = route_plan(&route_input(store, &[analysis])?, policy, &analysis.options)?;
+    let recommendations = export::markup::recommendations(&plan);
+    if flags.format == Format::Md {
+        return Ok(markdown::Markdown { recommendations }.render(analysis));
     }
     let drill = crate::drilldown::Drilldown::load(store, analysis)?;
     let baseline = other
@@ -732,7 +752,7 @@ fn render_report(
     Ok(html::Html {
         drilldown: Some(&drill),
         baseline: baseline.as_ref(),
-        ..Default::default()
+        recommendations,
     }
     .render(analysis))
 }

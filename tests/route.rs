@@ -394,6 +394,27 @@ fn the_other_formats_render_the_same_choice() {
         md.stdout
     );
     assert!(md.stdout.contains("round_robin"), "{}", md.stdout);
+
+    // The report's markdown and HTML summaries open with the same recommendation.
+    let report = |format: &str| {
+        let mut c = s.ws.cmd();
+        c.args(["report", "--format", format, "--policy", p]);
+        let out = Out::of(c.output().expect("run costbench report"));
+        out.assert_code(0);
+        out.stdout
+    };
+    let md = report("md");
+    assert!(md.contains("- workload `test`: cheap -> dear at $"), "{md}");
+    let routing = md
+        .find("**Routing recommendation**")
+        .expect("a recommendation");
+    assert!(routing < md.find("| suite |").expect("the table"), "{md}");
+    let html = report("html");
+    assert!(
+        html.contains("<span data-k=\"recommendation\">cheap -&gt; dear at $"),
+        "{}",
+        &html[..html.len().min(4000)]
+    );
 }
 
 #[test]

@@ -24,15 +24,6 @@ const TEMPLATE: &str = include_str!("templates/report.html");
 const CSS: &str = include_str!("templates/report.css");
 const SCRIPT: &str = include_str!("templates/report.js");
 
-/// A workload class's routing decision, when `route` made one.
-#[derive(Debug, Clone)]
-pub struct ClassRecommendation {
-    /// The provider to route the class to; `None` for "no clear winner".
-    pub provider: Option<String>,
-    /// Why, in one line.
-    pub reason: String,
-}
-
 /// Another run to show beside this one, with the paired verdict per suite × provider.
 #[derive(Debug, Clone)]
 pub struct Baseline<'a> {
@@ -102,8 +93,8 @@ pub struct Html<'a> {
     pub drilldown: Option<&'a Drilldown>,
     /// Another run to show beside this one.
     pub baseline: Option<&'a Baseline<'a>>,
-    /// Routing decisions by workload class.
-    pub recommendations: BTreeMap<String, ClassRecommendation>,
+    /// Routing decisions by workload class, one line each ([`markup::recommendations`]).
+    pub recommendations: BTreeMap<String, String>,
 }
 
 impl Exporter for Html<'_> {
@@ -364,12 +355,7 @@ impl Html<'_> {
                 }
                 None => classes.push(ClassView {
                     workload: s.workload.clone(),
-                    recommendation: self.recommendations.get(&s.workload).map(|r| {
-                        match &r.provider {
-                            Some(p) => format!("{p}: {}", r.reason),
-                            None => format!("no clear winner: {}", r.reason),
-                        }
-                    }),
+                    recommendation: self.recommendations.get(&s.workload).cloned(),
                     qualifying: vec![line],
                     suites: vec![suite],
                 }),

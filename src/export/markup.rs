@@ -3,7 +3,10 @@
 
 use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
 
+use std::collections::BTreeMap;
+
 use crate::analysis::{Row, RunAnalysis};
+use crate::route::{ClassVerdict, RoutePlan};
 use crate::store::plan::ErrorKind;
 
 /// The width of the compare and reprice tables unless `--width` says otherwise: they read in
@@ -267,4 +270,45 @@ pub fn qualifying_line(suite: &str, threshold: Option<f64>, rows: &[&Row]) -> St
         .map(|r| format!("{} ({}/accepted)", r.provider, usd(r.cost_per_accepted_usd)))
         .collect();
     format!("{suite} (≥ {}): {}", pct(Some(t)), list.join(", "))
+}
+
+/// A workload class's routing decision (`costbench route`'s), one line for a report summary.
+pub fn recommendations(plan: &RoutePlan) -> BTreeMap<String, String> {
+    let conf = format!("{:.0}%", plan.settings.confidence * 100.0);
+    plan.classes
+        .iter()
+        .map(|c| {
+            let resamples = format!("{} task resamples", c.resamples);
+            let line = match (c.verdict, &c.choice) {
+                (ClassVerdict::Chosen, Some(f)) => format!(
+                    "{} at {} per accepted outcome [{} – {}] ({conf} {}), acceptance {} [{} – {}]; won {} of {resamples}",
+                    f.name,
+                    usd(f.cost_per_accepted_usd.estimate),
+                    usd(f.cost_per_accepted_usd.low),
+                    f.cost_per_accepted_usd
+                        .high
+                        .map_or_else(|| "∞".into(), |h| usd(Some(h))),
+                    f.cost_per_accepted_usd.method,
+                    pct(f.acceptance.rate),
+                    pct(f.acceptance.low),
+                    pct(f.acceptance.high),
+                    pct(c.stable_share),
+                ),
+                (ClassVerdict::NoneQualifies, _) => format!(
+                    "none: no provider or cascade qualifies (acceptance lower bound at or above {})",
+                    c.quality_threshold
+                        .map_or_else(|| "any accepted outcome".into(), |t| pct(Some(t)))
+                ),
+                (_, f) => format!(
+                    "no clear winner: the cheapest qualifier{} won {} of {resamples}, under the {} required{}",
+                    f.as_ref().map_or_else(String::new, |f| format!(" `{}`", f.name)),
+                    pct(c.stable_share),
+                    pct(Some(plan.settings.stability)),
+                    c.tasks_needed
+                        .map_or_else(String::new, |n| format!("; about {n} more tasks would tell"))
+                ),
+            };
+            (c.workload.clone(), line)
+        })
+        .collect()
 }

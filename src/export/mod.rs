@@ -45,7 +45,7 @@ pub fn exporter(format: Format, width: Option<u16>) -> Box<dyn Exporter> {
             Box::new(width.map_or_else(table::Table::fit_terminal, table::Table::with_width))
         }
         Format::Json => Box::new(json::Json),
-        Format::Md => Box::new(markdown::Markdown),
+        Format::Md => Box::new(markdown::Markdown::default()),
         // Without the store's drill-down: `costbench report --format html` adds it.
         Format::Html => Box::new(html::Html::default()),
     }

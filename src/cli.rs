@@ -244,6 +244,9 @@ struct RepriceArgs {
     /// A providers file whose entries' `price` replaces the run's prices (by provider id).
     #[arg(long)]
     prices: PathBuf,
+    /// Routing policy of the route drawn before and after (as `costbench route --policy`).
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Write the output to this file instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -812,7 +815,14 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let run = store.run(a.run)?;
     let prices = reprice::prices_for(&run, &entries, &a.prices)?;
     let (before, after) = RunAnalysis::load_before_after(&store, run, opts, &prices)?;
-    let r = reprice::repriced(&before, &after, &a.prices);
+    let routed =
+        |an: &RunAnalysis| route_plan(&route_input(&store, &[an])?, a.policy.as_deref(), &opts);
+    let r = reprice::repriced(
+        &before,
+        &after,
+        &a.prices,
+        (&routed(&before)?, &routed(&after)?),
+    );
     emit(
         &export::reprice::render(&r, a.report.format, a.report.width),
         a.out.as_deref(),

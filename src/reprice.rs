@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::analysis::{Row, RunAnalysis};
 use crate::providers::{Price, ProviderConfig};
+use crate::route::{ClassRoute, ClassVerdict, RoutePlan};
 use crate::store::RunInfo;
 
 /// Why a price table cannot re-price a run.
@@ -137,10 +138,19 @@ pub struct RepricedRow {
 ///     "cost_per_accepted_ci": {"before": {"low","high"}, "after": {"low","high"}},
 ///     "cost_per_accepted_max_usd": {"before","after"},
 ///     "tokens_usd": {"before","after"}, "total_usd": {"before","after"},
-///     "unpriced_calls": {"before","after"} } ] }
+///     "unpriced_calls": {"before","after"} } ],
+///   "policy", "any_route_changed",
+///   "routes": [ { "workload", "choice_changed", "bill_changed",
+///     "verdict": {"before","after"}, "choice": {"before","after"},
+///     "cost_per_accepted_usd": {"before","after"}, "cost_per_request_usd": {"before","after"},
+///     "monthly_usd": {"before","after"} } ],
+///   "monthly_total_usd": {"before","after"} }
 /// ```
 /// `changed` compares cost per accepted outcome before and after; `null` means unknown (or
-/// unbounded, for an interval's high bound).
+/// unbounded, for an interval's high bound). `routes` is `costbench route` drawn on the run
+/// before and after (under `policy`, the defaults when `null`): the choice is the class's
+/// provider or cascade (`null` when none qualifies), its figures are the choice's, and the
+/// monthly bill needs a `monthly_volume` in the policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct Repriced {
     /// The run.
@@ -153,23 +163,121 @@ pub struct Repriced {
     pub any_changed: bool,
     /// Rows by suite then provider, in plan order.
     pub rows: Vec<RepricedRow>,
+    /// The routing policy file (`null`: defaults).
+    pub policy: Option<String>,
+    /// Whether any class's choice or bill changed.
+    pub any_route_changed: bool,
+    /// Each class's route before → after.
+    pub routes: Vec<RouteChange>,
+    /// The monthly bills of the classes with a volume, summed, before → after.
+    pub monthly_total_usd: Change<Option<f64>>,
 }
 
-/// Lines up the analysis as stored and as re-priced (same run, same plan order).
-pub fn repriced(before: &RunAnalysis, after: &RunAnalysis, prices: &Path) -> Repriced {
+/// A workload class's route before → after re-pricing.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteChange {
+    /// Workload class.
+    pub workload: String,
+    /// Whether the chosen provider or cascade changed (or the verdict).
+    pub choice_changed: bool,
+    /// Whether the choice's cost per request (and so the class's bill) changed.
+    pub bill_changed: bool,
+    /// chosen, no_clear_winner or none_qualifies.
+    pub verdict: Change<ClassVerdict>,
+    /// The choice (the leading contender when no clear winner; `null` when none qualifies).
+    pub choice: Change<Option<String>>,
+    /// The choice's cost per accepted outcome.
+    pub cost_per_accepted_usd: Change<Option<f64>>,
+    /// The choice's mean token cost per request.
+    pub cost_per_request_usd: Change<Option<f64>>,
+    /// The class's monthly bill under the recommendation (needs the policy's volume).
+    pub monthly_usd: Change<Option<f64>>,
+}
+
+/// Each class's route before and after, lined up by class.
+fn route_changes(before: &RoutePlan, after: &RoutePlan) -> Vec<RouteChange> {
+    let choice = |c: &ClassRoute| c.choice.as_ref().map(|f| f.name.clone());
+    let per_accepted = |c: &ClassRoute| {
+        c.choice
+            .as_ref()
+            .and_then(|f| f.cost_per_accepted_usd.estimate)
+    };
+    let per_request = |c: &ClassRoute| c.choice.as_ref().map(|f| f.cost_per_request_usd);
+    let monthly = |c: &ClassRoute| {
+        c.monthly
+            .as_ref()
+            .and_then(|m| m.recommendation_usd.as_ref())
+            .and_then(|u| u.estimate)
+    };
+    before
+        .classes
+        .iter()
+        .filter_map(|b| {
+            let a = after.classes.iter().find(|a| a.workload == b.workload)?;
+            let ch = |f: &dyn Fn(&ClassRoute) -> Option<f64>| Change {
+                before: f(b),
+                after: f(a),
+            };
+            let cost_per_request_usd = ch(&per_request);
+            let monthly_usd = ch(&monthly);
+            Some(RouteChange {
+                workload: b.workload.clone(),
+                choice_changed: b.verdict != a.verdict || choice(b) != choice(a),
+                bill_changed: cost_per_request_usd.before != cost_per_request_usd.after
+                    || monthly_usd.before != monthly_usd.after,
+                verdict: Change {
+                    before: b.verdict,
+                    after: a.verdict,
+                },
+                choice: Change {
+                    before: choice(b),
+                    after: choice(a),
+                },
+                cost_per_accepted_usd: ch(&per_accepted),
+                cost_per_request_usd,
+                monthly_usd,
+            })
+        })
+        .collect()
+}
+
+/// Lines up the analysis as stored and as re-priced (same run, same plan order), with the
+/// route drawn on each.
+pub fn repriced(
+    before: &RunAnalysis,
+    after: &RunAnalysis,
+    prices: &Path,
+    plans: (&RoutePlan, &RoutePlan),
+) -> Repriced {
     let rows: Vec<RepricedRow> = before
         .rows
         .iter()
         .zip(&after.rows)
         .map(|(b, a)| row(&b.figures, &a.figures))
         .collect();
+    let routes = route_changes(plans.0, plans.1);
     Repriced {
         run: before.run.id,
         prices: prices.display().to_string(),
         confidence: before.options.confidence,
         any_changed: rows.iter().any(|r| r.changed),
         rows,
+        policy: plans.0.policy.clone(),
+        any_route_changed: routes.iter().any(|r| r.choice_changed || r.bill_changed),
+        monthly_total_usd: Change {
+            before: total(&routes, |c| c.monthly_usd.before),
+            after: total(&routes, |c| c.monthly_usd.after),
+        },
+        routes,
     }
+}
+
+/// The sum of the classes' monthly bills (`None` when no class has one).
+fn total(routes: &[RouteChange], bill: fn(&RouteChange) -> Option<f64>) -> Option<f64> {
+    routes
+        .iter()
+        .filter_map(bill)
+        .fold(None, |sum, b| Some(sum.unwrap_or(0.0) + b))
 }
 
 fn row(b: &Row, a: &Row) -> RepricedRow {

@@ -208,3 +208,89 @@ fn a_price_file_missing_a_provider_of_the_run_is_an_error_naming_it() {
     let bad = ws.write("bad.yaml", "providers: [{id: p}]\n");
     reprice(&ws, &bad, &[]).assert_code(2);
 }
+
+#[test]
+fn a_price_change_that_flips_the_route_says_so_with_the_bill() {
+    let tasks: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("t{i}"), format!("a{i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let server = ScriptServer::start(answer_with(&refs));
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", &suite_yaml("s", &refs));
+    // Both answer every task right; `cheap` is half `dear`'s price, so the route picks it.
+    let mut cheap = Provider::new("cheap", &server.base_url())
+        .price(Some("{input: 0.40, cached_input: 0.10, output: 1.60}"));
+    cheap.model = "m-cheap".into();
+    let mut dear = Provider::new("dear", &server.base_url())
+        .price(Some("{input: 0.80, cached_input: 0.20, output: 3.20}"));
+    dear.model = "m-dear".into();
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[cheap.clone(), dear.clone()]),
+    );
+    ws.run(&[&suite], &provs, &[]).assert_code(0);
+    let policy = ws.write(
+        "policy.yaml",
+        "classes:\n  test:\n    monthly_volume: 1000000\n",
+    );
+    let policy = policy.to_str().unwrap();
+
+    // `cheap` becomes 20× dearer: `dear` is now the cheapest qualifier.
+    let hike = ws.write(
+        "hike.yaml",
+        &providers_yaml(&[
+            cheap.price(Some("{input: 8.0, output: 32.0}")),
+            dear.clone(),
+        ]),
+    );
+    let out = reprice(&ws, &hike, &["--format", "json", "--policy", policy]);
+    out.assert_code(0);
+    let v = out.json();
+    assert_eq!(v["any_route_changed"], true, "{v:#}");
+    let c = &v["routes"][0];
+    assert_eq!(c["workload"], "test", "{v:#}");
+    assert_eq!(
+        c["choice"],
+        serde_json::json!({"before": "cheap", "after": "dear"}),
+        "{v:#}"
+    );
+    assert_eq!(c["choice_changed"], true, "{v:#}");
+    assert_eq!(c["bill_changed"], true, "{v:#}");
+    // The bill follows the choice: a million requests at `dear`'s cost per request, which is
+    // twice `cheap`'s old one.
+    let (b, a) = (
+        c["monthly_usd"]["before"].as_f64().unwrap(),
+        c["monthly_usd"]["after"].as_f64().unwrap(),
+    );
+    assert!((a / b - 2.0).abs() < 1e-9, "{b} → {a}");
+    assert_close(
+        &c["monthly_usd"]["before"],
+        1e6 * c["cost_per_request_usd"]["before"].as_f64().unwrap(),
+        1e-9,
+    );
+    assert_eq!(
+        v["monthly_total_usd"]["after"], c["monthly_usd"]["after"],
+        "{v:#}"
+    );
+
+    let table = reprice(&ws, &hike, &["--policy", policy]);
+    table.assert_code(0);
+    assert!(
+        table
+            .stdout
+            .contains("class `test`: choice CHANGES cheap → dear (bill changes)"),
+        "{}",
+        table.stdout
+    );
+
+    // The run's own prices change no route.
+    let same = reprice(&ws, &provs, &["--format", "json"]);
+    same.assert_code(0);
+    let v = same.json();
+    assert_eq!(v["any_route_changed"], false, "{v:#}");
+    assert_eq!(v["routes"][0]["choice"]["after"], "cheap", "{v:#}");
+}

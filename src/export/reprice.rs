@@ -3,7 +3,8 @@
 
 use super::Format;
 use super::markup::{WIDTH, markdown_table, text_table, usd, wrap};
-use crate::reprice::{Bounds, Change, Repriced, RepricedRow};
+use crate::reprice::{Bounds, Change, Repriced, RepricedRow, RouteChange};
+use crate::route::ClassVerdict;
 
 /// Renders a re-priced run in a format.
 /// `width` fits the table (default [`WIDTH`] columns).
@@ -15,21 +16,84 @@ pub fn render(r: &Repriced, format: Format, width: Option<u16>) -> String {
         Format::Json => serde_json::to_string_pretty(r).unwrap_or_default(),
         Format::Table => {
             let foot: Vec<String> = footnote(r).lines().map(|l| wrap(l, width)).collect();
+            let routes: Vec<String> = routing(r).iter().map(|l| wrap(l, width)).collect();
             format!(
-                "{}\n{}\n{}",
+                "{}\n{}\n{}\n{}",
                 title(r),
                 text_table(header(r), rows, width),
-                foot.join("\n")
+                foot.join("\n"),
+                routes.join("\n")
             )
         }
         // The CLI refuses `--format html` for reprice; markdown is the nearest readable form.
-        Format::Md | Format::Html => format!(
-            "## {}\n\n{}\n{}",
-            title(r),
-            markdown_table(&header(r), &rows),
-            footnote(r).replace('\n', "\n\n")
-        ),
+        Format::Md | Format::Html => {
+            let routes = routing(r);
+            format!(
+                "## {}\n\n{}\n{}\n\n{}\n\n- {}",
+                title(r),
+                markdown_table(&header(r), &rows),
+                footnote(r).replace('\n', "\n\n"),
+                routes[0],
+                routes[1..].join("\n- ")
+            )
+        }
     }
+}
+
+/// The routing lines: a heading line, then one per class and the monthly total.
+fn routing(r: &Repriced) -> Vec<String> {
+    let mut out = vec![format!(
+        "Routing (costbench route under {}, drawn before and after): {}.",
+        r.policy.as_deref().map_or_else(
+            || "the default policy".to_string(),
+            |p| format!("policy {p}")
+        ),
+        if r.any_route_changed {
+            "a class's choice or bill changes"
+        } else {
+            "no class's choice or bill changes"
+        }
+    )];
+    out.extend(r.routes.iter().map(route_line));
+    if r.monthly_total_usd.before.is_some() || r.monthly_total_usd.after.is_some() {
+        out.push(format!(
+            "monthly bill of the classes with a volume: {}",
+            arrow(&r.monthly_total_usd, |x| usd(*x))
+        ));
+    }
+    out
+}
+
+fn route_line(c: &RouteChange) -> String {
+    let choice = |v: &ClassVerdict, n: &Option<String>| match (v, n) {
+        (ClassVerdict::Chosen, Some(n)) => n.clone(),
+        (ClassVerdict::NoClearWinner, Some(n)) => format!("no clear winner (leader {n})"),
+        _ => "none qualifies".to_string(),
+    };
+    let mut line = format!(
+        "class `{}`: {} {}; its cost per request {}, per accepted outcome {}",
+        c.workload,
+        if c.choice_changed {
+            format!(
+                "choice CHANGES {} → {}",
+                choice(&c.verdict.before, &c.choice.before),
+                choice(&c.verdict.after, &c.choice.after)
+            )
+        } else {
+            format!("choice stays {}", choice(&c.verdict.after, &c.choice.after))
+        },
+        if c.bill_changed {
+            "(bill changes)"
+        } else {
+            "(bill unchanged)"
+        },
+        arrow(&c.cost_per_request_usd, |x| usd(*x)),
+        arrow(&c.cost_per_accepted_usd, |x| usd(*x)),
+    );
+    if c.monthly_usd.before.is_some() || c.monthly_usd.after.is_some() {
+        line.push_str(&format!(", monthly {}", arrow(&c.monthly_usd, |x| usd(*x))));
+    }
+    line
 }
 
 fn title(r: &Repriced) -> String {

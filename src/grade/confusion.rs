@@ -123,13 +123,20 @@ struct StoredDetail {
     detail: Option<Detail>,
 }
 
+/// (grader position, provider).
+type GraderOf = (usize, String);
+
+/// (expected, predicted) label → outputs.
+type LabelCells = BTreeMap<(String, Option<String>), u64>;
+
+/// Outputs, and per pointer in first-seen order: [expected, predicted, correct].
+type FieldCells = (u64, Vec<(String, [u64; 3])>);
+
 /// Sums the details of one suite's stored verdicts, per grader and provider.
 #[derive(Debug, Default)]
 pub struct Tally {
-    /// (grader, provider) → (expected, predicted) → count.
-    labels: BTreeMap<(usize, String), BTreeMap<(String, Option<String>), u64>>,
-    /// (grader, provider) → (outputs, per pointer in first-seen order: [expected, predicted, correct]).
-    fields: BTreeMap<(usize, String), (u64, Vec<(String, [u64; 3])>)>,
+    labels: BTreeMap<GraderOf, LabelCells>,
+    fields: BTreeMap<GraderOf, FieldCells>,
 }
 
 impl Tally {

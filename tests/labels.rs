@@ -365,12 +365,14 @@ fn bad_rows_are_reported_by_line_and_good_rows_kept() {
          1,s,p,t003,0,maybe,ann,\n\
          1,s,p,,0,accept,ann,\n\
          1,s,p,t003,x,accept,ann,\n\
-         1,s,q,t001,0,yes,ann,\"a note, with a comma\"\n",
+         1,s,q,t001,0,yes,ann,\"a note, with a comma\"\n\
+         1,s,q,t001,0,yes,ann,\"a note, with a comma\"\n\
+         1,s,q,t001,0,no,ann,\n",
     );
     let out = cmd(&ws, &["labels", "import", "labels.csv"]);
     out.assert_code(2);
     assert!(out.stderr.contains("2 label(s) imported (2 new"), "{out}");
-    assert!(out.stderr.contains("3 row(s) not imported"), "{out}");
+    assert!(out.stderr.contains("4 row(s) not imported"), "{out}");
     assert!(
         out.stderr.contains("labels.csv:3: verdict `maybe`"),
         "{out}"
@@ -382,6 +384,13 @@ fn bad_rows_are_reported_by_line_and_good_rows_kept() {
     assert!(
         out.stderr
             .contains("labels.csv:5: `repeat` must be a whole number"),
+        "{out}"
+    );
+    // Line 7 repeats line 6 (harmless); line 8 contradicts it.
+    assert!(
+        out.stderr.contains(
+            "labels.csv:8: `ann` labelled this outcome differently on line 6; the label on line 6 is kept"
+        ),
         "{out}"
     );
     let report = ws.report(Some(1));

@@ -340,6 +340,8 @@ pub fn import(
     };
     let mut by_run: BTreeMap<i64, Vec<LabelRow>> = BTreeMap::new();
     let mut known_runs: HashMap<i64, bool> = HashMap::new();
+    // (run, outcome, rater) → (line, position in `by_run`): a rater labels an outcome once.
+    let mut seen: HashMap<(i64, OutcomeKey, String), (usize, usize)> = HashMap::new();
     for d in parsed.drafts {
         let problem = |m: String| RowProblem {
             line: d.line,
@@ -388,12 +390,26 @@ pub fn import(
             )));
             continue;
         }
-        by_run.entry(run_id).or_default().push(LabelRow {
+        let label = LabelRow {
             key: d.key,
             rater,
             accepted: d.accepted,
             note: d.note,
-        });
+        };
+        let rows = by_run.entry(run_id).or_default();
+        let id = (run_id, label.key.clone(), label.rater.clone());
+        if let Some(&(first, at)) = seen.get(&id) {
+            // The same label twice is harmless; two different ones are the rater's mistake.
+            if rows[at] != label {
+                out.problems.push(problem(format!(
+                    "`{}` labelled this outcome differently on line {first}; the label on line {first} is kept",
+                    label.rater
+                )));
+            }
+            continue;
+        }
+        seen.insert(id, (d.line, rows.len()));
+        rows.push(label);
     }
     for (run_id, rows) in by_run {
         let s = store.put_labels(run_id, &rows, source)?;

@@ -36,6 +36,7 @@ fn build(path: &Path, tasks: usize, answer_chars: usize) {
             max_tokens: Some(400),
             margin: None,
             runtime_graders: Vec::new(),
+            grader_kinds: Vec::new(),
         }],
         providers: (0..PROVIDERS)
             .map(|i| ProviderPlan {

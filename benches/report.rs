@@ -35,6 +35,7 @@ fn build_db(path: &Path, outcomes: usize) {
             max_tokens: Some(16),
             margin: None,
             runtime_graders: Vec::new(),
+            grader_kinds: Vec::new(),
         }],
         providers: (0..PROVIDERS)
             .map(|i| ProviderPlan {

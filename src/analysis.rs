@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::grade::confusion::{self, GraderDetails};
+use crate::labels::agreement::{Agreement, GradedCounts, agreement};
 use crate::providers::{Money, Price, Tally, Usage, bound};
 use crate::stats::{self, Outcome};
 use crate::store::outcomes::{AttemptCost, Reprice};
@@ -114,6 +116,8 @@ impl OutcomeFacts {
 pub struct RowAnalysis {
     /// The figures outputs print.
     pub figures: Row,
+    /// The graders' verdicts before human labels overrode any (for the agreement figures).
+    pub graded: GradedCounts,
     /// Every attempted outcome, sorted by (task, repeat).
     pub outcomes: Vec<OutcomeFacts>,
 }
@@ -129,6 +133,10 @@ pub struct RunAnalysis {
     pub rows: Vec<RowAnalysis>,
     /// Task ids per suite, by task position.
     pub task_ids: HashMap<String, Vec<String>>,
+    /// Graders against human labels, when some outcome has one.
+    pub agreement: Option<Agreement>,
+    /// Confusion matrices of `label` graders and field figures of `fields` graders.
+    pub graders: GraderDetails,
 }
 
 /// Two outcomes of the same (suite, task, repeat).
@@ -191,15 +199,23 @@ impl RunAnalysis {
             after.add(&run_after, &o);
         })?;
         let task_ids = store.task_ids(run.id)?;
+        let labelled = store.labelled_outcomes(run.id)?;
+        let graders = grader_details(store, &run)?;
+        let rows = before.rows(&run, &options);
+        let rows_after = after.rows(&run_after, &options);
         Ok((
             RunAnalysis {
-                rows: before.rows(&run, &options),
+                agreement: agreement(&run, &rows, &labelled, &options),
+                graders: graders.clone(),
+                rows,
                 task_ids: task_ids.clone(),
                 run,
                 options,
             },
             RunAnalysis {
-                rows: after.rows(&run_after, &options),
+                agreement: agreement(&run_after, &rows_after, &labelled, &options),
+                graders,
+                rows: rows_after,
                 task_ids,
                 run: run_after,
                 options,
@@ -222,7 +238,10 @@ impl RunAnalysis {
         // holding them while the rows are finished raised a million-outcome report's peak
         // RSS from 90 to 104 MB, to save a read of 0.13–0.31 s.
         let task_ids = store.task_ids(run.id)?;
+        let labelled = store.labelled_outcomes(run.id)?;
         Ok(RunAnalysis {
+            agreement: agreement(&run, &rows, &labelled, &options),
+            graders: grader_details(store, &run)?,
             run,
             options,
             rows,
@@ -298,6 +317,23 @@ impl RunAnalysis {
         }
         out
     }
+}
+
+/// The label and field details of the suites whose graders include a `label` or `fields`
+/// grader (the only suites whose grades are read again).
+fn grader_details(store: &Store, run: &RunInfo) -> Result<GraderDetails, StoreError> {
+    let mut out = GraderDetails::default();
+    for s in run
+        .plan
+        .suites
+        .iter()
+        .filter(|s| s.grader_kinds.iter().any(|k| k == "label" || k == "fields"))
+    {
+        let mut tally = confusion::Tally::default();
+        store.suite_verdicts(run.id, &s.name, |p, v| tally.add(p, v))?;
+        tally.finish(&s.name, &mut out);
+    }
+    Ok(out)
 }
 
 /// The run with `prices` in place of its providers' stored prices.
@@ -607,6 +643,9 @@ pub struct Row {
     pub unanswered: u64,
     /// Answered outcomes whose grader failed (left out of acceptance).
     pub grader_errors: u64,
+    /// Outcomes whose verdict is the human raters' (`costbench labels import`), not the
+    /// graders'.
+    pub human_labelled: u64,
     /// Acceptance rate and Wilson interval.
     pub acceptance: Acceptance,
     /// The suite's quality threshold.
@@ -657,6 +696,8 @@ struct Acc {
     outcomes: Vec<OutcomeFacts>,
     failures: BTreeMap<String, FailureKind>,
     unanswered_by_kind: BTreeMap<String, FailureKind>,
+    human_labelled: u64,
+    graded: GradedCounts,
 }
 
 fn count_failure(
@@ -699,7 +740,23 @@ impl Acc {
         for f in &o.failures {
             count_failure(&mut self.failures, f.kind, &f.message);
         }
+        match (o.answered, o.grade) {
+            (false, _) => self.graded.unanswered += 1,
+            (true, Some(GradeStatus::Accepted)) => self.graded.accepted += 1,
+            (true, Some(GradeStatus::Rejected)) => self.graded.rejected += 1,
+            _ => {}
+        }
+        // A human verdict overrides the automatic one (only answered outcomes can be labelled).
+        let human = o.human.filter(|_| o.answered);
+        self.human_labelled += u64::from(human.is_some());
         let verdict = match (o.answered, o.grade) {
+            _ if human.is_some() => {
+                if human == Some(true) {
+                    Verdict::Accepted
+                } else {
+                    Verdict::Rejected
+                }
+            }
             (false, _) => {
                 if let Some(last) = o.failures.last() {
                     count_failure(&mut self.unanswered_by_kind, last.kind, &last.message);
@@ -762,6 +819,7 @@ impl Acc {
             accepted,
             unanswered,
             grader_errors,
+            human_labelled: self.human_labelled,
             acceptance: Acceptance {
                 rate,
                 low: wilson.map(|w| w.low),
@@ -803,6 +861,7 @@ impl Acc {
         };
         RowAnalysis {
             figures,
+            graded: self.graded,
             outcomes: self.outcomes,
         }
     }
@@ -941,6 +1000,7 @@ mod tests {
             answered,
             latency_ms: Some(10.0),
             grade,
+            human: None,
             failures: Vec::new(),
         }
     }

@@ -16,6 +16,7 @@ use crate::export::{self, Format};
 use crate::gate::{self, GateError, GateSpec};
 use crate::grade::CompiledGrader;
 use crate::grade::stored::grade_run;
+use crate::labels::{self, LabelFormat, Only};
 use crate::providers::catalog::{self, Catalog};
 use crate::providers::{ProviderConfig, load_providers_with};
 use crate::reprice::{self, RepriceError};
@@ -103,6 +104,82 @@ enum Command {
     /// Move recorded answers between the database and a JSONL cassette.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Human labels: export outcomes to label, import the verdicts (they override the
+    /// graders' in every figure), and see how well the graders agree with the humans.
+    #[command(subcommand)]
+    Labels(LabelsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum LabelsCommand {
+    /// Write a run's answered outcomes to label, pre-filled with the automatic verdict.
+    Export(LabelsExportArgs),
+    /// Read labels (CSV, JSONL, Label Studio tasks or JSON export) into the database.
+    Import(LabelsImportArgs),
+    /// Agreement of each grader with the humans, and acceptance corrected for grader error.
+    Agreement(LabelsAgreementArgs),
+}
+
+#[derive(Args, Debug)]
+struct LabelsExportArgs {
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// File format (default: from the extension: .csv, .jsonl, .json = Label Studio tasks).
+    #[arg(long, value_enum)]
+    format: Option<LabelFormat>,
+    /// At most N items, spread evenly across providers.
+    #[arg(long, value_name = "N")]
+    sample: Option<usize>,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 20261127)]
+    seed: u64,
+    /// Only these outcomes: disagreements (tasks providers got different verdicts on),
+    /// rejected or accepted.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+#[derive(Args, Debug)]
+struct LabelsImportArgs {
+    /// The label file.
+    file: PathBuf,
+    /// The run of rows that name none (rows that name another run are refused).
+    #[arg(long)]
+    run: Option<i64>,
+    /// The rater of rows that name none; without it such rows are taken as not reviewed.
+    #[arg(long)]
+    rater: Option<String>,
+    /// File format (default: from the extension: .csv, .jsonl, .json = Label Studio).
+    #[arg(long, value_enum)]
+    format: Option<LabelFormat>,
+}
+
+/// Output formats of `costbench labels agreement`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AgreementFormat {
+    /// Terminal tables.
+    Table,
+    /// The JSON report's `agreement` section.
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct LabelsAgreementArgs {
+    /// Run id (default: the latest).
+    #[arg(long)]
+    run: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: AgreementFormat,
+    /// Fit the tables to this many columns.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
+    #[command(flatten)]
+    stats: StatsFlags,
 }
 
 #[derive(Args, Debug)]
@@ -529,6 +606,132 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Runs => cmd_runs(&cli.db),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
+        Command::Labels(c) => cmd_labels(&cli.db, c),
+    }
+}
+
+/// The format of a label file: `--format`, else the file's extension.
+fn label_format(given: Option<LabelFormat>, path: &Path) -> Result<LabelFormat> {
+    given
+        .or_else(|| LabelFormat::from_path(path))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "cannot tell the format of {} from its extension: give --format csv, jsonl or label-studio",
+                path.display()
+            ))
+            .into()
+        })
+}
+
+fn cmd_labels(db: &Path, c: &LabelsCommand) -> Result<i32> {
+    match c {
+        LabelsCommand::Export(a) => {
+            let format = label_format(a.format, &a.out)?;
+            if a.sample == Some(0) {
+                bail!(UsageError("--sample must be at least 1".into()));
+            }
+            let store = Store::open_to_read(db)?;
+            let run = store.run(a.run)?;
+            let spec = labels::ExportSpec {
+                format,
+                sample: a.sample,
+                seed: a.seed,
+                only: a.only,
+            };
+            let e = labels::export(&store, &run, &spec)?;
+            write_output(&a.out, &e.text)?;
+            let n: usize = e.per_provider.values().sum();
+            let per: Vec<String> = e
+                .per_provider
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            eprintln!(
+                "wrote {n} of {} outcomes of run {} to label to {} ({})",
+                e.eligible,
+                run.id,
+                a.out.display(),
+                if per.is_empty() {
+                    "none".into()
+                } else {
+                    per.join(", ")
+                }
+            );
+            Ok(exit::OK)
+        }
+        LabelsCommand::Import(a) => {
+            let format = label_format(a.format, &a.file)?;
+            let text = std::fs::read_to_string(&a.file)
+                .map_err(|e| UsageError(format!("cannot read {}: {e}", a.file.display())))?;
+            let mut store = Store::open_existing(db)?;
+            let source = a.file.display().to_string();
+            let r = labels::import(
+                &mut store,
+                &text,
+                format,
+                &source,
+                a.run,
+                a.rater.as_deref(),
+            )?;
+            let s = r.stored;
+            eprintln!(
+                "{}: {} label(s) imported ({} new, {} changed, {} unchanged){}{}",
+                a.file.display(),
+                s.added + s.changed + s.unchanged,
+                s.added,
+                s.changed,
+                s.unchanged,
+                match r.runs.as_slice() {
+                    [] => String::new(),
+                    runs => format!(
+                        " into run {}",
+                        runs.iter()
+                            .map(i64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+                if r.unreviewed > 0 {
+                    format!(
+                        "; {} item(s) not reviewed (no verdict, or no rater: give --rater NAME to sign them)",
+                        r.unreviewed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            if r.problems.is_empty() {
+                return Ok(exit::OK);
+            }
+            eprintln!(
+                "error: {} row(s) not imported (the others were):",
+                r.problems.len()
+            );
+            for p in &r.problems {
+                eprintln!("  {}:{}: {}", a.file.display(), p.line, p.message);
+            }
+            Ok(exit::CONFIG)
+        }
+        LabelsCommand::Agreement(a) => {
+            let opts = a.stats.options()?;
+            let store = Store::open_to_read(db)?;
+            let run = store.run(a.run)?;
+            let id = run.id;
+            let analysis = RunAnalysis::load(&store, run, opts)?;
+            let Some(ag) = &analysis.agreement else {
+                bail!(UsageError(format!(
+                    "run {id} has no human labels\nhint: `costbench labels export --run {id} --out labels.csv`, label them, then `costbench labels import labels.csv`"
+                )));
+            };
+            match a.format {
+                AgreementFormat::Json => println!("{}", serde_json::to_string_pretty(ag)?),
+                AgreementFormat::Table => println!(
+                    "{}",
+                    export::labels::table(ag, id, opts.confidence, a.width)
+                ),
+            }
+            Ok(exit::OK)
+        }
     }
 }
 

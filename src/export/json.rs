@@ -3,7 +3,7 @@
 //! ```text
 //! { "run": { "id", "created_at", "finished_at", "status", "cache_mode", "confidence" },
 //!   "rows": [ { "suite", "workload", "provider", "tasks", "outcomes", "pending", "accepted",
-//!     "unanswered", "grader_errors",
+//!     "unanswered", "grader_errors", "human_labelled",
 //!     "acceptance": {"rate","low","high","method"},            // Wilson interval
 //!     "quality_threshold", "qualifies",
 //!     "calls", "failed_calls", "retries", "unpriced_calls",
@@ -13,8 +13,24 @@
 //!     "cost_per_accepted_ci": {"low","high","method","resamples","zero_accept_resamples","basis"},
 //!     "spent_usd", "spent_max_usd", "latency_ms": {"p50","p95"},
 //!     "failures": {kind: {"count","first_message"}},
-//!     "unanswered_by_kind": {kind: {"count","first_message"}} } ] }
+//!     "unanswered_by_kind": {kind: {"count","first_message"}} } ],
+//!   "graders": { "confusion": [ {"suite","grader","provider","labels","matrix","outputs",
+//!                                "accuracy"} ],                      // `label` graders
+//!                "fields": [ {"suite","grader","provider","outputs",
+//!                             "fields": [{"pointer","expected","predicted","correct",
+//!                                         "precision","recall","f1"}]} ] },  // `fields` graders
+//!   "agreement": { "labelled_outcomes", "tied", "not_graded", "methods",
+//!     "workloads": [ {"workload",
+//!       "graders": [ {"grader","suite","kind","items","table","raw_agreement","kappa","alpha",
+//!                     "degenerate_resamples","sensitivity","specificity"} ],
+//!       "acceptance": [ {"suite","provider","grader_accepted","graded","unanswered","raw",
+//!                        "corrected","note"} ]} ] } }
 //! ```
+//! `graders` is present when a suite has a `label` or `fields` grader (`matrix[i][j]`: outputs
+//! expected `labels[i]` that named `labels[j]`; pointer `*` is the micro-average), `agreement`
+//! when some outcome has a human label (`costbench labels import`). `human_labelled` counts
+//! the row's outcomes whose verdict is the human raters' majority, which overrides the graders'
+//! in every figure.
 //! `input` counts prompt tokens not served from cache; `output` includes reasoning tokens;
 //! `calls` counts every HTTP attempt (retries included; a replayed answer counts as one);
 //! `failed_calls` those that got no answer; `pending` outcomes not yet attempted (an
@@ -26,6 +42,8 @@ use serde::Serialize;
 
 use super::Exporter;
 use crate::analysis::{Row, RunAnalysis};
+use crate::grade::confusion::GraderDetails;
+use crate::labels::agreement::Agreement;
 
 /// The JSON exporter.
 pub struct Json;
@@ -45,6 +63,10 @@ struct RunMeta<'a> {
 struct Report<'a> {
     run: RunMeta<'a>,
     rows: Vec<&'a Row>,
+    #[serde(skip_serializing_if = "GraderDetails::is_empty")]
+    graders: &'a GraderDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement: Option<&'a Agreement>,
 }
 
 impl Exporter for Json {
@@ -59,6 +81,8 @@ impl Exporter for Json {
                 confidence: a.options.confidence,
             },
             rows: a.rows.iter().map(|r| &r.figures).collect(),
+            graders: &a.graders,
+            agreement: a.agreement.as_ref(),
         };
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string_pretty(&report).unwrap_or_default()

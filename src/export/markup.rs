@@ -167,6 +167,12 @@ pub fn footnote(a: &RunAnalysis) -> String {
             crate::analysis::DELTA_ABOVE_TASKS
         ));
     }
+    let labelled: u64 = a.rows.iter().map(|r| r.figures.human_labelled).sum();
+    if labelled > 0 {
+        s.push_str(&format!(
+            " {labelled} outcome(s) carry a human label, whose verdict replaces the graders' in every figure (`costbench labels agreement` compares them)."
+        ));
+    }
     for r in a.rows.iter().map(|r| &r.figures) {
         if let Some(why) = not_evaluated(r) {
             s.push_str(&format!(

@@ -8,6 +8,7 @@ pub mod gate;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod labels;
 pub mod litellm;
 pub mod markdown;
 pub mod markup;

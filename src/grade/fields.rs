@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::confusion::{Detail, FieldCount};
 use super::json::parse_output;
 use super::number::{self, Num};
 use super::template::{TemplateId, TemplateSet, scalar_string};
@@ -221,23 +222,31 @@ impl FieldsGrader {
             .collect()
     }
 
-    /// Field-level counts for one output, and a line per wrong field.
+    /// Field-level counts for one output, a line per wrong field, and each field's counts.
     pub(crate) fn score(
         &self,
         output: &str,
         vars: &Vars,
-    ) -> Result<(FieldScore, Vec<String>), Check> {
+    ) -> Result<(FieldScore, Vec<String>, Vec<FieldCount>), Check> {
         let expected = self.rendered(vars).map_err(Check::Error)?;
         let doc = parse_output(output, self.allow_prose).map_err(Check::Fail)?;
         let mut s = FieldScore::default();
         let mut wrong = Vec::new();
+        let mut counts = Vec::with_capacity(self.fields.len());
         for (f, want) in self.fields.iter().zip(&expected) {
             let got = doc.pointer(&f.pointer).filter(|v| !is_empty(v));
             let want_present = !want.trim().is_empty();
             s.expected += usize::from(want_present);
             s.predicted += usize::from(got.is_some());
+            let correct = want_present && got.is_some_and(|g| matches(&f.compare, want, g));
+            counts.push(FieldCount {
+                pointer: f.pointer.clone(),
+                expected: want_present,
+                predicted: got.is_some(),
+                correct,
+            });
             match (got, want_present) {
-                (Some(g), true) if matches(&f.compare, want, g) => s.tp += 1,
+                (Some(_), true) if correct => s.tp += 1,
                 (None, false) => {}
                 (g, _) => wrong.push(format!(
                     "{}: expected {}, found {}",
@@ -251,15 +260,23 @@ impl FieldsGrader {
                 )),
             }
         }
-        Ok((s, wrong))
+        Ok((s, wrong, counts))
     }
 
     /// Scores the output and accepts it at `min_f1`.
+    #[cfg(test)]
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
-        let (s, wrong) = match self.score(output, vars) {
+        self.check_detailed(output, vars).0
+    }
+
+    /// [`FieldsGrader::check`], and each field's counts for the report's per-field figures
+    /// (none when the output is not JSON or the task's values cannot be rendered).
+    pub(crate) fn check_detailed(&self, output: &str, vars: &Vars) -> (Check, Option<Detail>) {
+        let (s, wrong, counts) = match self.score(output, vars) {
             Ok(r) => r,
-            Err(c) => return c,
+            Err(c) => return (c, None),
         };
+        let detail = Detail::Fields { fields: counts };
         let f1 = s.f1();
         let mut reason = format!(
             "field F1 {f1:.3} (precision {:.3} = {}/{}, recall {:.3} = {}/{})",
@@ -289,11 +306,14 @@ impl FieldsGrader {
         if !passed {
             reason.push_str(&format!("; below min_f1 {}", self.min_f1));
         }
-        Check::Scored {
-            passed,
-            score: f1,
-            reason,
-        }
+        (
+            Check::Scored {
+                passed,
+                score: f1,
+                reason,
+            },
+            Some(detail),
+        )
     }
 }
 

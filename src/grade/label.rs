@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use super::confusion::Detail;
 use super::template::{TemplateId, TemplateSet, scalar_string, scalar_strings};
 use super::text::{Normalize, NormalizeSet, snippet};
 use super::{Check, GradeConfigError, Vars};
@@ -118,12 +119,24 @@ impl LabelGrader {
     }
 
     /// Compares the output's label with the expected one.
+    #[cfg(test)]
     pub(crate) fn check(&self, output: &str, vars: &Vars) -> Check {
+        self.check_detailed(output, vars).0
+    }
+
+    /// [`LabelGrader::check`], and the expected and predicted labels for the report's
+    /// confusion matrix (none when the task's expected label cannot be rendered).
+    pub(crate) fn check_detailed(&self, output: &str, vars: &Vars) -> (Check, Option<Detail>) {
         let expected = match self.expected(vars) {
             Ok(e) => e,
-            Err(e) => return Check::Error(e),
+            Err(e) => return (Check::Error(e), None),
         };
-        match self.answer(output) {
+        let predicted = self.answer(output);
+        let detail = Detail::Label {
+            expected: expected.to_string(),
+            predicted: predicted.map(str::to_string),
+        };
+        let check = match predicted {
             None => Check::Fail(format!(
                 "answer {} is not one of the labels [{}]; expected {expected}",
                 snippet(output),
@@ -131,7 +144,8 @@ impl LabelGrader {
             )),
             Some(got) if got == expected => Check::Pass(format!("label {got}")),
             Some(got) => Check::Fail(format!("label {got}, expected {expected}")),
-        }
+        };
+        (check, Some(detail))
     }
 }
 

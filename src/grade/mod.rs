@@ -7,6 +7,7 @@
 
 pub mod code;
 pub mod command;
+pub mod confusion;
 pub mod contains;
 pub mod equals;
 pub mod fields;
@@ -238,6 +239,10 @@ pub struct Verdict {
     /// program's `score`); absent for pass/fail graders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// What a `label` or `fields` grader saw (labels, per-field counts), for the report's
+    /// confusion matrices and field figures; absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<confusion::Detail>,
 }
 
 /// The status of one graded output: the store's contract, decided here.
@@ -320,6 +325,7 @@ impl CompiledGrader {
 
     /// [`CompiledGrader::grade`] for an output of `provider` (the `command` grader sends it).
     pub fn grade_for(&self, output: &str, vars: &Vars, provider: &str) -> Verdict {
+        let mut detail = None;
         let check = match &self.inner {
             Inner::Equals(g) => g.check(output, vars),
             Inner::Contains(g) => g.check(output, vars),
@@ -327,12 +333,20 @@ impl CompiledGrader {
             Inner::Number(g) => g.check(output, vars),
             Inner::Json(g) => g.check(output, vars),
             Inner::JsonSchema(g) => g.check(output),
-            Inner::Fields(g) => g.check(output, vars),
-            Inner::Label(g) => g.check(output, vars),
+            Inner::Fields(g) => {
+                let (c, d) = g.check_detailed(output, vars);
+                detail = d;
+                c
+            }
+            Inner::Label(g) => {
+                let (c, d) = g.check_detailed(output, vars);
+                detail = d;
+                c
+            }
             Inner::Command(g) => g.check(output, vars, provider),
             Inner::Code(g) => g.check(output, vars),
         };
-        match (check, self.negate) {
+        let mut verdict = match (check, self.negate) {
             (Check::Pass(reason), false) => Verdict::judged(true, reason),
             (Check::Fail(reason), false) => Verdict::judged(false, reason),
             (Check::Pass(reason), true) => Verdict::judged(false, format!("negated, but {reason}")),
@@ -342,6 +356,7 @@ impl CompiledGrader {
                 reason: format!("error: {reason}"),
                 error: Some(reason),
                 score: None,
+                detail: None,
             },
             (
                 Check::Scored {
@@ -355,8 +370,11 @@ impl CompiledGrader {
                 reason,
                 error: None,
                 score: Some(score),
+                detail: None,
             },
-        }
+        };
+        verdict.detail = detail;
+        verdict
     }
 }
 
@@ -368,6 +386,7 @@ impl Verdict {
             reason,
             error: None,
             score: None,
+            detail: None,
         }
     }
 }

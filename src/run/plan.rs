@@ -73,6 +73,7 @@ pub fn run_plan(suites: &[Suite], providers: &[ProviderConfig]) -> RunPlan {
                 tasks: s.task_count,
                 fingerprint: s.fingerprint.clone(),
                 runtime_graders: s.runtime_graders.clone(),
+                grader_kinds: s.graders.iter().map(|g| g.kind().to_string()).collect(),
                 max_tokens: crate::providers::bound::completion_cap(&serde_json::Value::Object(
                     s.params.clone(),
                 )),

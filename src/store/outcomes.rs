@@ -49,7 +49,7 @@ impl GradeStatus {
     }
 
     /// Reads the stored name; rows written before the status existed have only `accepted`.
-    fn from_columns(status: Option<&str>, accepted: bool) -> GradeStatus {
+    pub(crate) fn from_columns(status: Option<&str>, accepted: bool) -> GradeStatus {
         match status {
             Some("error") => GradeStatus::Error,
             Some("accepted") => GradeStatus::Accepted,
@@ -111,6 +111,9 @@ pub struct OutcomeRecord {
     pub latency_ms: Option<f64>,
     /// The grade, if graded.
     pub grade: Option<GradeStatus>,
+    /// The human raters' majority verdict, when humans labelled it (it overrides `grade` in
+    /// every figure; see `store::labels`).
+    pub human: Option<bool>,
     /// Failed tries, in order.
     pub failures: Vec<FailedAttempt>,
 }
@@ -287,6 +290,9 @@ impl Store {
         let mut grades = grades_st.query([run_id]).map_err(|e| self.err(e))?;
         let mut next_grade =
             read_grade(grades.next().map_err(|e| self.err(e))?).map_err(|e| self.err(e))?;
+        // Human labels are few and sorted as the outcomes: a cursor walks them alongside.
+        let humans = self.human_votes(run_id)?;
+        let mut next_human = 0;
 
         let mut current: Option<OutcomeRecord> = None;
         let mut attempts: Vec<AttemptFacts> = Vec::new();
@@ -304,6 +310,18 @@ impl Store {
                 }
                 if let Some(g) = next_grade.as_ref().filter(|g| g.key(&rec).is_eq()) {
                     rec.grade = Some(g.status);
+                }
+                while humans
+                    .get(next_human)
+                    .is_some_and(|h| human_order(&h.key, &rec).is_lt())
+                {
+                    next_human += 1;
+                }
+                if let Some(h) = humans
+                    .get(next_human)
+                    .filter(|h| human_order(&h.key, &rec).is_eq())
+                {
+                    rec.human = h.verdict();
                 }
                 fold(&attempts, prompt_rate(&rec.provider), &mut rec);
                 let after = twice.map(|(rate_after, reprice)| {
@@ -363,6 +381,22 @@ fn read_grade(r: Option<&rusqlite::Row<'_>>) -> rusqlite::Result<Option<GradeKey
         repeat: r.get::<_, i64>(3)? as u32,
         status: GradeStatus::from_columns(status.as_deref(), r.get(5)?),
     }))
+}
+
+/// How a labelled outcome orders against `rec` (the scan's order).
+fn human_order(k: &super::labels::OutcomeKey, rec: &OutcomeRecord) -> std::cmp::Ordering {
+    (
+        k.suite.as_str(),
+        k.provider.as_str(),
+        k.task_id.as_str(),
+        k.repeat,
+    )
+        .cmp(&(
+            rec.suite.as_str(),
+            rec.provider.as_str(),
+            rec.task_id.as_str(),
+            rec.repeat,
+        ))
 }
 
 /// Whether an attempt row belongs to the outcome being folded, compared without allocating.
@@ -448,6 +482,7 @@ fn new_outcome(
         task_id,
         task_idx,
         grade: None,
+        human: None,
         calls: 0,
         failed_calls: 0,
         usage: Usage::default(),

@@ -54,6 +54,10 @@ pub struct SuitePlan {
     /// existed) when the suite has none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime_graders: Vec<usize>,
+    /// The kind of each grader, by position (absent in runs stored before it existed): the
+    /// report reads `label` and `fields` graders' details and names graders by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grader_kinds: Vec<String>,
 }
 
 /// A provider as the run saw it.

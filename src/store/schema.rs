@@ -90,4 +90,21 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX attempts_slot;
     CREATE INDEX attempts_slot ON attempts(run_id, suite, provider, task_id, repeat, try);
     "#,
+    // v3: human labels, one verdict per outcome and rater (re-importing a file replaces a
+    // rater's verdict instead of adding a second one).
+    r#"
+    CREATE TABLE labels (
+        run_id INTEGER NOT NULL,
+        suite TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        rater TEXT NOT NULL,
+        accepted INTEGER NOT NULL,
+        note TEXT,
+        source TEXT NOT NULL,
+        labelled_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, suite, provider, task_id, repeat, rater)
+    );
+    "#,
 ];

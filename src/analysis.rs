@@ -90,6 +90,8 @@ pub struct OutcomeFacts {
     pub unbounded: bool,
     /// Latency of the answering call.
     pub latency_ms: Option<f32>,
+    /// Time to first token of the answering call, when it was streamed.
+    pub ttft_ms: Option<f32>,
 }
 
 impl OutcomeFacts {
@@ -568,13 +570,54 @@ pub struct CostCi {
     pub basis: &'static str,
 }
 
-/// Latency percentiles of answering calls.
-#[derive(Debug, Clone, Serialize)]
+/// Latency percentiles of answering calls (nearest rank).
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Latency {
     /// Median, ms.
     pub p50: Option<f64>,
     /// 95th percentile, ms.
     pub p95: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99: Option<f64>,
+}
+
+impl Latency {
+    /// The percentiles of `values` (any order).
+    pub fn of(mut values: Vec<f32>) -> Latency {
+        values.sort_unstable_by(f32::total_cmp);
+        Latency {
+            p50: percentile(&values, 0.50),
+            p95: percentile(&values, 0.95),
+            p99: percentile(&values, 0.99),
+        }
+    }
+}
+
+/// The failure kinds a buyer watches: always listed in a row's `error_rates`, 0 when none.
+pub const HEALTH_KINDS: [ErrorKind; 7] = [
+    ErrorKind::RateLimited,
+    ErrorKind::Overloaded,
+    ErrorKind::Timeout,
+    ErrorKind::ServerError,
+    ErrorKind::BadResponse,
+    ErrorKind::ContentRefused,
+    ErrorKind::ContextLength,
+];
+
+/// The share of `calls` that failed with each kind: the [`HEALTH_KINDS`], then every other
+/// kind that occurred. Empty when nothing was called.
+pub fn error_rates(failures: &BTreeMap<String, FailureKind>, calls: u64) -> BTreeMap<String, f64> {
+    if calls == 0 {
+        return BTreeMap::new();
+    }
+    let mut out: BTreeMap<String, f64> = HEALTH_KINDS
+        .iter()
+        .map(|k| (k.as_str().to_string(), 0.0))
+        .collect();
+    for (k, f) in failures {
+        out.insert(k.clone(), f.count as f64 / calls as f64);
+    }
+    out
 }
 
 /// Failures of one kind.
@@ -638,6 +681,10 @@ pub struct Row {
     pub spent_max_usd: Option<f64>,
     /// Latency of answering calls.
     pub latency_ms: Latency,
+    /// Time to first token of answering streamed calls (all `null` when nothing was streamed).
+    pub ttft_ms: Latency,
+    /// Failed attempts of each kind as a share of `calls`.
+    pub error_rates: BTreeMap<String, f64>,
     /// Failed attempts by kind.
     pub failures: BTreeMap<String, FailureKind>,
     /// Unanswered outcomes by the kind of their last failure.
@@ -720,6 +767,7 @@ impl Acc {
             unknown_calls: u16::try_from(o.cost.unknown).unwrap_or(u16::MAX),
             unbounded: o.cost.unbounded > 0,
             latency_ms: o.latency_ms.map(|l| l as f32),
+            ttft_ms: o.ttft_ms.map(|l| l as f32),
         });
     }
 
@@ -747,8 +795,6 @@ impl Acc {
         };
         let wilson = stats::wilson(accepted, decided, opts.confidence);
         let ci = cost_ci(&self.outcomes, rejection, accepted, tokens.is_some(), opts);
-        let mut latencies: Vec<f32> = self.outcomes.iter().filter_map(|o| o.latency_ms).collect();
-        latencies.sort_unstable_by(f32::total_cmp);
         let rate = wilson.map(|w| w.estimate);
         let spent = (self.spent.unknown == 0 || self.spent.unknown < self.calls)
             .then_some(self.spent.known);
@@ -794,10 +840,9 @@ impl Acc {
             spent_max_usd: spent
                 .zip(self.spent.unknown_max())
                 .map(|(a, b)| a.plus(b).usd()),
-            latency_ms: Latency {
-                p50: percentile(&latencies, 0.50),
-                p95: percentile(&latencies, 0.95),
-            },
+            latency_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.latency_ms).collect()),
+            ttft_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.ttft_ms).collect()),
+            error_rates: error_rates(&self.failures, self.calls),
             failures: self.failures,
             unanswered_by_kind: self.unanswered_by_kind,
         };
@@ -912,6 +957,7 @@ mod tests {
             unknown_calls: 0,
             unbounded: false,
             latency_ms: None,
+            ttft_ms: None,
         }
     }
 
@@ -940,6 +986,7 @@ mod tests {
             },
             answered,
             latency_ms: Some(10.0),
+            ttft_ms: None,
             grade,
             failures: Vec::new(),
         }

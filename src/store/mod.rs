@@ -26,7 +26,7 @@ use schema::MIGRATIONS;
 pub use writer::{WriteOp, Writer};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -158,8 +158,10 @@ pub struct AttemptRow {
     pub request_hash: String,
     /// UTC start time, RFC 3339.
     pub started_at: String,
-    /// Wall time of the HTTP exchange.
+    /// Wall time of the HTTP exchange (a streamed answer: until its last event).
     pub latency_ms: f64,
+    /// Time to the first answer text of a streamed call; `None` when not streamed or no text.
+    pub ttft_ms: Option<f64>,
     /// HTTP status, if a response arrived.
     pub http_status: Option<u16>,
     /// Whether the request reached the provider, which decides what a failure may cost.

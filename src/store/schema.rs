@@ -90,4 +90,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP INDEX attempts_slot;
     CREATE INDEX attempts_slot ON attempts(run_id, suite, provider, task_id, repeat, try);
     "#,
+    // v3: time to first token of streamed calls (NULL for every call that was not streamed).
+    r#"
+    ALTER TABLE attempts ADD COLUMN ttft_ms REAL;
+    "#,
 ];

@@ -691,6 +691,95 @@ pub struct Row {
     pub unanswered_by_kind: BTreeMap<String, FailureKind>,
 }
 
+/// One provider's health in one run, over every suite: `costbench runs --health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderHealth {
+    /// The run id.
+    pub run: i64,
+    /// When the run started (UTC).
+    pub created_at: String,
+    /// Provider id.
+    pub provider: String,
+    /// HTTP attempts, retries included (a replayed answer counts as one).
+    pub calls: u64,
+    /// Attempts without an answer.
+    pub failed_calls: u64,
+    /// Attempts beyond the first of each outcome.
+    pub retries: u64,
+    /// `failed_calls / calls`; `null` when nothing was called.
+    pub error_rate: Option<f64>,
+    /// Failed attempts of each kind as a share of `calls` (see [`error_rates`]).
+    pub error_rates: BTreeMap<String, f64>,
+    /// Failed attempts by kind, with the first message of each.
+    pub failures: BTreeMap<String, FailureKind>,
+    /// Latency of answering calls.
+    pub latency_ms: Latency,
+    /// Time to first token of answering streamed calls.
+    pub ttft_ms: Latency,
+}
+
+/// Running sums of one provider's health while the store streams a run's attempts.
+#[derive(Default)]
+struct HealthAcc {
+    calls: u64,
+    called_outcomes: u64,
+    outcome_called: bool,
+    failed_calls: u64,
+    failures: BTreeMap<String, FailureKind>,
+    latencies: Vec<f32>,
+    ttfts: Vec<f32>,
+}
+
+/// Every provider's health in `run`, in the run's provider order (providers of the plan with
+/// no attempt yet are left out).
+pub fn run_health(store: &Store, run: &RunInfo) -> Result<Vec<ProviderHealth>, StoreError> {
+    let mut by_provider: HashMap<String, HealthAcc> = HashMap::new();
+    store.for_each_call(run.id, |c| {
+        let h = by_provider.entry(c.provider).or_default();
+        if c.new_outcome {
+            h.outcome_called = false;
+        }
+        if !c.is_call {
+            return;
+        }
+        h.calls += 1;
+        if !h.outcome_called {
+            h.outcome_called = true;
+            h.called_outcomes += 1;
+        }
+        if c.answered {
+            h.latencies.push(c.latency_ms as f32);
+            h.ttfts.extend(c.ttft_ms.map(|t| t as f32));
+        } else {
+            h.failed_calls += 1;
+            if let Some(k) = c.kind {
+                count_failure(&mut h.failures, k, &c.message);
+            }
+        }
+    })?;
+    Ok(run
+        .plan
+        .providers
+        .iter()
+        .filter_map(|p| {
+            let h = by_provider.remove(&p.id)?;
+            Some(ProviderHealth {
+                run: run.id,
+                created_at: run.created_at.clone(),
+                provider: p.id.clone(),
+                calls: h.calls,
+                failed_calls: h.failed_calls,
+                retries: h.calls - h.called_outcomes,
+                error_rate: (h.calls > 0).then(|| h.failed_calls as f64 / h.calls as f64),
+                error_rates: error_rates(&h.failures, h.calls),
+                failures: h.failures,
+                latency_ms: Latency::of(h.latencies),
+                ttft_ms: Latency::of(h.ttfts),
+            })
+        })
+        .collect())
+}
+
 /// Running sums of one row while the store streams its outcomes.
 #[derive(Default)]
 struct Acc {

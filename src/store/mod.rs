@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod details;
+pub mod health;
 pub mod outcomes;
 pub mod plan;
 mod schema;

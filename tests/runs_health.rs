@@ -120,3 +120,48 @@ fn runs_health_shows_each_providers_figures_per_run() {
     out.assert_code(2);
     assert!(out.stderr.contains("no provider `nobody`"), "{out}");
 }
+
+/// The kinds a buyer watches that used to hide in `client_error`, `server_error` or a graded
+/// empty answer: a content-policy 400, a 2xx stopped by the filter with no text, a 529.
+#[test]
+fn refusals_and_overloads_are_kinds_of_their_own() {
+    let server = ScriptServer::start(|seen, _| match seen.task.as_deref() {
+        Some("t1") => Reply::Json(
+            400,
+            json!({"error": {"message": "Input data may contain inappropriate content.",
+                              "type": "invalid_request_error", "code": "data_inspection_failed"}}),
+        ),
+        Some("t2") => {
+            let mut v = chat_response("");
+            v["choices"][0]["finish_reason"] = json!("content_filter");
+            Reply::Json(200, v)
+        }
+        Some("t3") => error(529, "Overloaded"),
+        _ => Reply::Json(200, chat_response("a4")),
+    });
+    let ws = Workspace::new();
+    let suite = ws.write(
+        "suite.yaml",
+        &suite_yaml("s", &[("t1", "a"), ("t2", "a"), ("t3", "a"), ("t4", "a4")]),
+    );
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[Provider::new("p", &server.base_url()).max_retries(0)]),
+    );
+    let out = ws.run(&[&suite], &provs, &["--max-failed-share", "1"]);
+    out.assert_code(0);
+    let all = ws.attempts();
+    let kind = |t: &str| tries_of(&all, "p", t)[0].error_kind.clone();
+    assert_eq!(kind("t1").as_deref(), Some("content_refused"));
+    assert_eq!(kind("t2").as_deref(), Some("content_refused"));
+    assert_eq!(kind("t3").as_deref(), Some("overloaded"));
+    assert_eq!(kind("t4"), None);
+    // The filtered 2xx was billed: its cost is known, and it is not an answer to grade.
+    let filtered = tries_of(&all, "p", "t2")[0];
+    assert!(filtered.cost_femto.is_some_and(|c| c > 0) && !filtered.answered);
+    let report = out.json();
+    let r = row(&report, "p");
+    assert_eq!(r["error_rates"]["content_refused"], 0.5);
+    assert_eq!(r["error_rates"]["overloaded"], 0.25);
+    assert_eq!(r["unanswered"], 3);
+}

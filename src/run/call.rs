@@ -6,6 +6,10 @@
 //! `retry-after` (seconds or an HTTP date); give up when the server asks for a longer wait
 //! than the policy allows. Every header is read defensively: no value a server sends panics.
 //! `insufficient_quota` (a 429) and a 402 without `retry-after` are terminal.
+//!
+//! A streamed call (`stream: true`) reads its server-sent events as they come, notes the time
+//! to the first answer text, and folds them into the body a plain call would have returned
+//! ([`crate::providers::stream`]); from there it is parsed, priced and cached like any other.
 
 use std::time::{Duration, Instant};
 
@@ -197,7 +201,8 @@ fn classify(status: u16, info: &ErrorInfo, has_retry_after: bool) -> (ErrorKind,
         402 => (ErrorKind::Quota, has_retry_after),
         401 | 403 => (ErrorKind::Auth, false),
         404 => (ErrorKind::NotFound, false),
-        408 => (ErrorKind::Timeout, true),
+        // 504: the provider's own deadline (Anthropic `timeout_error`, Gemini DEADLINE_EXCEEDED).
+        408 | 504 => (ErrorKind::Timeout, true),
         409 => (ErrorKind::Conflict, true),
         400 if is_context_length(code, message) => (ErrorKind::ContextLength, false),
         400 if is_content_refusal(code) => (ErrorKind::ContentRefused, false),
@@ -533,6 +538,43 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("retry-after", v.parse().unwrap());
             assert_eq!(retry_after(&h, 120), Ok(None), "{v}");
+        }
+    }
+
+    #[test]
+    fn error_kinds_of_http_errors_and_stream_error_events() {
+        let info = |code: &str, message: &str| ErrorInfo {
+            code: Some(code.into()),
+            message: Some(message.into()),
+        };
+        let kind = |status, code, message| classify(status, &info(code, message), false);
+        assert_eq!(
+            kind(529, "overloaded_error", "Overloaded"),
+            (ErrorKind::Overloaded, true)
+        );
+        assert_eq!(
+            kind(503, "UNAVAILABLE", "The model is overloaded."),
+            (ErrorKind::Overloaded, true)
+        );
+        assert_eq!(kind(503, "", "no provider"), (ErrorKind::ServerError, true));
+        assert_eq!(
+            kind(400, "content_policy_violation", "no"),
+            (ErrorKind::ContentRefused, false)
+        );
+        assert_eq!(
+            kind(400, "invalid_request_error", "bad"),
+            (ErrorKind::ClientError, false)
+        );
+        // Error events after a 200 name a type or a number, not a status.
+        for (code, expected) in [
+            ("overloaded_error", ErrorKind::Overloaded),
+            ("rate_limit_error", ErrorKind::RateLimited),
+            ("502", ErrorKind::ServerError),
+            ("api_error", ErrorKind::ServerError),
+            ("timeout_error", ErrorKind::Timeout),
+            ("data_inspection_failed", ErrorKind::ContentRefused),
+        ] {
+            assert_eq!(kind(event_status(code), code, "").0, expected, "{code}");
         }
     }
 

@@ -180,7 +180,7 @@ pub enum ErrorKind {
     Auth,
     /// HTTP 404: an unknown model or a wrong endpoint.
     NotFound,
-    /// HTTP 408 or a client-side timeout.
+    /// HTTP 408 or 504 (the provider's deadline), or a client-side timeout.
     Timeout,
     /// HTTP 409.
     Conflict,

@@ -33,6 +33,32 @@ fn sse(event: Option<&str>, data: &Value) -> String {
     }
 }
 
+/// A Chat Completions server answering every request with `chunks`, and a workspace whose
+/// suite (task `t1`, answer `Hello`) and one streaming provider `p` at [`CHAT_PRICE`] point at it.
+fn chat_stream(
+    chunks: Vec<(u64, String)>,
+    complete: bool,
+) -> (
+    ScriptServer,
+    Workspace,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let server = ScriptServer::start(move |_, _| Reply::Sse {
+        chunks: chunks.clone(),
+        complete,
+    });
+    let ws = Workspace::new();
+    let (suite, provs) = setup(
+        &ws,
+        "Hello",
+        &[streaming("p", "openai", &server.base_url(), CHAT_PRICE, 0)],
+    );
+    (server, ws, suite, provs)
+}
+
+const CHAT_PRICE: &str = "{input: 0.40, cached_input: 0.10, output: 1.60}";
+
 fn setup(
     ws: &Workspace,
     answer: &str,
@@ -54,17 +80,7 @@ fn openai_usage_comes_from_the_stream_at_its_exact_cost_and_ttft_is_recorded() {
         .enumerate()
         .map(|(i, e)| (if i == 1 || i == 2 { 120 } else { 0 }, e))
         .collect();
-    let server = ScriptServer::start(move |_, _| Reply::Sse {
-        chunks: paced.clone(),
-        complete: true,
-    });
-    let ws = Workspace::new();
-    let price = "{input: 0.40, cached_input: 0.10, output: 1.60}";
-    let (suite, provs) = setup(
-        &ws,
-        "Hello",
-        &[streaming("p", "openai", &server.base_url(), price, 0)],
-    );
+    let (server, ws, suite, provs) = chat_stream(paced, true);
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(0);
 
@@ -323,22 +339,7 @@ fn a_stream_that_ends_without_usage_has_an_unknown_bounded_cost_not_zero() {
     let mut events = sse_events("openai-chat-stream.sse");
     // Drop the usage chunk (the one before [DONE]): a server ignoring include_usage.
     events.remove(events.len() - 2);
-    let server = ScriptServer::start(move |_, _| Reply::Sse {
-        chunks: now(&events),
-        complete: true,
-    });
-    let ws = Workspace::new();
-    let (suite, provs) = setup(
-        &ws,
-        "Hello",
-        &[streaming(
-            "p",
-            "openai",
-            &server.base_url(),
-            "{input: 0.40, output: 1.60}",
-            0,
-        )],
-    );
+    let (_server, ws, suite, provs) = chat_stream(now(&events), true);
     let out = ws.run(&[&suite], &provs, &[]);
     out.assert_code(0);
     let a = &ws.attempts()[0];
@@ -365,22 +366,7 @@ fn a_stream_that_ends_without_usage_has_an_unknown_bounded_cost_not_zero() {
 #[test]
 fn a_stream_cut_short_is_a_broken_connection_of_unknown_cost() {
     let events = sse_events("openai-chat-stream.sse");
-    let server = ScriptServer::start(move |_, _| Reply::Sse {
-        chunks: now(&events[..2]),
-        complete: false,
-    });
-    let ws = Workspace::new();
-    let (suite, provs) = setup(
-        &ws,
-        "Hello",
-        &[streaming(
-            "p",
-            "openai",
-            &server.base_url(),
-            "{input: 0.40, output: 1.60}",
-            0,
-        )],
-    );
+    let (_server, ws, suite, provs) = chat_stream(now(&events[..2]), false);
     ws.run(&[&suite], &provs, &[]).assert_code(4);
     let a = &ws.attempts()[0];
     assert_eq!(a.error_kind.as_deref(), Some("connection"));
@@ -390,17 +376,7 @@ fn a_stream_cut_short_is_a_broken_connection_of_unknown_cost() {
 #[test]
 fn a_streamed_answer_replays_from_its_cassette_without_streaming() {
     let events = sse_events("openai-chat-stream.sse");
-    let server = ScriptServer::start(move |_, _| Reply::Sse {
-        chunks: now(&events),
-        complete: true,
-    });
-    let ws = Workspace::new();
-    let price = "{input: 0.40, cached_input: 0.10, output: 1.60}";
-    let (suite, provs) = setup(
-        &ws,
-        "Hello",
-        &[streaming("p", "openai", &server.base_url(), price, 0)],
-    );
+    let (server, ws, suite, provs) = chat_stream(now(&events), true);
     let cassette = ws.path("cassette.jsonl");
     let cassette_arg = cassette.to_str().unwrap();
     ws.run(&[&suite], &provs, &["--cassette", cassette_arg])

@@ -92,6 +92,8 @@ pub struct OutcomeFacts {
     pub unbounded: bool,
     /// Latency of the answering call.
     pub latency_ms: Option<f32>,
+    /// Time to first token of the answering call, when it was streamed.
+    pub ttft_ms: Option<f32>,
 }
 
 impl OutcomeFacts {
@@ -604,13 +606,54 @@ pub struct CostCi {
     pub basis: &'static str,
 }
 
-/// Latency percentiles of answering calls.
-#[derive(Debug, Clone, Serialize)]
+/// Latency percentiles of answering calls (nearest rank).
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Latency {
     /// Median, ms.
     pub p50: Option<f64>,
     /// 95th percentile, ms.
     pub p95: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99: Option<f64>,
+}
+
+impl Latency {
+    /// The percentiles of `values` (any order).
+    pub fn of(mut values: Vec<f32>) -> Latency {
+        values.sort_unstable_by(f32::total_cmp);
+        Latency {
+            p50: percentile(&values, 0.50),
+            p95: percentile(&values, 0.95),
+            p99: percentile(&values, 0.99),
+        }
+    }
+}
+
+/// The failure kinds a buyer watches: always listed in a row's `error_rates`, 0 when none.
+pub const HEALTH_KINDS: [ErrorKind; 7] = [
+    ErrorKind::RateLimited,
+    ErrorKind::Overloaded,
+    ErrorKind::Timeout,
+    ErrorKind::ServerError,
+    ErrorKind::BadResponse,
+    ErrorKind::ContentRefused,
+    ErrorKind::ContextLength,
+];
+
+/// The share of `calls` that failed with each kind: the [`HEALTH_KINDS`], then every other
+/// kind that occurred. Empty when nothing was called.
+pub fn error_rates(failures: &BTreeMap<String, FailureKind>, calls: u64) -> BTreeMap<String, f64> {
+    if calls == 0 {
+        return BTreeMap::new();
+    }
+    let mut out: BTreeMap<String, f64> = HEALTH_KINDS
+        .iter()
+        .map(|k| (k.as_str().to_string(), 0.0))
+        .collect();
+    for (k, f) in failures {
+        out.insert(k.clone(), f.count as f64 / calls as f64);
+    }
+    out
 }
 
 /// Failures of one kind.
@@ -677,10 +720,103 @@ pub struct Row {
     pub spent_max_usd: Option<f64>,
     /// Latency of answering calls.
     pub latency_ms: Latency,
+    /// Time to first token of answering streamed calls (all `null` when nothing was streamed).
+    pub ttft_ms: Latency,
+    /// Failed attempts of each kind as a share of `calls`.
+    pub error_rates: BTreeMap<String, f64>,
     /// Failed attempts by kind.
     pub failures: BTreeMap<String, FailureKind>,
     /// Unanswered outcomes by the kind of their last failure.
     pub unanswered_by_kind: BTreeMap<String, FailureKind>,
+}
+
+/// One provider's health in one run, over every suite: `costbench runs --health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderHealth {
+    /// The run id.
+    pub run: i64,
+    /// When the run started (UTC).
+    pub created_at: String,
+    /// Provider id.
+    pub provider: String,
+    /// HTTP attempts, retries included (a replayed answer counts as one).
+    pub calls: u64,
+    /// Attempts without an answer.
+    pub failed_calls: u64,
+    /// Attempts beyond the first of each outcome.
+    pub retries: u64,
+    /// `failed_calls / calls`; `null` when nothing was called.
+    pub error_rate: Option<f64>,
+    /// Failed attempts of each kind as a share of `calls` (see [`error_rates`]).
+    pub error_rates: BTreeMap<String, f64>,
+    /// Failed attempts by kind, with the first message of each.
+    pub failures: BTreeMap<String, FailureKind>,
+    /// Latency of answering calls.
+    pub latency_ms: Latency,
+    /// Time to first token of answering streamed calls.
+    pub ttft_ms: Latency,
+}
+
+/// Running sums of one provider's health while the store streams a run's attempts.
+#[derive(Default)]
+struct HealthAcc {
+    calls: u64,
+    called_outcomes: u64,
+    outcome_called: bool,
+    failed_calls: u64,
+    failures: BTreeMap<String, FailureKind>,
+    latencies: Vec<f32>,
+    ttfts: Vec<f32>,
+}
+
+/// Every provider's health in `run`, in the run's provider order (providers of the plan with
+/// no attempt yet are left out).
+pub fn run_health(store: &Store, run: &RunInfo) -> Result<Vec<ProviderHealth>, StoreError> {
+    let mut by_provider: HashMap<String, HealthAcc> = HashMap::new();
+    store.for_each_call(run.id, |c| {
+        let h = by_provider.entry(c.provider).or_default();
+        if c.new_outcome {
+            h.outcome_called = false;
+        }
+        if !c.is_call {
+            return;
+        }
+        h.calls += 1;
+        if !h.outcome_called {
+            h.outcome_called = true;
+            h.called_outcomes += 1;
+        }
+        if c.answered {
+            h.latencies.push(c.latency_ms as f32);
+            h.ttfts.extend(c.ttft_ms.map(|t| t as f32));
+        } else {
+            h.failed_calls += 1;
+            if let Some(k) = c.kind {
+                count_failure(&mut h.failures, k, &c.message);
+            }
+        }
+    })?;
+    Ok(run
+        .plan
+        .providers
+        .iter()
+        .filter_map(|p| {
+            let h = by_provider.remove(&p.id)?;
+            Some(ProviderHealth {
+                run: run.id,
+                created_at: run.created_at.clone(),
+                provider: p.id.clone(),
+                calls: h.calls,
+                failed_calls: h.failed_calls,
+                retries: h.calls - h.called_outcomes,
+                error_rate: (h.calls > 0).then(|| h.failed_calls as f64 / h.calls as f64),
+                error_rates: error_rates(&h.failures, h.calls),
+                failures: h.failures,
+                latency_ms: Latency::of(h.latencies),
+                ttft_ms: Latency::of(h.ttfts),
+            })
+        })
+        .collect())
 }
 
 /// Running sums of one row while the store streams its outcomes.
@@ -777,6 +913,7 @@ impl Acc {
             unknown_calls: u16::try_from(o.cost.unknown).unwrap_or(u16::MAX),
             unbounded: o.cost.unbounded > 0,
             latency_ms: o.latency_ms.map(|l| l as f32),
+            ttft_ms: o.ttft_ms.map(|l| l as f32),
         });
     }
 
@@ -804,8 +941,6 @@ impl Acc {
         };
         let wilson = stats::wilson(accepted, decided, opts.confidence);
         let ci = cost_ci(&self.outcomes, rejection, accepted, tokens.is_some(), opts);
-        let mut latencies: Vec<f32> = self.outcomes.iter().filter_map(|o| o.latency_ms).collect();
-        latencies.sort_unstable_by(f32::total_cmp);
         let rate = wilson.map(|w| w.estimate);
         let spent = (self.spent.unknown == 0 || self.spent.unknown < self.calls)
             .then_some(self.spent.known);
@@ -852,10 +987,9 @@ impl Acc {
             spent_max_usd: spent
                 .zip(self.spent.unknown_max())
                 .map(|(a, b)| a.plus(b).usd()),
-            latency_ms: Latency {
-                p50: percentile(&latencies, 0.50),
-                p95: percentile(&latencies, 0.95),
-            },
+            latency_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.latency_ms).collect()),
+            ttft_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.ttft_ms).collect()),
+            error_rates: error_rates(&self.failures, self.calls),
             failures: self.failures,
             unanswered_by_kind: self.unanswered_by_kind,
         };
@@ -971,6 +1105,7 @@ mod tests {
             unknown_calls: 0,
             unbounded: false,
             latency_ms: None,
+            ttft_ms: None,
         }
     }
 
@@ -999,6 +1134,7 @@ mod tests {
             },
             answered,
             latency_ms: Some(10.0),
+            ttft_ms: None,
             grade,
             human: None,
             failures: Vec::new(),

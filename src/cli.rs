@@ -97,8 +97,9 @@ enum Command {
     /// Which provider, or cascade, should own each workload class, from stored runs: choice,
     /// stability, cross-validated figures, monthly bill, gateway exports; no provider calls.
     Route(RouteArgs),
-    /// List runs.
-    Runs,
+    /// List runs; with --health, each provider's failure rates by kind, retries, latency and
+    /// time to first token per run, so a provider getting worse shows.
+    Runs(RunsArgs),
     /// Check suite and provider files; calls nothing.
     Validate(ValidateArgs),
     /// Move recorded answers between the database and a JSONL cassette.
@@ -180,6 +181,31 @@ struct LabelsAgreementArgs {
     width: Option<u16>,
     #[command(flatten)]
     stats: StatsFlags,
+}
+
+#[derive(Args, Debug)]
+struct RunsArgs {
+    /// One line per provider × run: error rate by kind, retries, p50/p95/p99 latency and TTFT.
+    #[arg(long)]
+    health: bool,
+    /// Only the last N runs.
+    #[arg(long, value_name = "N")]
+    last: Option<usize>,
+    /// With --health: only this provider id.
+    #[arg(long, value_name = "ID", requires = "health")]
+    provider: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ListFormat,
+}
+
+/// Formats of the `runs` listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ListFormat {
+    /// A terminal table.
+    Table,
+    /// JSON.
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -603,7 +629,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Gate(a) => cmd_gate(&cli.db, a),
         Command::Route(a) => cmd_route(&cli.db, a),
-        Command::Runs => cmd_runs(&cli.db),
+        Command::Runs(a) => cmd_runs(&cli.db, a),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
         Command::Labels(c) => cmd_labels(&cli.db, c),
@@ -1298,12 +1324,52 @@ fn cmd_prices(a: &PricesArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn cmd_runs(db: &Path) -> Result<i32> {
+fn cmd_runs(db: &Path, a: &RunsArgs) -> Result<i32> {
     let store = Store::open_to_read(db)?;
+    let mut runs = store.runs()?;
+    runs.truncate(a.last.unwrap_or(usize::MAX));
+    if a.health {
+        if let Some(p) = &a.provider
+            && !runs.iter().any(|r| r.plan.provider(p).is_some())
+        {
+            bail!(UsageError(format!(
+                "no provider `{p}` in the runs listed; `costbench runs` lists their providers"
+            )));
+        }
+        let mut lines = Vec::new();
+        // Oldest first within each provider: a trend reads downwards.
+        for r in runs.iter().rev() {
+            lines.extend(
+                crate::analysis::run_health(&store, r)?
+                    .into_iter()
+                    .filter(|h| a.provider.as_ref().is_none_or(|p| *p == h.provider)),
+            );
+        }
+        let order: Vec<String> =
+            lines
+                .iter()
+                .map(|h| h.provider.clone())
+                .fold(Vec::new(), |mut seen, p| {
+                    if !seen.contains(&p) {
+                        seen.push(p);
+                    }
+                    seen
+                });
+        lines.sort_by_key(|h| (order.iter().position(|p| *p == h.provider), h.run));
+        println!(
+            "{}",
+            export::health::render(&lines, a.format == ListFormat::Json)
+        );
+        return Ok(exit::OK);
+    }
+    if a.format == ListFormat::Json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(exit::OK);
+    }
     let mut t = comfy_table::Table::new();
     t.load_style(comfy_table::presets::UTF8_FULL_CONDENSED)
         .set_header(["id", "started", "status", "cache", "suites", "providers"]);
-    for r in store.runs()? {
+    for r in runs {
         let join = |v: Vec<&str>| v.join(", ");
         t.add_row([
             r.id.to_string(),

@@ -281,6 +281,7 @@ fn report_json_follows_the_documented_contract() {
                 "cost_per_accepted_max_usd",
                 "cost_per_accepted_usd",
                 "cost_usd",
+                "error_rates",
                 "failed_calls",
                 "failures",
                 "grader_errors",
@@ -297,6 +298,7 @@ fn report_json_follows_the_documented_contract() {
                 "suite",
                 "tasks",
                 "tokens",
+                "ttft_ms",
                 "unanswered",
                 "unanswered_by_kind",
                 "unpriced_calls",
@@ -329,7 +331,12 @@ fn report_json_follows_the_documented_contract() {
                 "zero_accept_resamples"
             ]
         );
-        assert_eq!(keys(&r["latency_ms"]), ["p50", "p95"]);
+        assert_eq!(keys(&r["latency_ms"]), ["p50", "p95", "p99"]);
+        // Not streamed: no time to first token, said as null, not 0.
+        assert_eq!(
+            r["ttft_ms"],
+            serde_json::json!({"p50": null, "p95": null, "p99": null})
+        );
         assert_eq!(r["acceptance"]["method"], "wilson");
     }
 
@@ -338,6 +345,7 @@ fn report_json_follows_the_documented_contract() {
         ".run.finished_at" => "[timestamp]",
         ".rows[].latency_ms.p50" => "[ms]",
         ".rows[].latency_ms.p95" => "[ms]",
+        ".rows[].latency_ms.p99" => "[ms]",
     });
 }
 

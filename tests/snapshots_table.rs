@@ -69,7 +69,7 @@ fn table_at_120_columns() {
 fn table_at_200_columns_is_the_full_table() {
     let text = check("200", 200);
     assert!(
-        text.contains("calls / failed / retries ┆ p50 / p95 ms"),
+        text.contains("calls / failed / retries ┆ p50 / p95 / p99 ms"),
         "{text}"
     );
 }

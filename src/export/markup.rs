@@ -55,7 +55,7 @@ pub fn header(a: &RunAnalysis) -> Vec<String> {
         },
         "total cost",
         "calls / failed / retries",
-        "p50 / p95 ms",
+        "p50 / p95 / p99 ms",
         "spent now",
     ]
     .iter()
@@ -135,7 +135,12 @@ pub fn cells(r: &Row) -> Vec<String> {
         cpa,
         total,
         format!("{} / {} / {}", r.calls, r.failed_calls, r.retries),
-        format!("{} / {}", ms(r.latency_ms.p50), ms(r.latency_ms.p95)),
+        format!(
+            "{} / {} / {}",
+            ms(r.latency_ms.p50),
+            ms(r.latency_ms.p95),
+            ms(r.latency_ms.p99)
+        ),
         match r.spent_usd {
             None => "unknown".to_string(),
             s if r.spent_max_usd != r.spent_usd => format!("{}{UNKNOWN_MARK}", usd(s)),
@@ -174,6 +179,9 @@ pub fn footnote(a: &RunAnalysis) -> String {
         ));
     }
     for r in a.rows.iter().map(|r| &r.figures) {
+        if let Some(h) = health_line(r) {
+            s.push_str(&format!("\n{} / {}: {h}.", r.suite, r.provider));
+        }
         if let Some(why) = not_evaluated(r) {
             s.push_str(&format!(
                 "\n{} / {}: not evaluated: the provider refused every call for its configuration ({why}).",
@@ -199,6 +207,35 @@ pub fn footnote(a: &RunAnalysis) -> String {
         ));
     }
     s
+}
+
+/// A row's provider health, when there is something to say: failed calls by kind as shares of
+/// all calls, and time to first token of streamed answers.
+pub fn health_line(r: &Row) -> Option<String> {
+    let mut parts = Vec::new();
+    if r.failed_calls > 0 && r.calls > 0 {
+        let kinds: Vec<String> = r
+            .failures
+            .iter()
+            .map(|(k, f)| format!("{k} {} ({})", f.count, pct(r.error_rates.get(k).copied())))
+            .collect();
+        parts.push(format!(
+            "{} of {} calls failed ({}): {}",
+            r.failed_calls,
+            r.calls,
+            pct(Some(r.failed_calls as f64 / r.calls as f64)),
+            kinds.join(", ")
+        ));
+    }
+    if r.ttft_ms.p50.is_some() {
+        parts.push(format!(
+            "time to first token p50 / p95 / p99 {} / {} / {} ms",
+            ms(r.ttft_ms.p50),
+            ms(r.ttft_ms.p95),
+            ms(r.ttft_ms.p99)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// A terminal table fitted to `width` columns.

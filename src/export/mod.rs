@@ -5,6 +5,7 @@
 
 pub mod compare;
 pub mod gate;
+pub mod health;
 pub mod html;
 pub mod json;
 pub mod junit;

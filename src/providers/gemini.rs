@@ -52,6 +52,15 @@ impl Protocol for Gemini {
         )
     }
 
+    fn stream_url(&self, cfg: &ProviderConfig) -> String {
+        let plain = self.url(cfg);
+        let base = plain.strip_suffix(":generateContent").unwrap_or(&plain);
+        format!("{base}:streamGenerateContent?alt=sse")
+    }
+
+    /// The streaming endpoint is another URL; the body is the same.
+    fn stream_body(&self, _body: &mut Value) {}
+
     fn body(&self, cfg: &ProviderConfig, req: &ChatRequest) -> Value {
         let mut body = serde_json::Map::new();
         let contents: Vec<Value> = req

@@ -12,6 +12,7 @@ pub mod openai_responses;
 pub mod price;
 pub mod pricing;
 pub mod quirks;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -163,7 +164,7 @@ impl Default for RetryPolicy {
 #[serde(
     expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
                      optionally api_key_env, price, catalog, max_concurrency, rpm, tpm, \
-                     timeout_s, retry, extra_body, drop_params and tags"
+                     timeout_s, retry, extra_body, drop_params, tags and stream"
 )]
 pub struct ProviderConfig {
     /// Unique id used in reports.
@@ -206,6 +207,9 @@ pub struct ProviderConfig {
     /// Free-form labels (jurisdiction, tier, ...).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Ask for the answer as server-sent events, to measure time to first token.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 fn default_concurrency() -> usize {
@@ -412,6 +416,16 @@ pub trait Protocol: Send + Sync {
     fn parse(&self, body: &[u8]) -> Result<Completion, String>;
     /// Reads an error body.
     fn parse_error(&self, body: &[u8]) -> ErrorInfo;
+    /// The URL of the streaming endpoint (`stream: true`).
+    fn stream_url(&self, cfg: &ProviderConfig) -> String {
+        self.url(cfg)
+    }
+    /// Turns a request body into its streaming form, in place.
+    fn stream_body(&self, body: &mut Value) {
+        if let Some(o) = body.as_object_mut() {
+            o.insert("stream".into(), Value::Bool(true));
+        }
+    }
 }
 
 impl ErrorInfo {

@@ -78,6 +78,14 @@ impl Protocol for OpenAi {
         })
     }
 
+    fn stream_body(&self, body: &mut Value) {
+        if let Some(o) = body.as_object_mut() {
+            o.insert("stream".into(), json!(true));
+            // Without it the stream carries no usage at all, and the cost would be unknown.
+            o.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+    }
+
     fn parse_error(&self, body: &[u8]) -> ErrorInfo {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return ErrorInfo::default();

@@ -22,6 +22,44 @@ pub fn is_context_length(code: &str, message: &str) -> bool {
         || m.contains("context length")
 }
 
+/// Whether an error says the provider is overloaded: Anthropic's 529 `overloaded_error`, or a
+/// 5xx whose code or message says so (OpenAI's "engine overloaded", Gemini's "The model is
+/// overloaded").
+pub fn is_overloaded(status: u16, code: &str, message: &str) -> bool {
+    status == 529
+        || code.to_ascii_lowercase().contains("overloaded")
+        || message.to_ascii_lowercase().contains("overloaded")
+}
+
+/// Whether an error code says the provider refused the content: OpenAI
+/// `content_policy_violation` / `content_filter`, Qwen `data_inspection_failed`.
+pub fn is_content_refusal(code: &str) -> bool {
+    matches!(
+        code,
+        "content_policy_violation" | "content_filter" | "data_inspection_failed"
+    )
+}
+
+/// Why a 2xx answer with no text is a refusal by the provider's filter, if it is: OpenAI
+/// `content_filter`, Anthropic `refusal`, Gemini `SAFETY` and its kin. There is nothing to
+/// grade, and asking again would be refused the same way.
+pub fn refused_finish(finish_reason: Option<&str>, text: &str) -> Option<String> {
+    let r = finish_reason?;
+    let refused = matches!(
+        r,
+        "content_filter"
+            | "refusal"
+            | "SAFETY"
+            | "PROHIBITED_CONTENT"
+            | "BLOCKLIST"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "RECITATION"
+    );
+    (refused && text.trim().is_empty())
+        .then(|| format!("refused by the provider's filter: finish_reason {r}, no text"))
+}
+
 /// Why a 2xx answer is not a usable answer although it was billed, if it is not: DeepSeek
 /// stops generation with `insufficient_system_resource` when it runs out of capacity.
 pub fn incomplete_finish(finish_reason: Option<&str>) -> Option<&'static str> {
@@ -95,6 +133,29 @@ mod tests {
             "invalid_request_error",
             "temperature: out of range"
         ));
+    }
+
+    #[test]
+    fn overload_and_refusal_signals() {
+        assert!(is_overloaded(529, "", ""));
+        assert!(is_overloaded(200, "overloaded_error", "Overloaded"));
+        assert!(is_overloaded(
+            503,
+            "UNAVAILABLE",
+            "The model is overloaded."
+        ));
+        assert!(!is_overloaded(
+            503,
+            "",
+            "no provider meets the routing requirements"
+        ));
+        assert!(is_content_refusal("data_inspection_failed"));
+        assert!(!is_content_refusal("invalid_request_error"));
+        assert!(refused_finish(Some("SAFETY"), "").is_some());
+        assert!(refused_finish(Some("content_filter"), " ").is_some());
+        // Text to grade is an answer, whatever the finish reason.
+        assert!(refused_finish(Some("refusal"), "I can't help with that.").is_none());
+        assert!(refused_finish(Some("stop"), "").is_none());
     }
 
     #[test]

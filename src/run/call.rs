@@ -6,14 +6,21 @@
 //! `retry-after` (seconds or an HTTP date); give up when the server asks for a longer wait
 //! than the policy allows. Every header is read defensively: no value a server sends panics.
 //! `insufficient_quota` (a 429) and a 402 without `retry-after` are terminal.
+//!
+//! A streamed call (`stream: true`) reads its server-sent events as they come, notes the time
+//! to the first answer text, and folds them into the body a plain call would have returned
+//! ([`crate::providers::stream`]); from there it is parsed, priced and cached like any other.
 
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::StreamExt;
 use reqwest::header::HeaderMap;
 
-use crate::providers::quirks::{self, is_context_length};
-use crate::providers::{Completion, Protocol, ProviderConfig};
+use crate::providers::quirks::{self, is_content_refusal, is_context_length, is_overloaded};
+use crate::providers::stream::{self, Step, StreamFailure};
+use crate::providers::{Completion, ErrorInfo, Protocol, ProviderConfig};
 use crate::store::{AttemptRow, Delivery, ErrorKind, now};
 
 /// The longest a single HTTP call may be given, whatever the config says: a day. Keeps the
@@ -51,8 +58,10 @@ pub struct CallSpec<'a> {
     pub client: &'a reqwest::Client,
     /// API key, if any.
     pub key: Option<&'a str>,
-    /// The request body.
+    /// The request body, in its streaming form when `stream` is set.
     pub body: &'a serde_json::Value,
+    /// Ask for server-sent events (the provider's `stream: true`).
+    pub stream: bool,
 }
 
 /// Delays between tries, with jitter, per the provider's policy.
@@ -91,9 +100,14 @@ fn redact(text: &str, secret: &str) -> String {
 async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     let started_at = now();
     let t0 = Instant::now();
+    let url = if spec.stream {
+        spec.protocol.stream_url(spec.cfg)
+    } else {
+        spec.protocol.url(spec.cfg)
+    };
     let mut req = spec
         .client
-        .post(spec.protocol.url(spec.cfg))
+        .post(url)
         .timeout(call_timeout(spec.cfg))
         .json(spec.body);
     if let Some(k) = spec.key {
@@ -102,56 +116,35 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
         }
     }
     let mut row = AttemptRow { started_at, ..slot };
-    let sent = req.send().await;
-    let (status, headers, bytes) = match sent {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let headers = resp.headers().clone();
-            match resp.bytes().await {
-                Ok(b) => (status, headers, b),
-                Err(e) => {
-                    row.http_status = Some(status);
-                    return transport_failure(row, t0, &e);
-                }
-            }
-        }
+    let resp = match req.send().await {
+        Ok(resp) => resp,
         Err(e) => return transport_failure(row, t0, &e),
     };
-    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     row.http_status = Some(status);
-
     let pause = super::limits::pause_from_headers(
         &headers,
         Duration::from_secs(spec.cfg.retry.max_retry_after_s),
     );
+    // A server that ignores `stream: true` answers with one JSON body, read as usual.
+    let sse = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    if spec.stream && sse && (200..300).contains(&status) {
+        let mut r = streamed(spec, row, t0, resp, &headers).await;
+        r.pause = pause;
+        return r;
+    }
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return transport_failure(row, t0, &e),
+    };
+    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
     if (200..300).contains(&status) {
-        let mut r = match spec.protocol.parse(&bytes) {
-            Ok(mut c) => {
-                // Gemini names the tier that served the call (priority can fall back to
-                // standard) in a header, not the body.
-                if let Some(t) = headers
-                    .get("x-gemini-service-tier")
-                    .and_then(|v| v.to_str().ok())
-                {
-                    c.served.tier = Some(t.to_string());
-                }
-                answered(row, c, spec.cfg, &bytes)
-            }
-            Err(e) => {
-                // A body we cannot read is not retried: the same server would send it again.
-                row.delivery = Delivery::Answered;
-                row.error_kind = Some(ErrorKind::BadResponse);
-                row.error_message = Some(e);
-                row.cost = None;
-                TryResult {
-                    row,
-                    retryable: false,
-                    retry_after: None,
-                    body: None,
-                    pause: None,
-                }
-            }
-        };
+        let mut r = success(spec, row, &headers, &bytes);
         r.pause = pause;
         return r;
     }
@@ -162,21 +155,7 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
         Ok(wait) => (wait, None),
         Err(asked) => (None, Some(asked)),
     };
-    let code = info.code.clone().unwrap_or_default();
-    let (kind, mut retryable) = match status {
-        429 if code == "insufficient_quota" => (ErrorKind::Quota, false),
-        429 => (ErrorKind::RateLimited, true),
-        402 => (ErrorKind::Quota, retry_after.is_some()),
-        401 | 403 => (ErrorKind::Auth, false),
-        404 => (ErrorKind::NotFound, false),
-        408 => (ErrorKind::Timeout, true),
-        409 => (ErrorKind::Conflict, true),
-        400 if is_context_length(&code, info.message.as_deref().unwrap_or("")) => {
-            (ErrorKind::ContextLength, false)
-        }
-        500..=599 => (ErrorKind::ServerError, true),
-        _ => (ErrorKind::ClientError, false),
-    };
+    let (kind, mut retryable) = classify(status, &info, retry_after.is_some());
     match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
         Some("true") => retryable = true,
         Some("false") => retryable = false,
@@ -211,6 +190,182 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     }
 }
 
+/// What an HTTP error (or an error event after a 200, whose `status` is the code it names)
+/// means, and whether another try may help.
+fn classify(status: u16, info: &ErrorInfo, has_retry_after: bool) -> (ErrorKind, bool) {
+    let code = info.code.as_deref().unwrap_or_default();
+    let message = info.message.as_deref().unwrap_or_default();
+    match status {
+        429 if code == "insufficient_quota" => (ErrorKind::Quota, false),
+        429 => (ErrorKind::RateLimited, true),
+        402 => (ErrorKind::Quota, has_retry_after),
+        401 | 403 => (ErrorKind::Auth, false),
+        404 => (ErrorKind::NotFound, false),
+        // 504: the provider's own deadline (Anthropic `timeout_error`, Gemini DEADLINE_EXCEEDED).
+        408 | 504 => (ErrorKind::Timeout, true),
+        409 => (ErrorKind::Conflict, true),
+        400 if is_context_length(code, message) => (ErrorKind::ContextLength, false),
+        400 if is_content_refusal(code) => (ErrorKind::ContentRefused, false),
+        500..=599 if is_overloaded(status, code, message) => (ErrorKind::Overloaded, true),
+        500..=599 => (ErrorKind::ServerError, true),
+        _ => (ErrorKind::ClientError, false),
+    }
+}
+
+/// The HTTP status an error event's code stands for: a number (OpenRouter), or an error type
+/// (Anthropic's `overloaded_error`, OpenAI's `rate_limit_exceeded`); unknown ones as a 500.
+fn event_status(code: &str) -> u16 {
+    if let Ok(n) = code.parse::<u16>() {
+        return n;
+    }
+    match code {
+        "rate_limit_error" | "rate_limit_exceeded" | "RESOURCE_EXHAUSTED" => 429,
+        "overloaded_error" => 529,
+        "timeout_error" | "DEADLINE_EXCEEDED" => 504,
+        "invalid_request_error" | "INVALID_ARGUMENT" | "context_length_exceeded" => 400,
+        c if is_content_refusal(c) => 400,
+        "authentication_error" | "permission_error" | "PERMISSION_DENIED" => 403,
+        "not_found_error" | "NOT_FOUND" => 404,
+        "billing_error" | "insufficient_quota" => 402,
+        _ => 500,
+    }
+}
+
+/// A 2xx body: an answer, or one that cannot be read.
+fn success(
+    spec: &CallSpec<'_>,
+    mut row: AttemptRow,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> TryResult {
+    match spec.protocol.parse(bytes) {
+        Ok(mut c) => {
+            // Gemini names the tier that served the call (priority can fall back to
+            // standard) in a header, not the body.
+            if let Some(t) = headers
+                .get("x-gemini-service-tier")
+                .and_then(|v| v.to_str().ok())
+            {
+                c.served.tier = Some(t.to_string());
+            }
+            answered(row, c, spec.cfg, bytes)
+        }
+        Err(e) => {
+            // A body we cannot read is not retried: the same server would send it again.
+            row.delivery = Delivery::Answered;
+            // Gemini answers a blocked prompt with its reason and no candidate.
+            row.error_kind = Some(if e.starts_with("prompt blocked") {
+                ErrorKind::ContentRefused
+            } else {
+                ErrorKind::BadResponse
+            });
+            row.error_message = Some(e);
+            row.cost = None;
+            TryResult {
+                row,
+                retryable: false,
+                retry_after: None,
+                body: None,
+                pause: None,
+            }
+        }
+    }
+}
+
+/// Reads a streamed answer: folds its events into the body a plain call would have returned
+/// (which is parsed, priced and cached as such) and notes the time to the first answer text.
+async fn streamed(
+    spec: &CallSpec<'_>,
+    mut row: AttemptRow,
+    t0: Instant,
+    resp: reqwest::Response,
+    headers: &HeaderMap,
+) -> TryResult {
+    let Some(mut fold) = stream::folder(&spec.cfg.protocol) else {
+        return stream_failed(
+            row,
+            t0,
+            StreamFailure::Malformed("protocol cannot stream".into()),
+        );
+    };
+    let mut events = resp.bytes_stream().eventsource();
+    while let Some(ev) = events.next().await {
+        let step = match ev {
+            // Keep-alive and `ping`-only events carry no data.
+            Ok(ev) if ev.data.trim().is_empty() => continue,
+            Ok(ev) => fold.event(&ev.event, &ev.data),
+            Err(EventStreamError::Transport(e)) => return transport_failure(row, t0, &e),
+            Err(e) => Err(StreamFailure::Malformed(format!("unreadable stream: {e}"))),
+        };
+        match step {
+            Ok(Step::Content) if row.ttft_ms.is_none() => {
+                row.ttft_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok(_) => {}
+            Err(f) => return stream_failed(row, t0, f),
+        }
+    }
+    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    match fold.finish() {
+        Ok(body) => {
+            let mut r = success(spec, row, headers, body.to_string().as_bytes());
+            if r.row.answered && r.row.usage.is_none() && r.row.cost.is_none() {
+                let note = "the stream ended without usage: cost unknown";
+                r.row.error_message = Some(match r.row.error_message.take() {
+                    Some(m) => format!("{m}; {note}"),
+                    None => note.into(),
+                });
+            }
+            r
+        }
+        Err(f) => stream_failed(row, t0, f),
+    }
+}
+
+/// A stream that gave no answer: an error event after the 200 (classified by its code), a
+/// stream cut short, or events that cannot be read. The provider may have billed the tokens
+/// it generated, so the cost is unknown (bounded), never 0.
+fn stream_failed(mut row: AttemptRow, t0: Instant, f: StreamFailure) -> TryResult {
+    row.latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let (kind, retryable, message) = match f {
+        StreamFailure::Error { code, message } => {
+            let info = ErrorInfo {
+                code: code.clone(),
+                message: Some(message.clone()),
+            };
+            let (kind, retryable) =
+                classify(event_status(code.as_deref().unwrap_or("")), &info, false);
+            let code = code.map(|c| format!("{c}: ")).unwrap_or_default();
+            (
+                kind,
+                retryable,
+                format!(
+                    "error event after HTTP 200: {code}{}",
+                    truncate(&message, 300)
+                ),
+            )
+        }
+        StreamFailure::Truncated(m) => (ErrorKind::Connection, true, format!("stream broken: {m}")),
+        StreamFailure::Malformed(m) => (ErrorKind::BadResponse, false, m),
+    };
+    row.delivery = if kind == ErrorKind::BadResponse {
+        Delivery::Answered
+    } else {
+        Delivery::SentUnknown
+    };
+    row.error_kind = Some(kind);
+    row.error_message = Some(message);
+    row.cost = None;
+    row.spent = None;
+    TryResult {
+        row,
+        retryable,
+        retry_after: None,
+        body: None,
+        pause: None,
+    }
+}
+
 fn answered(
     mut row: AttemptRow,
     mut c: Completion,
@@ -223,6 +378,19 @@ fn answered(
     row.spent = row.cost;
     row.usage = c.usage;
     row.finish_reason = c.finish_reason.clone();
+    if let Some(why) = quirks::refused_finish(row.finish_reason.as_deref(), &c.text) {
+        // Billed, but refused: nothing to grade, and asking again gets the same refusal.
+        row.output = Some(c.text);
+        row.error_kind = Some(ErrorKind::ContentRefused);
+        row.error_message = Some(why);
+        return TryResult {
+            row,
+            retryable: false,
+            retry_after: None,
+            body: None,
+            pause: None,
+        };
+    }
     row.output = Some(c.text);
     if let Some(why) = quirks::incomplete_finish(row.finish_reason.as_deref()) {
         // Billed, but not an answer; another try may get one.
@@ -370,6 +538,43 @@ mod tests {
             let mut h = HeaderMap::new();
             h.insert("retry-after", v.parse().unwrap());
             assert_eq!(retry_after(&h, 120), Ok(None), "{v}");
+        }
+    }
+
+    #[test]
+    fn error_kinds_of_http_errors_and_stream_error_events() {
+        let info = |code: &str, message: &str| ErrorInfo {
+            code: Some(code.into()),
+            message: Some(message.into()),
+        };
+        let kind = |status, code, message| classify(status, &info(code, message), false);
+        assert_eq!(
+            kind(529, "overloaded_error", "Overloaded"),
+            (ErrorKind::Overloaded, true)
+        );
+        assert_eq!(
+            kind(503, "UNAVAILABLE", "The model is overloaded."),
+            (ErrorKind::Overloaded, true)
+        );
+        assert_eq!(kind(503, "", "no provider"), (ErrorKind::ServerError, true));
+        assert_eq!(
+            kind(400, "content_policy_violation", "no"),
+            (ErrorKind::ContentRefused, false)
+        );
+        assert_eq!(
+            kind(400, "invalid_request_error", "bad"),
+            (ErrorKind::ClientError, false)
+        );
+        // Error events after a 200 name a type or a number, not a status.
+        for (code, expected) in [
+            ("overloaded_error", ErrorKind::Overloaded),
+            ("rate_limit_error", ErrorKind::RateLimited),
+            ("502", ErrorKind::ServerError),
+            ("api_error", ErrorKind::ServerError),
+            ("timeout_error", ErrorKind::Timeout),
+            ("data_inspection_failed", ErrorKind::ContentRefused),
+        ] {
+            assert_eq!(kind(event_status(code), code, "").0, expected, "{code}");
         }
     }
 

@@ -120,12 +120,20 @@ impl Dispatch for Online<'_> {
             }
             None => None,
         };
+        // Streaming is how the answer travels, not what is asked: the cache key and the
+        // recorded request stay those of the plain body.
+        let streamed = self.cfg.stream.then(|| {
+            let mut b = req.body.clone();
+            self.protocol.stream_body(&mut b);
+            b
+        });
         let spec = CallSpec {
             cfg: self.cfg,
             protocol: self.protocol,
             client: &self.client,
             key,
-            body: &req.body,
+            body: streamed.as_ref().unwrap_or(&req.body),
+            stream: self.cfg.stream,
         };
         let mut delays = backoff(self.cfg);
         let mut base = req.base.clone();

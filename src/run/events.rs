@@ -10,7 +10,7 @@
 //! - `run_started`: `run_id`, `resumed`, `total_slots`;
 //! - `attempt_finished`: the stored attempt's identity (`suite`, `provider`, `task_id`,
 //!   `repeat`, `try`), `request_hash`, `final`, `answered`, `replayed`, `delivery`,
-//!   `error_kind`, `error_message`, `http_status`, `latency_ms`, `finish_reason`, `usage`,
+//!   `error_kind`, `error_message`, `http_status`, `latency_ms`, `ttft_ms`, `finish_reason`, `usage`,
 //!   `cost_usd` / `spent_usd` (null when unknown) and `cost_max_usd`;
 //! - `retry_scheduled`: the attempt's identity, `delay_ms`, `reason` (its error kind) and
 //!   `server_asked` (the wait came from `retry-after`);
@@ -181,6 +181,7 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
                 "error_message": a.error_message,
                 "http_status": a.http_status,
                 "latency_ms": a.latency_ms,
+                "ttft_ms": a.ttft_ms,
                 "finish_reason": a.finish_reason,
                 "usage": a.usage,
                 "cost_usd": usd(a.cost),

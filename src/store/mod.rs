@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod details;
 pub mod labels;
+pub mod health;
 pub mod outcomes;
 pub mod plan;
 mod schema;
@@ -159,8 +160,10 @@ pub struct AttemptRow {
     pub request_hash: String,
     /// UTC start time, RFC 3339.
     pub started_at: String,
-    /// Wall time of the HTTP exchange.
+    /// Wall time of the HTTP exchange (a streamed answer: until its last event).
     pub latency_ms: f64,
+    /// Time to the first answer text of a streamed call; `None` when not streamed or no text.
+    pub ttft_ms: Option<f64>,
     /// HTTP status, if a response arrived.
     pub http_status: Option<u16>,
     /// Whether the request reached the provider, which decides what a failure may cost.

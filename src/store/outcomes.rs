@@ -109,6 +109,8 @@ pub struct OutcomeRecord {
     pub answered: bool,
     /// Latency of the answering try.
     pub latency_ms: Option<f64>,
+    /// Time to first token of the answering try, when it was streamed.
+    pub ttft_ms: Option<f64>,
     /// The grade, if graded.
     pub grade: Option<GradeStatus>,
     /// The human raters' majority verdict, when humans labelled it (it overrides `grade` in
@@ -146,6 +148,7 @@ struct AttemptFacts {
     est_prompt_tokens: Option<u64>,
     spent: Option<Money>,
     latency_ms: f64,
+    ttft_ms: Option<f64>,
 }
 
 /// What an attempt stored before deliveries were recorded (schema v1) must have been.
@@ -207,6 +210,7 @@ fn fold(
         if a.answered {
             rec.answered = true;
             rec.latency_ms = Some(a.latency_ms);
+            rec.ttft_ms = a.ttft_ms;
         }
     }
 }
@@ -274,7 +278,7 @@ impl Store {
                     answered, http_status, usage_known, input_tokens, cached_tokens,
                     cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
                     cost_femto, cost_big, spent_femto, spent_big, cost_max_femto,
-                    est_prompt_tokens, latency_ms
+                    est_prompt_tokens, latency_ms, ttft_ms
                  FROM attempts WHERE run_id = ?1
                  ORDER BY suite, provider, task_id, repeat, try",
             )
@@ -490,6 +494,7 @@ fn new_outcome(
         spent: Tally::default(),
         answered: false,
         latency_ms: None,
+        ttft_ms: None,
         failures: Vec::new(),
     })
 }
@@ -545,6 +550,7 @@ fn read_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptFacts> {
         est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
         spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
         latency_ms: r.get(22)?,
+        ttft_ms: r.get(23)?,
     })
 }
 

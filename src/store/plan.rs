@@ -184,7 +184,7 @@ pub enum ErrorKind {
     Auth,
     /// HTTP 404: an unknown model or a wrong endpoint.
     NotFound,
-    /// HTTP 408 or a client-side timeout.
+    /// HTTP 408 or 504 (the provider's deadline), or a client-side timeout.
     Timeout,
     /// HTTP 409.
     Conflict,
@@ -194,6 +194,12 @@ pub enum ErrorKind {
     ClientError,
     /// HTTP 5xx.
     ServerError,
+    /// The provider said it is overloaded (HTTP 529, Anthropic `overloaded_error`, a 503 saying
+    /// so): a capacity problem, retried, kept apart from other server errors for health.
+    Overloaded,
+    /// The provider refused the content: a content-policy 400, or a 2xx stopped by its filter
+    /// with no text to grade.
+    ContentRefused,
     /// A connection that failed or broke (see [`Delivery`] for whether anything was sent).
     Connection,
     /// A 2xx body that could not be read.
@@ -210,7 +216,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for parsing.
-    const ALL: [ErrorKind; 15] = [
+    const ALL: [ErrorKind; 17] = [
         ErrorKind::RateLimited,
         ErrorKind::Quota,
         ErrorKind::Auth,
@@ -220,6 +226,8 @@ impl ErrorKind {
         ErrorKind::ContextLength,
         ErrorKind::ClientError,
         ErrorKind::ServerError,
+        ErrorKind::Overloaded,
+        ErrorKind::ContentRefused,
         ErrorKind::Connection,
         ErrorKind::BadResponse,
         ErrorKind::Incomplete,
@@ -240,6 +248,8 @@ impl ErrorKind {
             ErrorKind::ContextLength => "context_length",
             ErrorKind::ClientError => "client_error",
             ErrorKind::ServerError => "server_error",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::ContentRefused => "content_refused",
             ErrorKind::Connection => "connection",
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::Incomplete => "incomplete",

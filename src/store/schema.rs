@@ -107,4 +107,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, suite, provider, task_id, repeat, rater)
     );
     "#,
+    // v4: time to first token of streamed calls (NULL for every call that was not streamed).
+    r#"
+    ALTER TABLE attempts ADD COLUMN ttft_ms REAL;
+    "#,
 ];

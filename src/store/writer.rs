@@ -189,9 +189,9 @@ fn insert_attempt(conn: &Connection, a: &AttemptRow) -> rusqlite::Result<usize> 
             started_at, latency_ms, http_status, error_kind, error_message, answered, replayed,
             usage_known, input_tokens, cached_tokens, cache_write_tokens, cache_write_1h_tokens,
             output_tokens, reasoning_tokens, cost_femto, spent_femto, finish_reason, output,
-            delivery, cost_big, spent_big, cost_max_femto, est_prompt_tokens)
+            delivery, cost_big, spent_big, cost_max_femto, est_prompt_tokens, ttft_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
     )?
     .execute(params![
         a.run_id,
@@ -225,6 +225,7 @@ fn insert_attempt(conn: &Connection, a: &AttemptRow) -> rusqlite::Result<usize> 
         spent_big,
         a.cost_max.map(|m| m.0.to_string()),
         a.est_prompt_tokens.map(tokens),
+        a.ttft_ms,
     ])
 }
 

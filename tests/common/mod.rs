@@ -297,6 +297,18 @@ pub fn chat_response(content: &str) -> Value {
     v
 }
 
+/// The events of an SSE fixture from tests/fixtures, each with its blank-line terminator.
+pub fn sse_events(name: &str) -> Vec<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| format!("{}\n\n", e.trim_start_matches('\n')))
+        .collect()
+}
+
 /// The task a request belongs to: the last message's `task <id>` (see [`suite_yaml`]).
 pub fn task_of(body: &Value) -> Option<String> {
     body["messages"]
@@ -335,6 +347,8 @@ pub struct Attempt {
     pub cost_femto: Option<i64>,
     pub spent_femto: Option<i64>,
     pub output: Option<String>,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
 }
 
 /// Every attempt stored in `db`, in insertion order.
@@ -346,7 +360,8 @@ pub fn attempts(db: &Path) -> Vec<Attempt> {
         .prepare(
             "SELECT run_id, suite, provider, task_id, repeat, try, final, http_status, error_kind,
                 error_message, answered, replayed, usage_known, input_tokens, cached_tokens,
-                output_tokens, reasoning_tokens, cost_femto, spent_femto, output
+                output_tokens, reasoning_tokens, cost_femto, spent_femto, output, latency_ms,
+                ttft_ms
              FROM attempts ORDER BY id",
         )
         .expect("prepare");
@@ -372,6 +387,8 @@ pub fn attempts(db: &Path) -> Vec<Attempt> {
             cost_femto: r.get(17)?,
             spent_femto: r.get(18)?,
             output: r.get(19)?,
+            latency_ms: r.get(20)?,
+            ttft_ms: r.get(21)?,
         })
     })
     .expect("query")
@@ -440,6 +457,12 @@ pub enum Reply {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
+    },
+    /// A 200 `text/event-stream` body sent in chunks, each after its delay (ms): paced SSE.
+    /// `complete: false` closes the connection after the last chunk without ending the body.
+    Sse {
+        chunks: Vec<(u64, String)>,
+        complete: bool,
     },
     /// Read the request, then reset the connection (SO_LINGER 0) without answering.
     Reset,
@@ -632,6 +655,23 @@ async fn serve_connection(mut sock: tokio::net::TcpStream, state: SharedState) {
             }
             continue;
         }
+        if let Reply::Sse { chunks, complete } = &reply {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for (delay, text) in chunks {
+                tokio::time::sleep(Duration::from_millis(*delay)).await;
+                let chunk = format!("{:x}\r\n{text}\r\n", text.len());
+                if sock.write_all(chunk.as_bytes()).await.is_err() || sock.flush().await.is_err() {
+                    return;
+                }
+            }
+            if !complete || sock.write_all(b"0\r\n\r\n").await.is_err() {
+                return; // dropping the socket cuts the body short
+            }
+            continue;
+        }
         let (status, headers, body) = match reply {
             Reply::Json(status, v) => (
                 status,
@@ -648,7 +688,7 @@ async fn serve_connection(mut sock: tokio::net::TcpStream, state: SharedState) {
                 return; // dropping the socket sends RST
             }
             Reply::Hang => std::future::pending().await,
-            Reply::Bytes { .. } => continue, // written above
+            Reply::Bytes { .. } | Reply::Sse { .. } => continue, // written above
         };
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",

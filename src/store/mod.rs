@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod details;
+pub mod judge;
 pub mod outcomes;
 pub mod plan;
 mod schema;
@@ -26,7 +27,7 @@ use schema::MIGRATIONS;
 pub use writer::{WriteOp, Writer};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

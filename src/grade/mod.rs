@@ -953,7 +953,7 @@ mod tests {
         let a = fingerprint(&spec("{type: contains, value: x}"));
         assert_eq!(a.len(), 16);
         assert_eq!(a, fingerprint(&spec("{value: x, type: contains}")));
-        assert_ne!(a, fingerprint(&spec("{type: contains, value: y}")));
+        assert_ne!(a, fingerprint(&spec("{type: contains, value: z}")));
     }
 
     proptest! {

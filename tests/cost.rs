@@ -284,6 +284,7 @@ fn report_json_follows_the_documented_contract() {
                 "failed_calls",
                 "failures",
                 "grader_errors",
+                "graders",
                 "latency_ms",
                 "outcomes",
                 "pending",

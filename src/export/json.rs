@@ -8,13 +8,20 @@
 //!     "quality_threshold", "qualifies",
 //!     "calls", "failed_calls", "retries", "unpriced_calls",
 //!     "tokens": {"input","cached_input","cache_write","output","reasoning"},
-//!     "cost_usd": {"tokens","rejections","total","unknown_max"},
+//!     "cost_usd": {"tokens","rejections","total","unknown_max", "judge"?},
 //!     "cost_per_accepted_usd", "cost_per_accepted_max_usd",
 //!     "cost_per_accepted_ci": {"low","high","method","resamples","zero_accept_resamples","basis"},
 //!     "spent_usd", "spent_max_usd", "latency_ms": {"p50","p95"},
 //!     "failures": {kind: {"count","first_message"}},
-//!     "unanswered_by_kind": {kind: {"count","first_message"}} } ] }
+//!     "unanswered_by_kind": {kind: {"count","first_message"}},
+//!     "graders"?: [ {"fingerprint", "outcomes",
+//!                    "set": {"accept", "graders": [{"kind","fingerprint","weight"}]}} ] } ] }
 //! ```
+//! `cost_usd.judge` (present when the suite has a `judge` grader) is what the LLM-judge calls
+//! of the row's grades cost, known part; it is included in `total` and in cost per accepted
+//! outcome (judge calls of unknown cost count in `unknown_max`). `graders` names the grader
+//! sets (kinds and config fingerprints) that gave the row's grades, with how many each gave;
+//! absent for grades stored before grader sets were recorded.
 //! `input` counts prompt tokens not served from cache; `output` includes reasoning tokens;
 //! `calls` counts every HTTP attempt (retries included; a replayed answer counts as one);
 //! `failed_calls` those that got no answer; `pending` outcomes not yet attempted (an

@@ -203,6 +203,20 @@ fn judge_verdicts_costs_and_replays() {
     let r1 = ws.report(Some(1));
     assert_close(&r1["rows"][0]["cost_usd"]["judge"], 6.0 * JUDGE_CALL, 1e-12);
 
+    // The table says how much of $/accepted the judge took.
+    let table = common::Out::of(
+        ws.cmd()
+            .args(["report", "--run", "1", "--width", "200"])
+            .output()
+            .unwrap(),
+    );
+    table.assert_code(0);
+    assert!(
+        table.stdout.contains("judged / p: $/accepted includes")
+            && table.stdout.contains("of LLM-judge calls"),
+        "{table}"
+    );
+
     // Without the providers file, `grade` cannot reach the judge: a usage error saying so.
     let out = common::Out::of(ws.cmd().args(["grade", "--run", "1"]).output().unwrap());
     out.assert_code(2);

@@ -191,15 +191,19 @@ impl RunAnalysis {
             after.add(&run_after, &o);
         })?;
         let task_ids = store.task_ids(run.id)?;
+        let mut rows_before = before.rows(&run, &options);
+        let mut rows_after = after.rows(&run_after, &options);
+        fill_grader_sets(store, &mut rows_before)?;
+        fill_grader_sets(store, &mut rows_after)?;
         Ok((
             RunAnalysis {
-                rows: before.rows(&run, &options),
+                rows: rows_before,
                 task_ids: task_ids.clone(),
                 run,
                 options,
             },
             RunAnalysis {
-                rows: after.rows(&run_after, &options),
+                rows: rows_after,
                 task_ids,
                 run: run_after,
                 options,

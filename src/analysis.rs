@@ -203,8 +203,10 @@ impl RunAnalysis {
         let task_ids = store.task_ids(run.id)?;
         let labelled = store.labelled_outcomes(run.id)?;
         let graders = grader_details(store, &run)?;
-        let rows = before.rows(&run, &options);
-        let rows_after = after.rows(&run_after, &options);
+        let mut rows = before.rows(&run, &options);
+        let mut rows_after = after.rows(&run_after, &options);
+        fill_grader_sets(store, &mut rows)?;
+        fill_grader_sets(store, &mut rows_after)?;
         Ok((
             RunAnalysis {
                 agreement: agreement(&run, &rows, &labelled, &options),
@@ -235,7 +237,8 @@ impl RunAnalysis {
         let rate = |p: &str| rates.get(p).copied();
         let mut rows = Grouped::default();
         store.for_each_outcome(run.id, &rate, reprice, |o| rows.add(&run, &o))?;
-        let rows = rows.rows(&run, &options);
+        let mut rows = rows.rows(&run, &options);
+        fill_grader_sets(store, &mut rows)?;
         // Read again rather than kept from the scan (which reads them to place each task):
         // holding them while the rows are finished raised a million-outcome report's peak
         // RSS from 90 to 104 MB, to save a read of 0.13–0.31 s.
@@ -442,6 +445,20 @@ impl Grouped {
     }
 }
 
+/// Puts each row's grader sets as stored beside their fingerprints.
+fn fill_grader_sets(store: &Store, rows: &mut [RowAnalysis]) -> Result<(), StoreError> {
+    if rows.iter().all(|r| r.figures.graders.is_empty()) {
+        return Ok(());
+    }
+    let sets = store.grader_sets()?;
+    for g in rows.iter_mut().flat_map(|r| r.figures.graders.iter_mut()) {
+        if let Some(v) = sets.get(&g.fingerprint) {
+            g.set = v.clone();
+        }
+    }
+    Ok(())
+}
+
 /// Whether the checks that can run at serving time (graders marked `runtime: true`) passed, per
 /// suite × provider, aligned with [`RowAnalysis::outcomes`]. Suites without such checks have no
 /// entry; an outcome without an answer or a grade did not pass them.
@@ -587,6 +604,23 @@ pub struct Costs {
     /// The most the attempts of unknown cost can have cost together (0 when none); `null`
     /// when one of them has no bound (no completion cap, or no price).
     pub unknown_max: Option<f64>,
+    /// What the LLM-judge calls of the row's grades cost (known part; judge calls of unknown
+    /// cost count in `unknown_max`); included in `total` and in cost per accepted outcome.
+    /// Absent when no grade of the row had a judge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<f64>,
+}
+
+/// Which grader set gave a row's grades, and how many of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraderSetUse {
+    /// The set's fingerprint (changes with any grader's config, weight or the accept rule).
+    pub fingerprint: String,
+    /// Grades it gave in this row.
+    pub outcomes: u64,
+    /// The set as stored: `{"accept", "graders": [{"kind", "fingerprint", "weight"}]}`;
+    /// `null` when the store lacks it.
+    pub set: serde_json::Value,
 }
 
 /// The interval of cost per accepted outcome.
@@ -728,6 +762,10 @@ pub struct Row {
     pub failures: BTreeMap<String, FailureKind>,
     /// Unanswered outcomes by the kind of their last failure.
     pub unanswered_by_kind: BTreeMap<String, FailureKind>,
+    /// The grader sets (kinds and config fingerprints) that gave the row's grades; empty for
+    /// grades stored before grader sets were recorded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub graders: Vec<GraderSetUse>,
 }
 
 /// One provider's health in one run, over every suite: `costbench runs --health`.
@@ -834,6 +872,11 @@ struct Acc {
     unanswered_by_kind: BTreeMap<String, FailureKind>,
     human_labelled: u64,
     graded: GradedCounts,
+    /// Judge costs of the row's grades, and whether any grade had a judge.
+    judge: Tally,
+    judged: bool,
+    /// Grades per grader-set fingerprint, in first-seen order (almost always one).
+    sets: Vec<(String, u64)>,
 }
 
 fn count_failure(
@@ -873,6 +916,18 @@ impl Acc {
         self.usage.reasoning += o.usage.reasoning;
         self.cost.merge(&o.cost);
         self.spent.merge(&o.spent);
+        let judge = o.judge_cost.unwrap_or_default();
+        self.judge.merge(&judge);
+        self.judged |= o.judge_cost.is_some();
+        if let Some(set) = &o.grader_set {
+            match self.sets.iter_mut().find(|(f, _)| f == set) {
+                Some((_, n)) => *n += 1,
+                None => self.sets.push((set.clone(), 1)),
+            }
+        }
+        // The judge's calls are part of what the outcome cost.
+        let mut cost = o.cost;
+        cost.merge(&judge);
         for f in &o.failures {
             count_failure(&mut self.failures, f.kind, &f.message);
         }
@@ -908,10 +963,10 @@ impl Acc {
             task_idx: o.task_idx,
             repeat: o.repeat,
             verdict,
-            known_cost: o.cost.known,
-            unknown_max: o.cost.bound,
-            unknown_calls: u16::try_from(o.cost.unknown).unwrap_or(u16::MAX),
-            unbounded: o.cost.unbounded > 0,
+            known_cost: cost.known,
+            unknown_max: cost.bound,
+            unknown_calls: u16::try_from(cost.unknown).unwrap_or(u16::MAX),
+            unbounded: cost.unbounded > 0,
             latency_ms: o.latency_ms.map(|l| l as f32),
             ttft_ms: o.ttft_ms.map(|l| l as f32),
         });
@@ -933,8 +988,10 @@ impl Acc {
         // No cost is known only when every call's cost is unknown.
         let tokens =
             (self.cost.unknown == 0 || self.cost.unknown < self.calls).then_some(self.cost.known);
-        let total = tokens.map(|t| t.plus(rejections));
-        let total_max = total.zip(self.cost.unknown_max()).map(|(t, u)| t.plus(u));
+        let mut all = self.cost;
+        all.merge(&self.judge);
+        let total = tokens.map(|t| t.plus(rejections).plus(self.judge.known));
+        let total_max = total.zip(all.unknown_max()).map(|(t, u)| t.plus(u));
         let per_accepted = |m: Option<Money>| {
             m.filter(|_| accepted > 0)
                 .map(|t| t.usd() / accepted as f64)
@@ -978,7 +1035,8 @@ impl Acc {
                 tokens: tokens.map(Money::usd),
                 rejections: rejections.usd(),
                 total: total.map(Money::usd),
-                unknown_max: self.cost.unknown_max().map(Money::usd),
+                unknown_max: all.unknown_max().map(Money::usd),
+                judge: self.judged.then(|| self.judge.known.usd()),
             },
             cost_per_accepted_usd: per_accepted(total),
             cost_per_accepted_max_usd: per_accepted(total_max),
@@ -992,6 +1050,15 @@ impl Acc {
             error_rates: error_rates(&self.failures, self.calls),
             failures: self.failures,
             unanswered_by_kind: self.unanswered_by_kind,
+            graders: self
+                .sets
+                .into_iter()
+                .map(|(fingerprint, outcomes)| GraderSetUse {
+                    fingerprint,
+                    outcomes,
+                    set: serde_json::Value::Null,
+                })
+                .collect(),
         };
         RowAnalysis {
             figures,
@@ -1137,6 +1204,8 @@ mod tests {
             ttft_ms: None,
             grade,
             human: None,
+            judge_cost: None,
+            grader_set: None,
             failures: Vec::new(),
         }
     }

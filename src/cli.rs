@@ -14,8 +14,8 @@ use crate::config::ConfigError;
 use crate::export::routing::RouteFormat;
 use crate::export::{self, Format};
 use crate::gate::{self, GateError, GateSpec};
-use crate::grade::CompiledGrader;
-use crate::grade::stored::grade_run;
+use crate::grade::stored::{GradeSummary, SuiteGrading, grade_run};
+use crate::grade::Judges;
 use crate::labels::{self, LabelFormat, Only};
 use crate::providers::catalog::{self, Catalog};
 use crate::providers::{ProviderConfig, load_providers_with};
@@ -453,6 +453,15 @@ struct GradeArgs {
     /// Suite files to take graders from (default: the paths recorded with the run).
     #[arg(long = "suite")]
     suites: Vec<PathBuf>,
+    /// Providers file: needed when a suite has a `judge` grader (its judge is one of them).
+    #[arg(long, short)]
+    providers: Option<PathBuf>,
+    /// How judge calls use the record/replay cache: `rw` replays recorded judge answers and
+    /// records new ones, `replay` calls nothing, `off` calls every judge again.
+    #[arg(long, value_enum, default_value = "rw")]
+    cache: CacheMode,
+    #[command(flatten)]
+    catalog: CatalogFlag,
 }
 
 #[derive(Args, Debug)]
@@ -790,14 +799,33 @@ fn load_all(
             });
         }
     }
+    let mut provs_read = false;
     let provs = match providers.map(|p| load_providers_with(p, catalog)) {
-        Some(Ok(p)) => p,
+        Some(Ok(p)) => {
+            provs_read = true;
+            p
+        }
         Some(Err(e)) => {
             problems.extend(e.problems);
             Vec::new()
         }
         None => Vec::new(),
     };
+    // A judge must be a provider of the providers file; checked where the judge was named.
+    if let Some(file) = providers.filter(|_| provs_read) {
+        for s in &loaded {
+            for (id, at) in &s.judges {
+                if !provs.iter().any(|p| &p.id == id) {
+                    let mut p = at.clone();
+                    p.message = format!(
+                        "judge provider `{id}` is not in the providers file {}",
+                        file.display()
+                    );
+                    problems.push(p);
+                }
+            }
+        }
+    }
     if !problems.is_empty() {
         return Err(ConfigError { problems }.into());
     }
@@ -819,6 +847,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         )));
     }
     let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
+    let mut judge_providers = providers.clone();
     if !a.only.is_empty() {
         let unknown: Vec<&String> = a
             .only
@@ -835,6 +864,8 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
                     .join(", ")
             )));
         }
+        // A judge need not be a candidate: judges are taken from the whole providers file.
+        judge_providers = providers.clone();
         providers.retain(|p| a.only.contains(&p.id));
     }
     if a.cache != CacheMode::Replay {
@@ -864,11 +895,12 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         },
     )?;
     let mut store = Store::open(db)?;
-    let graders: HashMap<String, &[CompiledGrader]> = suites
+    let graders: HashMap<String, SuiteGrading<'_>> = suites
         .iter()
-        .map(|s| (s.name.clone(), s.graders.as_slice()))
+        .map(|s| (s.name.clone(), s.grading()))
         .collect();
-    let graded = grade_run(&mut store, summary.run_id, &graders, false)?;
+    let mut judges = Judges::new(judge_providers, a.cache);
+    let graded = grade_run(&mut store, summary.run_id, &graders, &mut judges, false)?;
 
     // The cassette is written after grading: a failed export never changes the run's
     // figures, and is reported after them.
@@ -892,7 +924,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     }
     writeln!(
         err,
-        "run {}{}: {} HTTP calls, {} replayed, {} skipped (answered earlier), {} without answer, {} graded{}; spent {} in {:.1}s",
+        "run {}{}: {} HTTP calls, {} replayed, {} skipped (answered earlier), {} without answer, {} graded{}{}; spent {} in {:.1}s",
         summary.run_id,
         if summary.resumed { " (resumed)" } else { "" },
         summary.calls,
@@ -901,6 +933,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.failed_slots,
         graded.graded,
         grader_errors(graded.errors),
+        judge_calls(&graded),
         summary.spent,
         summary.elapsed_s
     )?;
@@ -1216,6 +1249,18 @@ fn grader_errors(n: u64) -> String {
     }
 }
 
+/// ", N judge calls (M replayed)" when the suites have judges.
+fn judge_calls(g: &GradeSummary) -> String {
+    if g.judge_calls + g.judge_replayed == 0 {
+        String::new()
+    } else {
+        format!(
+            ", {} judge calls ({} replayed)",
+            g.judge_calls, g.judge_replayed
+        )
+    }
+}
+
 fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     let mut store = Store::open_existing(db)?;
     let run = store.run(a.run)?;
@@ -1232,19 +1277,31 @@ fn cmd_grade(db: &Path, a: &GradeArgs) -> Result<i32> {
     } else {
         a.suites.clone()
     };
-    let (suites, _) = load_all(&paths, None, &Catalog::builtin())
+    let (suites, providers) = load_all(&paths, a.providers.as_deref(), &a.catalog.load()?)
         .with_context(|| format!("loading the graders of run {}", run.id))?;
-    let graders: HashMap<String, &[CompiledGrader]> = suites
+    if a.providers.is_none()
+        && let Some((s, (id, _))) = suites.iter().find_map(|s| s.judges.first().map(|j| (s, j)))
+    {
+        bail!(UsageError(format!(
+            "suite `{}` has a judge grader (provider `{id}`), and judges are providers of the \
+             providers file\nhint: give it with --providers FILE (recorded judge answers are \
+             replayed, not paid again)",
+            s.name
+        )));
+    }
+    let graders: HashMap<String, SuiteGrading<'_>> = suites
         .iter()
-        .map(|s| (s.name.clone(), s.graders.as_slice()))
+        .map(|s| (s.name.clone(), s.grading()))
         .collect();
-    let sum = grade_run(&mut store, run.id, &graders, true)?;
+    let mut judges = Judges::new(providers, a.cache);
+    let sum = grade_run(&mut store, run.id, &graders, &mut judges, true)?;
     eprintln!(
-        "run {}: re-graded {} answers, {} accepted{}{}",
+        "run {}: re-graded {} answers, {} accepted{}{}{}",
         run.id,
         sum.graded,
         sum.accepted,
         grader_errors(sum.errors),
+        judge_calls(&sum),
         if sum.skipped > 0 {
             format!(
                 "; {} answers of suites not given were left as they were",

@@ -261,6 +261,13 @@ impl Loader {
 
     /// Records a problem at `path`, located at the nearest known ancestor.
     pub fn problem(&mut self, path: &DocPath, message: impl Into<String>) {
+        let p = self.problem_at(path, message);
+        self.problems.push(p);
+    }
+
+    /// A problem at `path`, located at the nearest known ancestor, without recording it: for
+    /// checks that can only be made once other files are read (a judge's provider id).
+    pub fn problem_at(&self, path: &DocPath, message: impl Into<String>) -> Problem {
         let mut probe = path.clone();
         let line_col = loop {
             if let Some(lc) = self.locations.get(&probe) {
@@ -270,12 +277,12 @@ impl Loader {
                 break None;
             }
         };
-        self.problems.push(Problem {
+        Problem {
             file: self.file.clone(),
             line_col,
             path: path.clone(),
             message: message.into(),
-        });
+        }
     }
 
     /// Deserializes `value` (found at `path`) into `T`, recording unknown keys and type errors.
@@ -316,6 +323,20 @@ impl Loader {
                 && let Some((_, expected)) = message.split_once(", expected ")
             {
                 message = format!("invalid type: sequence, expected {expected}");
+            }
+            // `deny_unknown_fields` (grader specs) names one unknown key and stops, at the
+            // mapping's path: report it at the key's own line and take it out, so the next
+            // round finds the next one.
+            if let Some(name) = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split_once('`'))
+                .map(|(name, _)| name.to_string())
+            {
+                let mut key = at.clone();
+                key.0.push(Seg::Key(name));
+                if value_at(&value, &key).is_some() && !removed.contains(&key) {
+                    at = key;
+                }
             }
             // A required field we removed ourselves: already reported under its own path.
             let ours = message
@@ -530,6 +551,31 @@ mod tests {
             msgs[1].starts_with("f.yaml:5:3: u.n: invalid type"),
             "{}",
             msgs[1]
+        );
+    }
+
+    #[test]
+    // Regression: with `deny_unknown_fields` only the first unknown key was reported, at the
+    // line of the mapping holding it.
+    fn every_denied_unknown_key_is_reported_at_its_own_line() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            value: String,
+        }
+        let src = "g:\n  value: x\n  valeu: y\n  extra: z\n";
+        let mut l = Loader::from_str(Path::new("f.yaml"), src).unwrap();
+        let root = l.root.clone();
+        let t: Option<T> = l.field(&DocPath::default().key("g"), &root["g"]);
+        assert!(t.is_some());
+        let msgs: Vec<String> = l.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "f.yaml:3:3: g.valeu: unknown field `valeu`, expected `value`",
+                "f.yaml:4:3: g.extra: unknown field `extra`, expected `value`",
+            ]
         );
     }
 

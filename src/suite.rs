@@ -18,7 +18,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, DocPath, Loader, Problem};
 use crate::grade::template::{describe, environment};
-use crate::grade::{CompiledGrader, GraderSpec, Vars, take_runtime, template_variables};
+use crate::grade::{
+    Accept, CompiledGrader, Composition, GraderSpec, Vars, fingerprint, take_runtime, take_weight,
+    template_variables,
+};
 use crate::providers::{Message, Money};
 
 /// Most samples per task per provider (`repeats`).
@@ -109,7 +112,7 @@ impl Task {
 #[serde(
     expecting = "a mapping with keys suite, prompt, graders, tasks or tasks_file, and \
                      optionally description, workload, quality_threshold, margin, \
-                     rejection_cost_usd, repeats and params"
+                     rejection_cost_usd, repeats, params and accept"
 )]
 struct SuiteHead {
     suite: String,
@@ -127,6 +130,8 @@ struct SuiteHead {
     #[serde(default)]
     params: serde_json::Map<String, Value>,
     graders: Vec<Value>,
+    #[serde(default)]
+    accept: Option<String>,
     #[serde(default)]
     tasks: Vec<Value>,
     tasks_file: Option<String>,
@@ -191,6 +196,14 @@ pub struct Suite {
     /// Positions in `graders` of the checks marked `runtime: true` (they can run at serving
     /// time, so a cascade may escalate on them).
     pub runtime_graders: Vec<usize>,
+    /// How the graders' verdicts make an accepted outcome (`accept:` and each `weight`).
+    pub composition: Composition,
+    /// Which graders these are: a fingerprint of the set, and its JSON
+    /// (`{"accept", "graders": [{"kind", "fingerprint", "weight"}]}`), stored with every grade.
+    pub grader_set: (String, String),
+    /// Each judge grader's provider id, with where it was written, to check against the
+    /// providers file once that is read.
+    pub judges: Vec<(String, Problem)>,
     /// Where the suite was read from.
     pub path: PathBuf,
     /// SHA-256 over everything that changes what is asked (prompt, params, tasks, repeats).
@@ -215,6 +228,15 @@ impl std::fmt::Debug for Suite {
 }
 
 impl Suite {
+    /// What grading needs of this suite.
+    pub fn grading(&self) -> crate::grade::stored::SuiteGrading<'_> {
+        crate::grade::stored::SuiteGrading {
+            graders: &self.graders,
+            composition: &self.composition,
+            grader_set: &self.grader_set,
+        }
+    }
+
     /// Renders the chat messages for one task; an error names the task and the template.
     pub fn messages(&self, task: &Task) -> Result<Vec<Message>, String> {
         render_messages(
@@ -405,6 +427,16 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     let mut grader_specs = Vec::new();
     let mut graders = Vec::new();
     let mut runtime_graders = Vec::new();
+    let accept = match head.accept.as_deref().map(Accept::parse) {
+        None => Accept::All,
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            l.problem(&top.key("accept"), e);
+            Accept::All
+        }
+    };
+    let mut weights = Vec::new();
+    let mut judges = Vec::new();
     for (i, g) in head.graders.iter().enumerate() {
         let p = top.key("graders").index(i);
         let mut g = g.clone();
@@ -412,9 +444,29 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
             l.problem(&p.key("runtime"), e);
             false
         });
+        let weight = take_weight(&mut g).unwrap_or_else(|e| {
+            l.problem(&p.key("weight"), e);
+            None
+        });
+        if weight.is_some() && !matches!(accept, Accept::Score(_)) {
+            l.problem(
+                &p.key("weight"),
+                format!(
+                    "a weight counts only with `accept: score >= X` (this suite accepts by \
+                     `{accept}`); remove it or set the suite's accept rule"
+                ),
+            );
+        }
         let Some(spec) = l.field::<GraderSpec>(&p, &g) else {
             continue;
         };
+        weights.push(weight.unwrap_or(1.0));
+        if let GraderSpec::Judge(j) = &spec {
+            judges.push((
+                j.provider.clone(),
+                l.problem_at(&p.key("provider"), String::new()),
+            ));
+        }
         if runtime {
             // A check that reads the task's reference data (an `equals` against the expected
             // label) cannot run at serving time, where no reference exists.
@@ -463,6 +515,17 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
     if head.graders.is_empty() {
         l.problem(&top.key("graders"), "no graders: nothing could be accepted");
     }
+    if matches!(accept, Accept::Score(_))
+        && weights.iter().all(|w| *w == 0.0)
+        && !weights.is_empty()
+    {
+        l.problem(
+            &top.key("graders"),
+            "every weight is 0: no score can be computed",
+        );
+    }
+    let composition = Composition { accept, weights };
+    let grader_set = grader_set(&grader_specs, &composition);
 
     // Tasks: inline, then from the tasks file, each checked as it is read (a large tasks file
     // is never held in memory twice), located where it was written.
@@ -561,6 +624,9 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         graders: graders.into_iter().map(|(_, g)| g).collect(),
         task_count,
         runtime_graders,
+        composition,
+        grader_set,
+        judges,
         path: path.to_path_buf(),
         fingerprint,
         inline,
@@ -571,6 +637,19 @@ pub fn load_suite(path: &Path) -> Result<Suite, ConfigError> {
         env,
     };
     l.finish(Some(suite))
+}
+
+/// The fingerprint and JSON of a suite's grader set (see [`Suite::grader_set`]).
+fn grader_set(specs: &[GraderSpec], c: &Composition) -> (String, String) {
+    let graders: Vec<Value> = specs
+        .iter()
+        .zip(&c.weights)
+        .map(|(s, w)| serde_json::json!({"kind": s.kind(), "fingerprint": fingerprint(s), "weight": w}))
+        .collect();
+    let v = serde_json::json!({"accept": c.accept.to_string(), "graders": graders});
+    let text = canonical_json(&v);
+    let fp = hex::encode(Sha256::digest(text.as_bytes()));
+    (fp[..16].to_string(), text)
 }
 
 /// Resolves `tasks_file` against the suite's folder. A relative path must stay inside that

@@ -285,6 +285,7 @@ fn report_json_follows_the_documented_contract() {
                 "failed_calls",
                 "failures",
                 "grader_errors",
+                "graders",
                 "human_labelled",
                 "latency_ms",
                 "outcomes",

@@ -8,12 +8,14 @@
 //!     "quality_threshold", "qualifies",
 //!     "calls", "failed_calls", "retries", "unpriced_calls",
 //!     "tokens": {"input","cached_input","cache_write","output","reasoning"},
-//!     "cost_usd": {"tokens","rejections","total","unknown_max"},
+//!     "cost_usd": {"tokens","rejections","total","unknown_max", "judge"?},
 //!     "cost_per_accepted_usd", "cost_per_accepted_max_usd",
 //!     "cost_per_accepted_ci": {"low","high","method","resamples","zero_accept_resamples","basis"},
 //!     "spent_usd", "spent_max_usd", "latency_ms": {"p50","p95"},
 //!     "failures": {kind: {"count","first_message"}},
-//!     "unanswered_by_kind": {kind: {"count","first_message"}} } ],
+//!     "unanswered_by_kind": {kind: {"count","first_message"}},
+//!     "graders"?: [ {"fingerprint", "outcomes",
+//!                    "set": {"accept", "graders": [{"kind","fingerprint","weight"}]}} ] } ],
 //!   "graders": { "confusion": [ {"suite","grader","provider","labels","matrix","outputs",
 //!                                "accuracy"} ],                      // `label` graders
 //!                "fields": [ {"suite","grader","provider","outputs",
@@ -26,11 +28,16 @@
 //!       "acceptance": [ {"suite","provider","grader_accepted","graded","unanswered","raw",
 //!                        "corrected","note"} ]} ] } }
 //! ```
-//! `graders` is present when a suite has a `label` or `fields` grader (`matrix[i][j]`: outputs
+//! The top-level `graders` is present when a suite has a `label` or `fields` grader (`matrix[i][j]`: outputs
 //! expected `labels[i]` that named `labels[j]`; pointer `*` is the micro-average), `agreement`
 //! when some outcome has a human label (`costbench labels import`). `human_labelled` counts
 //! the row's outcomes whose verdict is the human raters' majority, which overrides the graders'
 //! in every figure.
+//! `cost_usd.judge` (present when the suite has a `judge` grader) is what the LLM-judge calls
+//! of the row's grades cost, known part; it is included in `total` and in cost per accepted
+//! outcome (judge calls of unknown cost count in `unknown_max`). A row's `graders` names the
+//! grader sets (kinds and config fingerprints) that gave its grades, with how many each gave;
+//! absent for grades stored before grader sets were recorded.
 //! `input` counts prompt tokens not served from cache; `output` includes reasoning tokens;
 //! `calls` counts every HTTP attempt (retries included; a replayed answer counts as one);
 //! `failed_calls` those that got no answer; `pending` outcomes not yet attempted (an

@@ -188,6 +188,14 @@ pub fn footnote(a: &RunAnalysis) -> String {
                 r.suite, r.provider
             ));
         }
+        if let Some(judge) = r.cost_usd.judge {
+            s.push_str(&format!(
+                "\n{} / {}: $/accepted includes {} of LLM-judge calls (the `judge` grader).",
+                r.suite,
+                r.provider,
+                usd(Some(judge))
+            ));
+        }
         if r.unpriced_calls == 0 {
             continue;
         }

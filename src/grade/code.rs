@@ -8,8 +8,11 @@
 //! user site-packages) with an environment holding only `PATH`, `HOME` (the temp dir) and
 //! `LANG`, never through a shell. On unix it runs in its own process group with `RLIMIT_AS`
 //! (memory), `RLIMIT_CPU`, `RLIMIT_FSIZE` and no core dumps, and the group is killed at the
-//! wall-time limit. **Network access is not blocked** (no namespaces are used) and the file
-//! system outside the temp dir is reachable with the user's rights: run untrusted suites in a
+//! wall-time limit. On Linux it also gets a network namespace of its own (`unshare`
+//! `CLONE_NEWNET`, as root, else inside an unprivileged user namespace), so it has no network
+//! at all, not even loopback; where neither is allowed (probed once, see
+//! [`network_isolation`]) costbench warns once and runs it with the network. The file system
+//! outside the temp dir is reachable with the user's rights: run untrusted suites in a
 //! container if that matters.
 //!
 //! Verdicts: exit 0 passes; a failing test, an exception, a syntax error, running out of memory
@@ -176,6 +179,11 @@ impl CodeGrader {
         }
         #[cfg(unix)]
         self.limit(&mut cmd);
+        #[cfg(target_os = "linux")]
+        match network_isolation() {
+            Ok(()) => isolate_network(&mut cmd),
+            Err(why) => warn_network_once(why),
+        }
         let verdict = match process::run(cmd, Vec::new(), self.timeout) {
             Ok(done) if done.status.success() => Check::Pass(format!("check({entry}) passed")),
             Ok(done) => {
@@ -226,6 +234,58 @@ impl CodeGrader {
             });
         }
     }
+}
+
+/// Whether graded programs can get a network namespace of their own here: `Err` says why not
+/// (probed once, by starting `true` the way a graded program is started).
+#[cfg(target_os = "linux")]
+pub fn network_isolation() -> Result<(), &'static str> {
+    static PROBE: std::sync::OnceLock<Result<(), &'static str>> = std::sync::OnceLock::new();
+    *PROBE.get_or_init(|| {
+        let mut cmd = Command::new("true");
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        isolate_network(&mut cmd);
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(_) => Err("the probe program failed"),
+            Err(_) => Err(
+                "this system allows neither a network namespace nor a user namespace \
+                           to this user",
+            ),
+        }
+    })
+}
+
+/// Moves the child, between fork and exec, into a network namespace with no interface up.
+#[cfg(target_os = "linux")]
+fn isolate_network(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls unshare(2), which allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                return Ok(());
+            }
+            // Without CAP_SYS_ADMIN: a user namespace of its own grants it there.
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) == 0 {
+                return Ok(());
+            }
+            Err(std::io::Error::last_os_error())
+        });
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn warn_network_once(why: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "warning: the code grader cannot cut graded programs off the network here ({why}); \
+             they run with network access"
+        );
+    });
 }
 
 /// The code in an output: the body of its first Markdown fence (```` ```python ````) when it
@@ -337,6 +397,64 @@ mod tests {
         assert_eq!(
             g.check("def f():\n    pass\n", &v),
             Check::Pass("check(f) passed".into())
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    // A graded program that tries the network: cut off where a network namespace is allowed
+    // (root, as in CI, or unprivileged user namespaces); elsewhere, as documented, it reaches
+    // a loopback listener, and the test says which case it checked.
+    fn a_program_reaching_for_the_network_is_cut_off_where_namespaces_allow() {
+        if !has_python() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let solution = format!(
+            "import socket\ndef f():\n    try:\n        socket.create_connection(('127.0.0.1', \
+             {port}), timeout=3).close()\n        return True\n    except OSError:\n        \
+             return False\n"
+        );
+        let test = "def check(candidate):\n    assert not candidate(), 'reached the network'\n";
+        let verdict = grader("").check(&solution, &vars(test, "f"));
+        listener.set_nonblocking(true).unwrap();
+        let accepted = listener.accept().is_ok();
+        match network_isolation() {
+            Ok(()) => {
+                assert_eq!(verdict, Check::Pass("check(f) passed".into()));
+                assert!(!accepted, "the listener was reached");
+            }
+            Err(why) => {
+                eprintln!("no network namespace here ({why}): checked the documented fallback");
+                assert!(
+                    matches!(&verdict, Check::Fail(r) if r.contains("reached the network")),
+                    "{verdict:?}"
+                );
+                assert!(accepted);
+            }
+        }
+    }
+
+    #[test]
+    // Documented, not contained: a graded program can write outside its temp dir with the
+    // user's rights (the module docs and README say to use a container for untrusted suites).
+    fn a_program_can_write_outside_its_dir_as_documented() {
+        if !has_python() {
+            return;
+        }
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("escaped.txt");
+        let solution = format!(
+            "def f():\n    open({:?}, 'w').write('x')\n    return True\n",
+            target.display().to_string()
+        );
+        let test = "def check(candidate):\n    assert candidate()\n";
+        let verdict = grader("").check(&solution, &vars(test, "f"));
+        assert_eq!(verdict, Check::Pass("check(f) passed".into()));
+        assert!(
+            target.exists(),
+            "the write outside the temp dir was blocked"
         );
     }
 

@@ -12,6 +12,7 @@ pub mod contains;
 pub mod equals;
 pub mod fields;
 pub mod json;
+pub mod judge;
 pub mod label;
 pub mod number;
 mod process;
@@ -32,6 +33,7 @@ pub use contains::{ContainsManySpec, ContainsSpec};
 pub use equals::EqualsSpec;
 pub use fields::FieldsSpec;
 pub use json::JsonSpec;
+pub use judge::{JudgeSpec, Judges};
 pub use label::LabelSpec;
 pub use number::{NumberSpec, NumberValue, Pick};
 pub use regex::RegexSpec;
@@ -52,8 +54,8 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
     rename_all = "kebab-case",
     deny_unknown_fields,
     expecting = "a grader: a mapping with a `type` key (equals, contains, contains-any, \
-                 contains-all, regex, number, json, json_schema, fields, label, command \
-                 or code) and that type's fields"
+                 contains-all, regex, number, json, json_schema, fields, label, command, \
+                 code or judge) and that type's fields"
 )]
 pub enum GraderSpec {
     /// `type: equals` — the whole output equals a value.
@@ -81,6 +83,8 @@ pub enum GraderSpec {
     Command(CommandSpec),
     /// `type: code` — the output is a Python solution run against the task's tests.
     Code(CodeSpec),
+    /// `type: judge` — an LLM judge with a rubric decides.
+    Judge(JudgeSpec),
 }
 
 impl GraderSpec {
@@ -99,6 +103,7 @@ impl GraderSpec {
             GraderSpec::Label(_) => "label",
             GraderSpec::Command(_) => "command",
             GraderSpec::Code(_) => "code",
+            GraderSpec::Judge(_) => "judge",
         }
     }
 
@@ -124,6 +129,7 @@ impl GraderSpec {
                 .filter_map(|v| v.as_str().or_else(|| v.get("value")?.as_str()))
                 .collect(),
             GraderSpec::Label(s) => vec![s.expected.as_str()],
+            GraderSpec::Judge(s) => vec![s.rubric.as_str()],
             GraderSpec::JsonSchema(_) | GraderSpec::Command(_) | GraderSpec::Code(_) => Vec::new(),
         }
     }
@@ -171,6 +177,7 @@ impl GraderSpec {
                 Inner::Command(command::CommandGrader::compile(s, dir)?),
             ),
             GraderSpec::Code(s) => (false, Inner::Code(code::CodeGrader::compile(s)?)),
+            GraderSpec::Judge(s) => (false, Inner::Judge(judge::JudgeGrader::compile(s)?)),
         };
         Ok(CompiledGrader {
             kind: self.kind(),
@@ -282,6 +289,7 @@ enum Inner {
     Label(label::LabelGrader),
     Command(command::CommandGrader),
     Code(code::CodeGrader),
+    Judge(judge::JudgeGrader),
 }
 
 /// A validated grader with its templates and regexes compiled; cheap to
@@ -299,6 +307,18 @@ impl CompiledGrader {
         self.kind
     }
 
+    /// The judge's provider id, for a `judge` grader.
+    pub fn judge_provider(&self) -> Option<&str> {
+        self.as_judge().map(|j| j.provider.as_str())
+    }
+
+    pub(crate) fn as_judge(&self) -> Option<&judge::JudgeGrader> {
+        match &self.inner {
+            Inner::Judge(j) => Some(j),
+            _ => None,
+        }
+    }
+
     /// Checks, without an output, the parts of this grader that depend on a task's
     /// variables (templates render, a rendered regex or number is valid), so the suite
     /// loader can report a grader that would fail for a task before anything is called.
@@ -314,6 +334,7 @@ impl CompiledGrader {
             Inner::Label(g) => g.expected(vars).map(drop),
             Inner::Command(g) => g.check_task(vars),
             Inner::Code(g) => g.parts(vars).map(drop),
+            Inner::Judge(g) => g.rubric(vars).map(drop),
         }
     }
 
@@ -345,6 +366,11 @@ impl CompiledGrader {
             }
             Inner::Command(g) => g.check(output, vars, provider),
             Inner::Code(g) => g.check(output, vars),
+            // Judges call a provider; `grade::stored` runs them with the run's providers.
+            Inner::Judge(g) => Check::Error(format!(
+                "judge `{}` was not called: judges run only when grading a stored run",
+                g.provider
+            )),
         };
         let mut verdict = match (check, self.negate) {
             (Check::Pass(reason), false) => Verdict::judged(true, reason),
@@ -452,6 +478,143 @@ pub fn grade_all(graders: &[CompiledGrader], items: &[GradeInput<'_>]) -> Vec<Gr
             )
         })
         .collect()
+}
+
+/// The verdicts of every local grader on every item, in parallel on rayon; `None` where a
+/// grader is a judge (judges call a provider, on tokio: see [`stored`]). In input order.
+pub fn grade_local(
+    graders: &[CompiledGrader],
+    items: &[GradeInput<'_>],
+) -> Vec<Vec<Option<Verdict>>> {
+    items
+        .par_iter()
+        .map(|item| {
+            graders
+                .iter()
+                .map(|g| {
+                    (g.as_judge().is_none())
+                        .then(|| g.grade_for(item.output, item.vars, item.provider))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// How a suite's verdicts make an accepted outcome (`accept:` in the suite file).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Accept {
+    /// Every grader passes (the default).
+    #[default]
+    All,
+    /// At least one grader passes.
+    Any,
+    /// The weighted mean score reaches this (a verdict without a score counts 1 or 0).
+    Score(f64),
+}
+
+impl Accept {
+    /// Reads `all`, `any` or `score >= X` (X in 0..1).
+    pub fn parse(s: &str) -> Result<Accept, String> {
+        let t = s.trim();
+        let bad = || {
+            format!(
+                "`{s}` is not an acceptance rule: write all, any, or score >= X (X between 0 and 1)"
+            )
+        };
+        match t {
+            "all" => Ok(Accept::All),
+            "any" => Ok(Accept::Any),
+            _ => {
+                let x = t
+                    .strip_prefix("score")
+                    .map(str::trim_start)
+                    .and_then(|r| r.strip_prefix(">="))
+                    .ok_or_else(bad)?
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| bad())?;
+                if (0.0..=1.0).contains(&x) {
+                    Ok(Accept::Score(x))
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Accept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accept::All => f.write_str("all"),
+            Accept::Any => f.write_str("any"),
+            Accept::Score(x) => write!(f, "score >= {x}"),
+        }
+    }
+}
+
+/// A suite's acceptance rule and each grader's weight (1 unless given; used by `score >= X`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Composition {
+    /// The rule.
+    pub accept: Accept,
+    /// Weight per grader, in grader order; empty means every weight is 1.
+    pub weights: Vec<f64>,
+}
+
+impl Composition {
+    /// The weighted mean score of `verdicts` (a verdict's `score`, else 1 passed / 0 failed);
+    /// `None` when no weight is above 0.
+    pub fn score(&self, verdicts: &[Verdict]) -> Option<f64> {
+        let (mut sum, mut total) = (0.0, 0.0);
+        for (i, v) in verdicts.iter().enumerate() {
+            let w = self.weights.get(i).copied().unwrap_or(1.0);
+            let s = v.score.unwrap_or(if v.passed { 1.0 } else { 0.0 });
+            sum += w * s;
+            total += w;
+        }
+        (total > 0.0).then(|| sum / total)
+    }
+
+    /// Composes an output's verdicts. A grader error makes the outcome an error under every
+    /// rule: an unjudged grader could have changed any of them.
+    pub fn outcome(&self, verdicts: Vec<Verdict>) -> GradeOutcome {
+        let mut o = GradeOutcome::from_verdicts(verdicts);
+        o.accepted = o.error.is_none()
+            && match self.accept {
+                Accept::All => o.verdicts.iter().all(|v| v.passed),
+                Accept::Any => o.verdicts.iter().any(|v| v.passed) || o.verdicts.is_empty(),
+                Accept::Score(x) => self.score(&o.verdicts).is_none_or(|s| s >= x),
+            };
+        o
+    }
+}
+
+/// Takes the `weight` key off one `graders:` entry as written (as [`take_runtime`] does):
+/// a weight belongs to the suite's composition, not to any grader kind.
+pub fn take_weight(entry: &mut serde_json::Value) -> Result<Option<f64>, String> {
+    let Some(map) = entry.as_object_mut() else {
+        return Ok(None);
+    };
+    match map.remove("weight") {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(w) if w.is_finite() && w >= 0.0 => Ok(Some(w)),
+            _ => Err(format!(
+                "`weight` must be a number of at least 0 (got {v}); it weighs this grader's \
+                 score under `accept: score >= X`"
+            )),
+        },
+    }
+}
+
+/// The fingerprint of one grader's config: the first 16 hex digits of the SHA-256 of its
+/// spec as canonical JSON (the files a spec names are not read into it).
+pub fn fingerprint(spec: &GraderSpec) -> String {
+    use sha2::Digest;
+    let v = serde_json::to_value(spec).unwrap_or_default();
+    let h = sha2::Sha256::digest(crate::suite::canonical_json(&v).as_bytes());
+    hex::encode(h)[..16].to_string()
 }
 
 #[cfg(test)]
@@ -724,6 +887,93 @@ mod tests {
         assert!(out[0].verdicts[6].passed, "{:?}", out[0].verdicts[6]);
         assert!(!out[1].verdicts[6].passed, "{:?}", out[1].verdicts[6]);
         assert!(out.iter().step_by(2).all(|o| o.verdicts[6].passed));
+    }
+
+    fn v(passed: bool, score: Option<f64>) -> Verdict {
+        Verdict {
+            passed,
+            reason: String::new(),
+            error: None,
+            score,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn accept_rules_parse_and_print() {
+        assert_eq!(Accept::parse("all"), Ok(Accept::All));
+        assert_eq!(Accept::parse(" any "), Ok(Accept::Any));
+        assert_eq!(Accept::parse("score >= 0.75"), Ok(Accept::Score(0.75)));
+        assert_eq!(Accept::parse("score>=1"), Ok(Accept::Score(1.0)));
+        for bad in ["most", "score > 0.5", "score >= 1.5", "score >= x", ""] {
+            assert!(Accept::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Accept::Score(0.75).to_string(), "score >= 0.75");
+    }
+
+    #[test]
+    fn all_any_and_weighted_score_compose_verdicts() {
+        let verdicts = || vec![v(true, None), v(false, Some(0.5)), v(false, None)];
+        let all = Composition::default();
+        assert!(!all.outcome(verdicts()).accepted);
+        assert!(
+            all.outcome(vec![v(true, None), v(true, Some(0.2))])
+                .accepted
+        );
+        let any = Composition {
+            accept: Accept::Any,
+            weights: vec![],
+        };
+        assert!(any.outcome(verdicts()).accepted);
+        assert!(!any.outcome(vec![v(false, None)]).accepted);
+        // (3·1 + 1·0.5 + 0·0) / 4 = 0.875; with equal weights (1 + 0.5 + 0) / 3 = 0.5.
+        let weighted = Composition {
+            accept: Accept::Score(0.8),
+            weights: vec![3.0, 1.0, 0.0],
+        };
+        assert_eq!(weighted.score(&verdicts()), Some(0.875));
+        assert!(weighted.outcome(verdicts()).accepted);
+        let equal = Composition {
+            accept: Accept::Score(0.8),
+            weights: vec![],
+        };
+        assert_eq!(equal.score(&verdicts()), Some(0.5));
+        assert!(!equal.outcome(verdicts()).accepted);
+    }
+
+    #[test]
+    fn a_grader_error_is_an_error_under_every_rule() {
+        let mut broken = v(false, None);
+        broken.error = Some("judge call failed".into());
+        for accept in [Accept::All, Accept::Any, Accept::Score(0.0)] {
+            let c = Composition {
+                accept,
+                weights: vec![],
+            };
+            let o = c.outcome(vec![v(true, None), broken.clone()]);
+            assert_eq!(o.status(), GradeStatus::Error, "{accept}");
+            assert!(!o.accepted);
+        }
+    }
+
+    #[test]
+    fn weights_are_taken_off_the_entry_and_checked() {
+        let mut e = json!({"type": "contains", "value": "x", "weight": 2});
+        assert_eq!(take_weight(&mut e), Ok(Some(2.0)));
+        assert_eq!(e, json!({"type": "contains", "value": "x"}));
+        assert_eq!(take_weight(&mut e), Ok(None));
+        for bad in [json!({"weight": -1}), json!({"weight": "heavy"})] {
+            let mut e = bad;
+            assert!(take_weight(&mut e).is_err());
+        }
+    }
+
+    #[test]
+    fn fingerprints_follow_the_config() {
+        let a = fingerprint(&spec("{type: contains, value: x}"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, fingerprint(&spec("{value: x, type: contains}")));
+        assert_ne!(a, fingerprint(&spec("{type: contains, value: z}")));
     }
 
     proptest! {

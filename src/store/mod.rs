@@ -9,6 +9,7 @@ pub mod cache;
 pub mod details;
 pub mod labels;
 pub mod health;
+pub mod judge;
 pub mod outcomes;
 pub mod plan;
 mod schema;

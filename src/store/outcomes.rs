@@ -71,6 +71,11 @@ pub struct GradeRow {
     pub error: Option<String>,
     /// Per-grader verdicts (JSON).
     pub verdicts: String,
+    /// What the suite's LLM judges cost for this grade: known femto-dollars and how many judge
+    /// calls had an unknown cost; `None` when the suite has no judge.
+    pub judge_cost: Option<(Money, u64)>,
+    /// Fingerprint of the grader set that gave the verdicts (see [`super::judge`]).
+    pub grader_set: Option<String>,
 }
 
 /// One failed attempt, as the analysis sees it.
@@ -116,6 +121,10 @@ pub struct OutcomeRecord {
     /// The human raters' majority verdict, when humans labelled it (it overrides `grade` in
     /// every figure; see `store::labels`).
     pub human: Option<bool>,
+    /// What its grade's LLM-judge calls cost; `None` when its grade had no judge.
+    pub judge_cost: Option<Tally>,
+    /// Fingerprint of the grader set that gave the grade, when stored with one.
+    pub grader_set: Option<String>,
     /// Failed tries, in order.
     pub failures: Vec<FailedAttempt>,
 }
@@ -286,7 +295,8 @@ impl Store {
         let mut grades_st = self
             .conn
             .prepare(
-                "SELECT suite, provider, task_id, repeat, status, accepted FROM grades
+                "SELECT suite, provider, task_id, repeat, status, accepted, judge_cost,
+                    judge_unknown, grader_set FROM grades
                  WHERE run_id = ?1 ORDER BY suite, provider, task_id, repeat",
             )
             .map_err(|e| self.err(e))?;
@@ -312,8 +322,10 @@ impl Store {
                     next_grade = read_grade(grades.next().map_err(|e| self.err(e))?)
                         .map_err(|e| self.err(e))?;
                 }
-                if let Some(g) = next_grade.as_ref().filter(|g| g.key(&rec).is_eq()) {
+                if let Some(g) = next_grade.as_mut().filter(|g| g.key(&rec).is_eq()) {
                     rec.grade = Some(g.status);
+                    rec.judge_cost = g.judge_cost;
+                    rec.grader_set = g.grader_set.take();
                 }
                 while humans
                     .get(next_human)
@@ -355,6 +367,8 @@ struct GradeKey {
     task_id: String,
     repeat: u32,
     status: GradeStatus,
+    judge_cost: Option<Tally>,
+    grader_set: Option<String>,
 }
 
 impl GradeKey {
@@ -384,6 +398,8 @@ fn read_grade(r: Option<&rusqlite::Row<'_>>) -> rusqlite::Result<Option<GradeKey
         task_id: r.get(2)?,
         repeat: r.get::<_, i64>(3)? as u32,
         status: GradeStatus::from_columns(status.as_deref(), r.get(5)?),
+        judge_cost: judge_tally(r.get(6)?, r.get(7)?),
+        grader_set: r.get(8)?,
     }))
 }
 
@@ -401,6 +417,19 @@ fn human_order(k: &super::labels::OutcomeKey, rec: &OutcomeRecord) -> std::cmp::
             rec.task_id.as_str(),
             rec.repeat,
         ))
+}
+
+/// A grade's stored judge cost as a tally: the known part, and each judge call of unknown
+/// cost as an unknown amount without a bound (never 0).
+fn judge_tally(known: Option<String>, unknown: Option<i64>) -> Option<Tally> {
+    let known = known?;
+    let unknown = unknown.unwrap_or(0).max(0) as u64;
+    Some(Tally {
+        known: Money(known.parse::<i128>().unwrap_or(0)),
+        unknown,
+        unbounded: unknown,
+        bound: Money::ZERO,
+    })
 }
 
 /// Whether an attempt row belongs to the outcome being folded, compared without allocating.
@@ -487,6 +516,8 @@ fn new_outcome(
         task_idx,
         grade: None,
         human: None,
+        judge_cost: None,
+        grader_set: None,
         calls: 0,
         failed_calls: 0,
         usage: Usage::default(),
@@ -585,6 +616,7 @@ fn repriced(
         provider: String::new(),
         task_id: String::new(),
         failures: Vec::new(),
+        grader_set: None,
         ..*rec
     };
     scratch.cost = Tally::default();
@@ -750,8 +782,8 @@ impl Store {
                 .prepare(
                     "INSERT OR REPLACE INTO grades
                      (run_id, suite, provider, task_id, repeat, attempt_id, accepted, verdicts,
-                      graded_at, status, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                      graded_at, status, error, judge_cost, judge_unknown, grader_set)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(|e| sql(&path, e))?;
             let at = now();
@@ -768,6 +800,9 @@ impl Store {
                     at,
                     g.status.as_str(),
                     g.error,
+                    g.judge_cost.map(|(m, _)| m.0.to_string()),
+                    g.judge_cost.map(|(_, n)| n as i64),
+                    g.grader_set,
                 ])
                 .map_err(|e| sql(&path, e))?;
             }

@@ -111,4 +111,40 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE attempts ADD COLUMN ttft_ms REAL;
     "#,
+    // v5: LLM-judge grading. Each judge HTTP try (or replay) is a row of `judge_calls`; a
+    // grade keeps its judges' cost (femto-dollars as text, exact; NULL when the suite has no
+    // judge), how many of its judge calls had an unknown cost, and the fingerprint of the
+    // grader set that produced it, whose kinds and config fingerprints `grader_sets` holds.
+    r#"
+    ALTER TABLE grades ADD COLUMN judge_cost TEXT;
+    ALTER TABLE grades ADD COLUMN judge_unknown INTEGER;
+    ALTER TABLE grades ADD COLUMN grader_set TEXT;
+    CREATE TABLE grader_sets (
+        fingerprint TEXT PRIMARY KEY,
+        graders TEXT NOT NULL
+    );
+    CREATE TABLE judge_calls (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        attempt_id INTEGER NOT NULL,
+        grader INTEGER NOT NULL,
+        judge TEXT NOT NULL,
+        sample INTEGER NOT NULL,
+        try INTEGER NOT NULL,
+        request_hash TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        latency_ms REAL NOT NULL,
+        http_status INTEGER,
+        error_kind TEXT,
+        error_message TEXT,
+        answered INTEGER NOT NULL,
+        replayed INTEGER NOT NULL,
+        input_tokens INTEGER,
+        output_tokens INTEGER,
+        cost TEXT,
+        spent TEXT,
+        output TEXT
+    );
+    CREATE INDEX judge_calls_attempt ON judge_calls(run_id, attempt_id);
+    "#,
 ];

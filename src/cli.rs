@@ -39,6 +39,8 @@ pub mod exit {
     pub const PROVIDER_FAILURES: i32 = 4;
     /// Another costbench process is running the same run (same suites and providers).
     pub const BUSY: i32 = 5;
+    /// `run --max-spend`: the run stopped calling at the spend cap; a higher cap resumes it.
+    pub const SPEND_CAP: i32 = 6;
     /// Stopped by Ctrl-C; run the same command again to resume.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -69,7 +71,8 @@ pub struct Cli {
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 internal error · 2 usage or config error (also a \
 missing, corrupt or incompatible baseline; a key or model refused in a run) · 3 `gate`: a regression is significant and beyond \
 its threshold · 4 more outcomes without an answer than --max-failed-share allows · 5 another \
-costbench process is running the same run · 130 interrupted";
+costbench process is running the same run · 6 `run` stopped at the --max-spend cap (a higher \
+cap resumes) · 130 interrupted";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -135,10 +138,24 @@ struct RunArgs {
     /// Share of outcomes allowed to end without an answer before exiting with code 4.
     #[arg(long, default_value_t = 0.0)]
     max_failed_share: f64,
+    /// Stop calling before the run's spend (earlier sessions included, unknown costs and calls
+    /// in flight at their bound) could pass USD; exit 6. A higher cap resumes the run.
+    #[arg(long, value_name = "USD", value_parser = parse_max_spend)]
+    max_spend: Option<crate::providers::Money>,
     #[command(flatten)]
     catalog: CatalogFlag,
     #[command(flatten)]
     report: ReportFlags,
+}
+
+/// Reads `--max-spend`: a non-negative decimal amount of USD.
+fn parse_max_spend(s: &str) -> std::result::Result<crate::providers::Money, String> {
+    let m = crate::providers::Money::parse_usd(s.trim().trim_start_matches('$'))
+        .map_err(|e| format!("not an amount of USD ({e}); write e.g. 2.50"))?;
+    if m.0 < 0 {
+        return Err("must not be negative".into());
+    }
+    Ok(m)
 }
 
 /// The most bootstrap resamples a report may ask for: beyond it the interval no longer
@@ -592,6 +609,16 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         }
         providers.retain(|p| a.only.contains(&p.id));
     }
+    // A cap is kept only with a bound on every call; a replay calls nothing.
+    if a.max_spend.is_some() && a.cache != CacheMode::Replay {
+        let problems = run::spend::unboundable(&suites, &providers);
+        if !problems.is_empty() {
+            bail!(UsageError(format!(
+                "--max-spend cannot be kept:\n  {}",
+                problems.join("\n  ")
+            )));
+        }
+    }
     if a.cache != CacheMode::Replay {
         for p in &providers {
             if let Some(var) = p
@@ -616,6 +643,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             progress: !a.no_progress,
             fresh: a.new,
             events: a.events.clone(),
+            max_spend: a.max_spend,
         },
     )?;
     let mut store = Store::open(db)?;
@@ -689,6 +717,16 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             "interrupted: everything finished so far is saved; run the same command again to resume"
         );
         return Ok(exit::INTERRUPTED);
+    }
+    if let Some(stop) = summary.capped {
+        let refused = stop
+            .refused_bound
+            .map_or(String::new(), |b| format!(" (the next call could cost up to {b})"));
+        eprintln!(
+            "stopped at the spend cap: spent {} of {}{refused}; {} outcomes pending; rerun with a higher --max-spend to resume",
+            stop.spent, stop.cap, summary.pending
+        );
+        return Ok(exit::SPEND_CAP);
     }
     let outcomes: u64 = analysis.rows.iter().map(|r| r.figures.outcomes).sum();
     let unanswered: u64 = analysis.rows.iter().map(|r| r.figures.unanswered).sum();

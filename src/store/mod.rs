@@ -508,6 +508,29 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// What a run's attempts have spent so far: known amounts exactly, unknown ones with
+    /// their bounds (what `--max-spend` counts when the run resumes).
+    pub fn run_spent(&self, run_id: i64) -> Result<crate::providers::Tally, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT spent_femto, spent_big, cost_max_femto FROM attempts WHERE run_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut tally = crate::providers::Tally::default();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let cell = |i: usize| r.get::<_, Option<String>>(i);
+            let spent = money_from_columns(r.get(0).map_err(|e| self.err(e))?, cell(1).map_err(|e| self.err(e))?.as_deref());
+            let bound = cell(2)
+                .map_err(|e| self.err(e))?
+                .and_then(|b| b.parse().ok())
+                .map(Money);
+            tally.add(spent, bound);
+        }
+        Ok(tally)
+    }
+
     /// The newest run with this key that did not complete, to resume.
     pub fn resumable_run(&self, key: &str) -> Result<Option<i64>, StoreError> {
         self.conn

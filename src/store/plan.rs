@@ -118,6 +118,8 @@ pub enum RunStatus {
     Interrupted,
     /// Ended with some outcomes unanswered.
     Incomplete,
+    /// Stopped calling at `--max-spend`; a higher cap resumes it.
+    Capped,
     /// Every outcome answered.
     Complete,
 }
@@ -129,6 +131,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Incomplete => "incomplete",
+            RunStatus::Capped => "capped",
             RunStatus::Complete => "complete",
         }
     }
@@ -139,6 +142,7 @@ impl RunStatus {
             "running" => RunStatus::Running,
             "interrupted" => RunStatus::Interrupted,
             "incomplete" => RunStatus::Incomplete,
+            "capped" => RunStatus::Capped,
             "complete" => RunStatus::Complete,
             _ => return None,
         })
@@ -328,7 +332,7 @@ mod tests {
         ] {
             assert_eq!(Delivery::parse(d.as_str()), Some(d));
         }
-        for s in ["running", "interrupted", "incomplete", "complete"] {
+        for s in ["running", "interrupted", "incomplete", "capped", "complete"] {
             assert_eq!(RunStatus::parse(s).map(RunStatus::as_str), Some(s));
         }
     }

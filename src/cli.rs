@@ -140,7 +140,7 @@ struct RunArgs {
     max_failed_share: f64,
     /// Stop calling before the run's spend (earlier sessions included, unknown costs and calls
     /// in flight at their bound) could pass USD; exit 6. A higher cap resumes the run.
-    #[arg(long, value_name = "USD", value_parser = parse_max_spend)]
+    #[arg(long, value_name = "USD", value_parser = parse_max_spend, allow_negative_numbers = true)]
     max_spend: Option<crate::providers::Money>,
     #[command(flatten)]
     catalog: CatalogFlag,
@@ -150,12 +150,9 @@ struct RunArgs {
 
 /// Reads `--max-spend`: a non-negative decimal amount of USD.
 fn parse_max_spend(s: &str) -> std::result::Result<crate::providers::Money, String> {
-    let m = crate::providers::Money::parse_usd(s.trim().trim_start_matches('$'))
-        .map_err(|e| format!("not an amount of USD ({e}); write e.g. 2.50"))?;
-    if m.0 < 0 {
-        return Err("must not be negative".into());
-    }
-    Ok(m)
+    // Money parsing refuses signs, so a cap is never negative.
+    crate::providers::Money::parse_usd(s.trim().trim_start_matches('$'))
+        .map_err(|e| format!("not an amount of USD ({e}); write e.g. 2.50"))
 }
 
 /// The most bootstrap resamples a report may ask for: beyond it the interval no longer
@@ -719,11 +716,11 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         return Ok(exit::INTERRUPTED);
     }
     if let Some(stop) = summary.capped {
-        let refused = stop
-            .refused_bound
-            .map_or(String::new(), |b| format!(" (the next call could cost up to {b})"));
+        let refused = stop.refused_bound.map_or(String::new(), |b| {
+            format!(" (the next call could have cost up to {b})")
+        });
         eprintln!(
-            "stopped at the spend cap: spent {} of {}{refused}; {} outcomes pending; rerun with a higher --max-spend to resume",
+            "stopped at the spend cap: spent {} of {}; {} outcomes pending; rerun with a higher --max-spend to resume{refused}",
             stop.spent, stop.cap, summary.pending
         );
         return Ok(exit::SPEND_CAP);

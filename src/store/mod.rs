@@ -521,7 +521,10 @@ impl Store {
         let mut tally = crate::providers::Tally::default();
         while let Some(r) = rows.next().map_err(|e| self.err(e))? {
             let cell = |i: usize| r.get::<_, Option<String>>(i);
-            let spent = money_from_columns(r.get(0).map_err(|e| self.err(e))?, cell(1).map_err(|e| self.err(e))?.as_deref());
+            let spent = money_from_columns(
+                r.get(0).map_err(|e| self.err(e))?,
+                cell(1).map_err(|e| self.err(e))?.as_deref(),
+            );
             let bound = cell(2)
                 .map_err(|e| self.err(e))?
                 .and_then(|b| b.parse().ok())

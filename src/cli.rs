@@ -80,6 +80,9 @@ enum Command {
     Run(RunArgs),
     /// Print the report of a stored run (the latest by default).
     Report(ReportArgs),
+    /// Calls, tokens and cost per suite × provider, online and batch, before anything is
+    /// spent; output tokens from history when the database holds a run of the same pair.
+    Plan(PlanArgs),
     /// Re-grade a run's stored outputs with the suites' current graders; calls no provider.
     Grade(GradeArgs),
     /// Migration verdict: may the candidate replace the incumbent? Paired, non-inferiority
@@ -201,6 +204,30 @@ impl ReportFlags {
             seed: self.seed,
         })
     }
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    /// Suite files.
+    #[arg(required = true)]
+    suites: Vec<PathBuf>,
+    /// Providers file.
+    #[arg(long, short)]
+    providers: PathBuf,
+    /// Only these provider ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Output format (table, json or md).
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Fit the table to this many columns (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    catalog: CatalogFlag,
 }
 
 #[derive(Args, Debug)]
@@ -515,6 +542,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 a.out.as_deref(),
             )
         }
+        Command::Plan(a) => cmd_plan(&cli.db, a),
         Command::Grade(a) => cmd_grade(&cli.db, a),
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
@@ -579,6 +607,47 @@ fn load_all(
     Ok((loaded, provs))
 }
 
+/// Keeps the providers `--only` names (all when it names none); an unknown id is an error.
+fn keep_only(providers: &mut Vec<ProviderConfig>, only: &[String]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = only
+        .iter()
+        .filter(|id| !providers.iter().any(|p| &&p.id == id))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        bail!(UsageError(format!(
+            "--only names unknown provider(s): {}",
+            unknown.join(", ")
+        )));
+    }
+    providers.retain(|p| only.contains(&p.id));
+    Ok(())
+}
+
+fn cmd_plan(db: &Path, a: &PlanArgs) -> Result<i32> {
+    if a.format == Format::Html {
+        bail!(UsageError(
+            "`costbench plan` has no HTML output; use --format table, md or json".into()
+        ));
+    }
+    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
+    keep_only(&mut providers, &a.only)?;
+    // History is optional: no database yet just means no history.
+    let store = if db.exists() {
+        Some(Store::open_to_read(db)?)
+    } else {
+        None
+    };
+    let plan = crate::estimate::plan(&suites, &providers, store.as_ref())?;
+    emit(
+        &export::plan::render(&plan, a.format, a.width),
+        a.out.as_deref(),
+    )
+}
+
 fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     let opts = a.report.options()?;
     if !(0.0..=1.0).contains(&a.max_failed_share) {
@@ -588,24 +657,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         )));
     }
     let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
-    if !a.only.is_empty() {
-        let unknown: Vec<&String> = a
-            .only
-            .iter()
-            .filter(|id| !providers.iter().any(|p| &&p.id == id))
-            .collect();
-        if !unknown.is_empty() {
-            bail!(UsageError(format!(
-                "--only names unknown provider(s): {}",
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        providers.retain(|p| a.only.contains(&p.id));
-    }
+    keep_only(&mut providers, &a.only)?;
     // A cap is kept only with a bound on every call; a replay calls nothing.
     if a.max_spend.is_some() && a.cache != CacheMode::Replay {
         let problems = run::spend::unboundable(&suites, &providers);

@@ -11,6 +11,7 @@ pub mod junit;
 pub mod litellm;
 pub mod markdown;
 pub mod markup;
+pub mod plan;
 pub mod portkey;
 pub mod reprice;
 pub mod route_markdown;

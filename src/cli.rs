@@ -767,13 +767,13 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         );
         return Ok(exit::INTERRUPTED);
     }
-    if let Some(stop) = summary.capped {
+    if let Some(run::Capped { stop, pending }) = summary.capped {
         let refused = stop.refused_bound.map_or(String::new(), |b| {
             format!(" (the next call could have cost up to {b})")
         });
         eprintln!(
             "stopped at the spend cap: spent {} of {}; {} outcomes pending; rerun with a higher --max-spend to resume{refused}",
-            stop.spent, stop.cap, summary.pending
+            stop.spent, stop.cap, pending
         );
         return Ok(exit::SPEND_CAP);
     }

@@ -234,7 +234,6 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             "cache_misses": s.cache_misses,
             "interrupted": s.interrupted,
             "spend_capped": s.capped.is_some(),
-            "pending": s.pending,
             "spent_usd": s.spent.known.usd(),
             "unknown_spend_calls": s.spent.unknown,
             "unknown_spend_max_usd": s.spent.bound.usd(),

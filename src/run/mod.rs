@@ -83,11 +83,18 @@ pub struct RunSummary {
     /// Money spent by this invocation, unknown costs bounded.
     pub spent: Spend,
     /// Set when the run stopped calling at `--max-spend`.
-    pub capped: Option<spend::CapStop>,
-    /// Outcomes of the run still without an answer when it ended.
-    pub pending: u64,
+    pub capped: Option<Capped>,
     /// Wall time.
     pub elapsed_s: f64,
+}
+
+/// A run that stopped calling at its spend cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capped {
+    /// The cap, the spend and the call that did not fit.
+    pub stop: spend::CapStop,
+    /// Outcomes of the run (all sessions) still without an answer.
+    pub pending: u64,
 }
 
 /// Why the run stopped calling one provider.
@@ -434,12 +441,21 @@ pub fn execute(
         RunStatus::Complete
     };
     store.set_run_status(run_id, status)?;
-    let mut answered = 0;
-    for s in suites {
-        for p in providers {
-            answered += store.answered_slots(run_id, &s.name, &p.id)?;
+    let capped = match capped {
+        Some(stop) => {
+            let mut answered = 0;
+            for s in suites {
+                for p in providers {
+                    answered += store.answered_slots(run_id, &s.name, &p.id)?;
+                }
+            }
+            Some(Capped {
+                stop,
+                pending: all.saturating_sub(answered),
+            })
         }
-    }
+        None => None,
+    };
     let summary = RunSummary {
         run_id,
         resumed: resume.is_some(),
@@ -453,7 +469,6 @@ pub fn execute(
         halted,
         spent: c.spent,
         capped,
-        pending: all.saturating_sub(answered),
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     if let Some(log) = log {

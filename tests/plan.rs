@@ -24,6 +24,14 @@ fn plan(ws: &Workspace, args: &[&str]) -> Out {
     Out::of(c.output().expect("run costbench plan"))
 }
 
+/// `costbench plan SUITE --providers PROVS --format json`, which must succeed.
+fn plan_json(ws: &Workspace, suite: &std::path::Path, provs: &std::path::Path) -> Value {
+    let (s, p) = (suite.to_str().unwrap(), provs.to_str().unwrap());
+    let out = plan(ws, &[s, "--providers", p, "--format", "json"]);
+    out.assert_code(0);
+    out.json()
+}
+
 fn row<'a>(plan: &'a Value, provider: &str) -> &'a Value {
     plan["rows"]
         .as_array()
@@ -42,18 +50,7 @@ fn calls_tokens_and_costs_match_a_hand_computed_plan() {
             .replace("repeats: 1", "repeats: 2"),
     );
     let provs = ws.write("providers.yaml", &providers("http://127.0.0.1:9/v1"));
-    let out = plan(
-        &ws,
-        &[
-            suite.to_str().unwrap(),
-            "--providers",
-            provs.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    );
-    out.assert_code(0);
-    let p = out.json();
+    let p = plan_json(&ws, &suite, &provs);
     let est = row(&p, "est");
     // 3 tasks × 2 repeats.
     assert_eq!(est["calls"], json!(6));
@@ -141,18 +138,7 @@ fn output_tokens_come_from_history_when_the_database_has_a_run() {
     ws.run(&[&suite], &provs, &["--only", "est"]).assert_code(0);
     let run_id = ws.report(None)["run"]["id"].clone();
 
-    let out = plan(
-        &ws,
-        &[
-            suite.to_str().unwrap(),
-            "--providers",
-            provs.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    );
-    out.assert_code(0);
-    let p = out.json();
+    let p = plan_json(&ws, &suite, &provs);
     let h = &row(&p, "est")["output_tokens"]["history"];
     assert_eq!(h["run"], run_id);
     assert_eq!(h["samples"], json!(3));

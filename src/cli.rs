@@ -40,6 +40,8 @@ pub mod exit {
     pub const PROVIDER_FAILURES: i32 = 4;
     /// Another costbench process is running the same run (same suites and providers).
     pub const BUSY: i32 = 5;
+    /// `run --max-spend`: the run stopped calling at the spend cap; a higher cap resumes it.
+    pub const SPEND_CAP: i32 = 6;
     /// Stopped by Ctrl-C; run the same command again to resume.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -70,7 +72,8 @@ pub struct Cli {
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 internal error · 2 usage or config error (also a \
 missing, corrupt or incompatible baseline; a key or model refused in a run) · 3 `gate`: a regression is significant and beyond \
 its threshold · 4 more outcomes without an answer than --max-failed-share allows · 5 another \
-costbench process is running the same run · 130 interrupted";
+costbench process is running the same run · 6 `run` stopped at the --max-spend cap (a higher \
+cap resumes) · 130 interrupted";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -78,6 +81,9 @@ enum Command {
     Run(RunArgs),
     /// Print the report of a stored run (the latest by default).
     Report(ReportArgs),
+    /// Calls, tokens and cost per suite × provider, online and batch, before anything is
+    /// spent; output tokens from history when the database holds a run of the same pair.
+    Plan(PlanArgs),
     /// Re-grade a run's stored outputs with the suites' current graders; calls no provider.
     Grade(GradeArgs),
     /// Migration verdict: may the candidate replace the incumbent? Paired, non-inferiority
@@ -238,10 +244,21 @@ struct RunArgs {
     /// Share of outcomes allowed to end without an answer before exiting with code 4.
     #[arg(long, default_value_t = 0.0)]
     max_failed_share: f64,
+    /// Stop calling before the run's spend (earlier sessions included, unknown costs and calls
+    /// in flight at their bound) could pass USD; exit 6. A higher cap resumes the run.
+    #[arg(long, value_name = "USD", value_parser = parse_max_spend, allow_negative_numbers = true)]
+    max_spend: Option<crate::providers::Money>,
     #[command(flatten)]
     catalog: CatalogFlag,
     #[command(flatten)]
     report: ReportFlags,
+}
+
+/// Reads `--max-spend`: a non-negative decimal amount of USD.
+fn parse_max_spend(s: &str) -> std::result::Result<crate::providers::Money, String> {
+    // Money parsing refuses signs, so a cap is never negative.
+    crate::providers::Money::parse_usd(s.trim().trim_start_matches('$'))
+        .map_err(|e| format!("not an amount of USD ({e}); write e.g. 2.50"))
 }
 
 /// The most bootstrap resamples a report may ask for: beyond it the interval no longer
@@ -290,6 +307,30 @@ impl ReportFlags {
             seed: self.seed,
         })
     }
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    /// Suite files.
+    #[arg(required = true)]
+    suites: Vec<PathBuf>,
+    /// Providers file.
+    #[arg(long, short)]
+    providers: PathBuf,
+    /// Only these provider ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Output format (table, json or md).
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Fit the table to this many columns (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
+    /// Write the output to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    catalog: CatalogFlag,
 }
 
 #[derive(Args, Debug)]
@@ -629,6 +670,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 a.out.as_deref(),
             )
         }
+        Command::Plan(a) => cmd_plan(&cli.db, a),
         Command::Grade(a) => cmd_grade(&cli.db, a),
         Command::Compare(a) => cmd_compare(&cli.db, a),
         Command::Reprice(a) => cmd_reprice(&cli.db, a),
@@ -838,6 +880,47 @@ fn load_all(
     Ok((loaded, provs))
 }
 
+/// Keeps the providers `--only` names (all when it names none); an unknown id is an error.
+fn keep_only(providers: &mut Vec<ProviderConfig>, only: &[String]) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = only
+        .iter()
+        .filter(|id| !providers.iter().any(|p| &&p.id == id))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        bail!(UsageError(format!(
+            "--only names unknown provider(s): {}",
+            unknown.join(", ")
+        )));
+    }
+    providers.retain(|p| only.contains(&p.id));
+    Ok(())
+}
+
+fn cmd_plan(db: &Path, a: &PlanArgs) -> Result<i32> {
+    if a.format == Format::Html {
+        bail!(UsageError(
+            "`costbench plan` has no HTML output; use --format table, md or json".into()
+        ));
+    }
+    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
+    keep_only(&mut providers, &a.only)?;
+    // History is optional: no database yet just means no history.
+    let store = if db.exists() {
+        Some(Store::open_to_read(db)?)
+    } else {
+        None
+    };
+    let plan = crate::estimate::plan(&suites, &providers, store.as_ref())?;
+    emit(
+        &export::plan::render(&plan, a.format, a.width),
+        a.out.as_deref(),
+    )
+}
+
 fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     let opts = a.report.options()?;
     if !(0.0..=1.0).contains(&a.max_failed_share) {
@@ -847,26 +930,18 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         )));
     }
     let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
-    let mut judge_providers = providers.clone();
-    if !a.only.is_empty() {
-        let unknown: Vec<&String> = a
-            .only
-            .iter()
-            .filter(|id| !providers.iter().any(|p| &&p.id == id))
-            .collect();
-        if !unknown.is_empty() {
+    // A judge need not be a candidate: judges are taken from the whole providers file.
+    let judge_providers = providers.clone();
+    keep_only(&mut providers, &a.only)?;
+    // A cap is kept only with a bound on every call; a replay calls nothing.
+    if a.max_spend.is_some() && a.cache != CacheMode::Replay {
+        let problems = run::spend::unboundable(&suites, &providers);
+        if !problems.is_empty() {
             bail!(UsageError(format!(
-                "--only names unknown provider(s): {}",
-                unknown
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "--max-spend cannot be kept:\n  {}",
+                problems.join("\n  ")
             )));
         }
-        // A judge need not be a candidate: judges are taken from the whole providers file.
-        judge_providers = providers.clone();
-        providers.retain(|p| a.only.contains(&p.id));
     }
     if a.cache != CacheMode::Replay {
         for p in &providers {
@@ -892,6 +967,7 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             progress: !a.no_progress,
             fresh: a.new,
             events: a.events.clone(),
+            max_spend: a.max_spend,
         },
     )?;
     let mut store = Store::open(db)?;
@@ -970,6 +1046,16 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             "interrupted: everything finished so far is saved; run the same command again to resume"
         );
         return Ok(exit::INTERRUPTED);
+    }
+    if let Some(run::Capped { stop, pending }) = summary.capped {
+        let refused = stop.refused_bound.map_or(String::new(), |b| {
+            format!(" (the next call could have cost up to {b})")
+        });
+        eprintln!(
+            "stopped at the spend cap: spent {} of {}; {} outcomes pending; rerun with a higher --max-spend to resume{refused}",
+            stop.spent, stop.cap, pending
+        );
+        return Ok(exit::SPEND_CAP);
     }
     let outcomes: u64 = analysis.rows.iter().map(|r| r.figures.outcomes).sum();
     let unanswered: u64 = analysis.rows.iter().map(|r| r.figures.unanswered).sum();

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod drilldown;
+pub mod estimate;
 pub mod export;
 pub mod gate;
 pub mod grade;

@@ -13,6 +13,7 @@ pub mod labels;
 pub mod litellm;
 pub mod markdown;
 pub mod markup;
+pub mod plan;
 pub mod portkey;
 pub mod reprice;
 pub mod route_markdown;

@@ -139,6 +139,11 @@ impl Dispatch for Online<'_> {
         let mut base = req.base.clone();
         let estimate = limits::estimate(req.est_prompt_tokens, bound::completion_cap(&req.body));
         loop {
+            // Under --max-spend each try waits for room under the cap, or ends the slot
+            // (left pending for a resume) once the run stopped at it.
+            let Some(_permit) = rec.admit_call(req).await else {
+                return;
+            };
             self.limits.admit(estimate).await;
             let r = try_once(&spec, base.clone()).await;
             if let Some(d) = r.pause {

@@ -16,6 +16,9 @@
 //!   `server_asked` (the wait came from `retry-after`);
 //! - `outcome_finished`: the identity and `answered`;
 //! - `run_interrupted`;
+//! - `spend_cap_reached` (`--max-spend`): `cap_usd`, `spent_usd` (unknown costs at their
+//!   bound, earlier sessions included) and `refused_bound_usd`, the bound of the call that
+//!   did not fit (null when it had none);
 //! - `run_finished`: the summary's figures.
 //!
 //! Each line is flushed as it is written, so the log of an interrupted or killed run is
@@ -59,6 +62,8 @@ pub enum RunEvent<'a> {
     OutcomeFinished(&'a AttemptRow),
     /// Ctrl-C stopped the run.
     RunInterrupted,
+    /// `--max-spend`: the next call would not fit under the cap, so the run stopped calling.
+    SpendCapReached(super::spend::CapStop),
     /// The run ended.
     RunFinished(&'a RunSummary),
 }
@@ -213,6 +218,12 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             Value::Object(m)
         }
         RunEvent::RunInterrupted => json!({"event": "run_interrupted"}),
+        RunEvent::SpendCapReached(stop) => json!({
+            "event": "spend_cap_reached",
+            "cap_usd": stop.cap.usd(),
+            "spent_usd": stop.spent.usd(),
+            "refused_bound_usd": usd(stop.refused_bound),
+        }),
         RunEvent::RunFinished(s) => json!({
             "event": "run_finished",
             "run_id": s.run_id,
@@ -223,6 +234,7 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             "failed_slots": s.failed_slots,
             "cache_misses": s.cache_misses,
             "interrupted": s.interrupted,
+            "spend_capped": s.capped.is_some(),
             "spent_usd": s.spent.known.usd(),
             "unknown_spend_calls": s.spent.unknown,
             "unknown_spend_max_usd": s.spent.bound.usd(),

@@ -12,6 +12,7 @@ pub mod events;
 pub mod limits;
 pub mod plan;
 pub mod progress;
+pub mod spend;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub fresh: bool,
     /// Write the run's events to this file as JSONL.
     pub events: Option<PathBuf>,
+    /// Stop calling before the run's spend could pass this (see [`spend`]).
+    pub max_spend: Option<crate::providers::Money>,
 }
 
 /// How many replay misses the summary names; the rest are counted.
@@ -79,8 +82,19 @@ pub struct RunSummary {
     pub halted: Vec<Halt>,
     /// Money spent by this invocation, unknown costs bounded.
     pub spent: Spend,
+    /// Set when the run stopped calling at `--max-spend`.
+    pub capped: Option<Capped>,
     /// Wall time.
     pub elapsed_s: f64,
+}
+
+/// A run that stopped calling at its spend cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capped {
+    /// The cap, the spend and the call that did not fit.
+    pub stop: spend::CapStop,
+    /// Outcomes of the run (all sessions) still without an answer.
+    pub pending: u64,
 }
 
 /// Why the run stopped calling one provider.
@@ -299,6 +313,11 @@ pub fn execute(
     let all = (providers.len() as u64).saturating_mul(slots_in(suites));
     let total = all.saturating_sub(done);
     let skipped = all - total;
+    let budget = match opts.max_spend {
+        Some(cap) if resume.is_some() => Some(spend::Budget::new(cap, store.run_spent(run_id)?)),
+        Some(cap) => Some(spend::Budget::new(cap, Spend::default())),
+        None => None,
+    };
 
     // One HTTP client (and connection pool) per provider, built before anything is called.
     let clients = providers
@@ -328,6 +347,7 @@ pub fn execute(
         log,
         misses: Mutex::new((0, Vec::new())),
         halted: Mutex::new(Vec::new()),
+        budget,
     };
     let source = SlotSource {
         suites,
@@ -382,6 +402,7 @@ pub fn execute(
     if interrupted {
         rec.emit(&RunEvent::RunInterrupted);
     }
+    let capped = rec.budget.as_ref().and_then(spend::Budget::stopped);
     let Recorder {
         tx,
         misses,
@@ -412,12 +433,29 @@ pub fn execute(
 
     let status = if interrupted {
         RunStatus::Interrupted
+    } else if capped.is_some() {
+        RunStatus::Capped
     } else if c.failed_slots > 0 {
         RunStatus::Incomplete
     } else {
         RunStatus::Complete
     };
     store.set_run_status(run_id, status)?;
+    let capped = match capped {
+        Some(stop) => {
+            let mut answered = 0;
+            for s in suites {
+                for p in providers {
+                    answered += store.answered_slots(run_id, &s.name, &p.id)?;
+                }
+            }
+            Some(Capped {
+                stop,
+                pending: all.saturating_sub(answered),
+            })
+        }
+        None => None,
+    };
     let summary = RunSummary {
         run_id,
         resumed: resume.is_some(),
@@ -430,6 +468,7 @@ pub fn execute(
         interrupted,
         halted,
         spent: c.spent,
+        capped,
         elapsed_s: t0.elapsed().as_secs_f64(),
     };
     if let Some(log) = log {
@@ -457,11 +496,16 @@ pub(crate) struct Recorder {
     misses: Mutex<(u64, Vec<String>)>,
     /// Providers no longer called, and why.
     halted: Mutex<Vec<Halt>>,
+    /// The spend cap, when the run has one.
+    budget: Option<spend::Budget>,
 }
 
 impl Recorder {
     /// Hands an event to every consumer.
     fn emit(&self, e: &RunEvent<'_>) {
+        if let (Some(b), RunEvent::AttemptFinished(row)) = (&self.budget, e) {
+            b.record(row.spent, row.cost_max);
+        }
         self.counters.event(e);
         self.bar.event(e);
         if let Some(log) = &self.log {
@@ -472,6 +516,28 @@ impl Recorder {
     /// Whether the run must start no new call (Ctrl-C, or the store writer gave up).
     fn stopped(&self) -> bool {
         self.writer_failed.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
+    }
+
+    /// Admits one call of `req` under the spend cap, waiting while calls in flight may still
+    /// leave room; `None` when the run stopped at the cap (reported once, as an event).
+    pub(crate) async fn admit_call(&self, req: &Prepared) -> Option<spend::Permit<'_>> {
+        let Some(b) = &self.budget else {
+            return Some(spend::Permit::unlimited());
+        };
+        match b.admit(req.cost_max).await {
+            Ok(p) => Some(p),
+            Err((stop, first)) => {
+                if first {
+                    self.emit(&RunEvent::SpendCapReached(stop));
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether the cap stopped the run and nothing is left that the cache could serve free.
+    fn capped_out(&self) -> bool {
+        self.mode == CacheMode::Off && self.budget.as_ref().is_some_and(|b| b.stopped().is_some())
     }
 
     /// Whether the run stopped calling `provider` (a configuration error).
@@ -596,7 +662,10 @@ async fn run_provider<'a>(
     futures_util::stream::iter(slots)
         // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.
         // So does a key, permission or model error: every other call would fail the same way.
-        .take_while(|_| std::future::ready(!rec.stopped() && !rec.halted(&cfg.id)))
+        // At the spend cap, slots the cache can answer are still served (they cost nothing).
+        .take_while(|_| {
+            std::future::ready(!rec.stopped() && !rec.halted(&cfg.id) && !rec.capped_out())
+        })
         .for_each_concurrent(cfg.max_concurrency, |slot| {
             run_slot(rec, cfg, protocol, &online, slot)
         })

@@ -513,6 +513,66 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// What a run's attempts have spent so far: known amounts exactly, unknown ones with
+    /// their bounds (what `--max-spend` counts when the run resumes).
+    pub fn run_spent(&self, run_id: i64) -> Result<crate::providers::Tally, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT spent_femto, spent_big, cost_max_femto FROM attempts WHERE run_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut tally = crate::providers::Tally::default();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let cell = |i: usize| r.get::<_, Option<String>>(i);
+            let spent = money_from_columns(
+                r.get(0).map_err(|e| self.err(e))?,
+                cell(1).map_err(|e| self.err(e))?.as_deref(),
+            );
+            let bound = cell(2)
+                .map_err(|e| self.err(e))?
+                .and_then(|b| b.parse().ok())
+                .map(Money);
+            tally.add(spent, bound);
+        }
+        Ok(tally)
+    }
+
+    /// The output tokens of every answered call with known usage of `suite` on `provider` in
+    /// the latest run that has any: (run id, tokens per call). What `costbench plan` takes
+    /// as history.
+    pub fn recorded_output_tokens(
+        &self,
+        suite: &str,
+        provider: &str,
+    ) -> Result<Option<(i64, Vec<u64>)>, StoreError> {
+        let run: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(run_id) FROM attempts
+                 WHERE suite = ?1 AND provider = ?2 AND answered = 1 AND usage_known = 1",
+                params![suite, provider],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let Some(run) = run else { return Ok(None) };
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT output_tokens FROM attempts WHERE run_id = ?1 AND suite = ?2
+                 AND provider = ?3 AND answered = 1 AND usage_known = 1",
+            )
+            .map_err(|e| self.err(e))?;
+        let tokens = st
+            .query_map(params![run, suite, provider], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.err(e))?
+            .map(|t| t.map(|t| t.max(0) as u64))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(Some((run, tokens)))
+    }
+
     /// The newest run with this key that did not complete, to resume.
     pub fn resumable_run(&self, key: &str) -> Result<Option<i64>, StoreError> {
         self.conn

@@ -122,6 +122,8 @@ pub enum RunStatus {
     Interrupted,
     /// Ended with some outcomes unanswered.
     Incomplete,
+    /// Stopped calling at `--max-spend`; a higher cap resumes it.
+    Capped,
     /// Every outcome answered.
     Complete,
 }
@@ -133,6 +135,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Incomplete => "incomplete",
+            RunStatus::Capped => "capped",
             RunStatus::Complete => "complete",
         }
     }
@@ -143,6 +146,7 @@ impl RunStatus {
             "running" => RunStatus::Running,
             "interrupted" => RunStatus::Interrupted,
             "incomplete" => RunStatus::Incomplete,
+            "capped" => RunStatus::Capped,
             "complete" => RunStatus::Complete,
             _ => return None,
         })
@@ -342,7 +346,7 @@ mod tests {
         ] {
             assert_eq!(Delivery::parse(d.as_str()), Some(d));
         }
-        for s in ["running", "interrupted", "incomplete", "complete"] {
+        for s in ["running", "interrupted", "incomplete", "capped", "complete"] {
             assert_eq!(RunStatus::parse(s).map(RunStatus::as_str), Some(s));
         }
     }

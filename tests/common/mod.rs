@@ -708,7 +708,7 @@ async fn serve_connection(mut sock: tokio::net::TcpStream, state: SharedState) {
 }
 
 /// Reads one request (headers and a content-length body); `None` when the peer closed.
-async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
+pub async fn read_request(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Seen> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i;

@@ -13,6 +13,7 @@ pub mod drilldown;
 pub mod export;
 pub mod gate;
 pub mod grade;
+pub mod import;
 pub mod providers;
 pub mod reprice;
 pub mod route;

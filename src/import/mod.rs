@@ -341,6 +341,7 @@ fn group(import: &Import) -> Vec<Group> {
 /// Writes per-case values that every task of the group shares into the graders and the
 /// prompt, and drops them from the tasks.
 fn inline_constants(g: &mut Group) {
+    inline_prompt_constants(g);
     let mut bound: Vec<(String, Inline)> = Vec::new();
     for d in &g.graders {
         for (var, _, how) in &d.bindings {
@@ -371,6 +372,47 @@ fn inline_constants(g: &mut Group) {
         }
         for (_, vars) in &mut g.tasks {
             vars.shift_remove(&var);
+        }
+    }
+}
+
+/// A prompt field that is just `{{ var }}` (a sample's own system message or few-shot turn)
+/// whose value every task shares becomes that text, unless a grader reads the variable too.
+fn inline_prompt_constants(g: &mut Group) {
+    let graders_text = g
+        .graders
+        .iter()
+        .map(|d| d.spec.to_string())
+        .collect::<String>();
+    let mut fields: Vec<&mut String> = Vec::new();
+    if let Some(s) = g.prompt.system.as_mut() {
+        fields.push(s);
+    }
+    for (u, a) in g.prompt.examples.iter_mut() {
+        fields.push(u);
+        fields.push(a);
+    }
+    for f in fields {
+        let Some(var) = f
+            .strip_prefix("{{ ")
+            .and_then(|r| r.strip_suffix(" }}"))
+            .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if graders_text.contains(&var) {
+            continue;
+        }
+        let first = g.tasks.first().and_then(|(_, v)| v.get(&var)).cloned();
+        let Some(Value::String(text)) = first.clone() else {
+            continue;
+        };
+        if g.tasks.iter().all(|(_, v)| v.get(&var) == first.as_ref()) {
+            *f = literal_template(&text);
+            for (_, vars) in &mut g.tasks {
+                vars.shift_remove(&var);
+            }
         }
     }
 }
@@ -545,9 +587,14 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
             // A suite needs a grader; without one nothing could be accepted. Say so instead.
             stub_used = true;
             let (spec, _) = stub_grader("missing", "the source gave this test no check", None);
+            let why = if g.graders.is_empty() {
+                "The source gives these tasks no check costbench can run"
+            } else {
+                "Every check above is commented out"
+            };
             let _ = writeln!(
                 text,
-                "  # The source gives these tasks no check costbench can run: every outcome is a grader error until one is added.\n  - {spec}"
+                "  # {why}: every outcome is a grader error until one is added.\n  - {spec}"
             );
             live = 1;
         }

@@ -252,7 +252,10 @@ fn registry(imp: &mut Import, file: &Path) -> Result<(), ConfigError> {
         let text = read_named(&samples_file, &at)?;
         let lines = parse_jsonl(&samples_file, &text)?;
         imp.prompts.push(NamedPrompt {
-            suffix: slug(key),
+            suffix: slug(
+                key.strip_prefix(&format!("{}.", key.split('.').next().unwrap_or_default()))
+                    .unwrap_or(key),
+            ),
             origin: format!("eval `{key}`, {}", samples_file.display()),
             prompt: PromptDraft {
                 system: None,

@@ -163,8 +163,6 @@ fn promptfoo_unmapped_constructs_are_in_the_report() {
         ("latency assertion", "assertion `latency`"),
         ("javascript stub", "assertion `javascript`"),
         ("similar stub (CSV)", "assertion `similar`"),
-        ("test threshold", "threshold 0.5"),
-        ("weight", "`llm-rubric` weight 2"),
     ] {
         assert!(
             report.contains(expected),
@@ -184,9 +182,21 @@ fn promptfoo_unmapped_constructs_are_in_the_report() {
         tasks.contains("JSON.parse(output).status === 'shipped'"),
         "{tasks}"
     );
-    // The llm-rubric is a judge with the config's grading provider, live or commented.
+    // The test's threshold and weights: `accept: score >= 0.5` and a weight where this costbench
+    // has composition, else a note saying costbench is stricter here.
     let refusal =
         std::fs::read_to_string(&suites_with_task(&ws.path("pf"), "t4-refund-refusal")[0]).unwrap();
+    if refusal.lines().any(|l| l == "accept: score >= 0.5") {
+        assert!(refusal.contains(r#""weight":2.0"#), "{refusal}");
+    } else {
+        assert!(
+            report.contains("threshold 0.5 (and assertion weights)"),
+            "{report}"
+        );
+        assert!(!refusal.contains("\"weight\""), "{refusal}");
+        assert!(refusal.contains("(weight 2 in the source)"), "{refusal}");
+    }
+    // The llm-rubric is a judge with the config's grading provider, live or commented.
     assert!(
         refusal.contains(
             r#""type":"judge","provider":"openai-gpt-4-1-mini","rubric":"Declines politely"#

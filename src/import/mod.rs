@@ -106,8 +106,10 @@ pub struct Case {
     /// This case's own prompt templates, when they differ from its prompt's (a sample that
     /// carries its own chat); cases with the same templates still share a suite.
     pub own_prompt: Option<PromptDraft>,
-    /// Its graders.
+    /// Its graders; a spec may carry a `weight` (kept only under a score threshold).
     pub graders: Vec<GraderDraft>,
+    /// The source's pass threshold on the weighted score of the graders, and where it is set.
+    pub threshold: Option<(f64, String)>,
 }
 
 /// A prompt shared by cases: a name suffix for its suites and the templates.
@@ -217,6 +219,19 @@ pub fn judge_supported() -> bool {
         .is_ok()
 }
 
+/// Whether this build's suites take `accept: score >= X` with a `weight` per grader: probed by
+/// loading a two-line suite, so an import written by a costbench that has composition uses it.
+pub fn composition_supported() -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let path = dir.path().join("probe.yaml");
+    let probe = "suite: probe\nprompt: {user: x}\naccept: score >= 0.5\n\
+                 graders:\n  - {type: contains, value: x, weight: 2}\n  - {type: contains, value: y}\n\
+                 tasks: [{id: a, vars: {}}]\n";
+    std::fs::write(&path, probe).is_ok() && crate::suite::load_suite(&path).is_ok()
+}
+
 /// Lower-case ASCII slug of `s` (`Support bot v2` → `support-bot-v2`), at most 48 characters.
 pub fn slug(s: &str) -> String {
     let mut out = String::new();
@@ -294,6 +309,7 @@ pub struct Written {
 
 /// A suite being assembled from cases of one shape.
 struct Group {
+    threshold: Option<(f64, String)>,
     prompt: PromptDraft,
     prompt_index: usize,
     graders: Vec<GraderDraft>,
@@ -310,7 +326,8 @@ fn group(import: &Import) -> Vec<Group> {
             .clone()
             .unwrap_or_else(|| import.prompts[case.prompt].prompt.clone());
         let specs: Vec<&Value> = case.graders.iter().map(|g| &g.spec).collect();
-        let key = json!([case.prompt, prompt, specs]).to_string();
+        let threshold = case.threshold.as_ref().map(|t| t.0);
+        let key = json!([case.prompt, prompt, specs, threshold]).to_string();
         let mut vars = case.vars.clone();
         for g in &case.graders {
             for (var, value, _) in &g.bindings {
@@ -322,6 +339,7 @@ fn group(import: &Import) -> Vec<Group> {
             None => {
                 keys.push(key);
                 groups.push(Group {
+                    threshold: case.threshold.clone(),
                     prompt,
                     prompt_index: case.prompt,
                     graders: case.graders.clone(),
@@ -450,6 +468,7 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
     use anyhow::Context;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let judge_ok = judge_supported();
+    let composition_ok = composition_supported();
     let mut groups = group(&import);
     let several_prompts = import.prompts.len() > 1;
     let mut shapes_per_prompt: BTreeMap<usize, usize> = BTreeMap::new();
@@ -552,6 +571,42 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
             head.insert("params".into(), Value::Object(import.params.clone()));
         }
         head.insert("tasks_file".into(), json!(tasks_name));
+        // promptfoo's test threshold: pass when the weighted score reaches it.
+        let mut threshold_comment = None;
+        match &g.threshold {
+            Some((th, _)) if composition_ok => {
+                head.insert("accept".into(), json!(format!("score >= {th}")));
+            }
+            Some((th, at)) => {
+                threshold_comment = Some(format!(
+                    "# The source passes a task when the weighted score of its checks reaches {th}:\n\
+                     # `accept: score >= {th}` with each `weight`, in a costbench that has them.\n"
+                ));
+                import.notes.push(Note {
+                    at: at.clone(),
+                    construct: format!("threshold {th} (and assertion weights)"),
+                    kind: NoteKind::Approximated,
+                    message: "this costbench build has no `accept: score >= X`: it accepts only \
+                              when every grader passes (stricter than the source)"
+                        .into(),
+                });
+            }
+            None => {}
+        }
+        if !(composition_ok && g.threshold.is_some()) {
+            // Without a score rule weights change no verdict (in promptfoo neither).
+            for d in &mut g.graders {
+                if let Some(w) = d
+                    .spec
+                    .as_object_mut()
+                    .and_then(|m| m.shift_remove("weight"))
+                    && g.threshold.is_some()
+                {
+                    let w = w.as_f64().map_or(w.to_string(), |x| x.to_string());
+                    d.comment.push_str(&format!(" (weight {w} in the source)"));
+                }
+            }
+        }
         let head_yaml = serde_saphyr::to_string(&Value::Object(head))
             .context("cannot write the suite as YAML")?;
 
@@ -563,6 +618,9 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
         text.push_str(&head_yaml);
         if !text.ends_with('\n') {
             text.push('\n');
+        }
+        if let Some(c) = threshold_comment {
+            text.push_str(&c);
         }
         text.push_str("graders:\n");
         let mut live = 0;
@@ -643,7 +701,7 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
         Some(p)
     };
-    import.notes.sort_by(|a, b| a.kind.cmp(&b.kind));
+    import.notes = merge_notes(std::mem::take(&mut import.notes));
     let report = out.join("IMPORT_REPORT.md");
     std::fs::write(
         &report,
@@ -656,6 +714,33 @@ pub fn write(mut import: Import, out: &Path) -> anyhow::Result<Written> {
         report,
         notes: import.notes,
     })
+}
+
+/// One note per (kind, construct, message), in the order of what matters most, naming where it
+/// first occurs and how many other places share it: a CSV of 10,000 rows with a `similar`
+/// column is one line of the report, not 10,000.
+fn merge_notes(notes: Vec<Note>) -> Vec<Note> {
+    let mut out: Vec<(Note, usize)> = Vec::new();
+    for n in notes {
+        match out
+            .iter_mut()
+            .find(|(o, _)| o.kind == n.kind && o.construct == n.construct && o.message == n.message)
+        {
+            Some((_, more)) => *more += 1,
+            None => out.push((n, 0)),
+        }
+    }
+    let mut merged: Vec<Note> = out
+        .into_iter()
+        .map(|(mut n, more)| {
+            if more > 0 {
+                n.at = format!("{} (and {more} more)", n.at);
+            }
+            n
+        })
+        .collect();
+    merged.sort_by_key(|n| n.kind);
+    merged
 }
 
 fn write_program(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -833,6 +918,7 @@ mod tests {
             vars: Map::new(),
             prompt: 0,
             own_prompt: None,
+            threshold: None,
             graders: vec![GraderDraft {
                 spec: json!({"type": "contains", "value": placeholder("_a1", Inline::Template)}),
                 comment: String::new(),
@@ -873,6 +959,25 @@ mod tests {
             "{% raw %}{{x}}{% endraw %}"
         );
         assert!(!groups[0].tasks[0].1.contains_key("_a1"));
+    }
+
+    #[test]
+    fn the_same_note_in_many_places_is_one_line_that_counts_them() {
+        let n = |at: &str, kind| Note {
+            at: at.into(),
+            construct: "assertion `similar`".into(),
+            kind,
+            message: "no grader".into(),
+        };
+        let merged = merge_notes(vec![
+            n("t.csv:2", NoteKind::NeedsPorting),
+            n("t.csv:3", NoteKind::NeedsPorting),
+            n("t.csv:4", NoteKind::NeedsPorting),
+            n("c.yaml:1:1", NoteKind::Dropped),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].kind, NoteKind::Dropped);
+        assert_eq!(merged[1].at, "t.csv:2 (and 2 more)");
     }
 
     #[test]

@@ -334,6 +334,7 @@ fn registry(imp: &mut Import, file: &Path) -> Result<(), ConfigError> {
                 prompt: ei,
                 own_prompt: Some(prompt),
                 graders: graders.clone(),
+                threshold: None,
             });
         }
     }
@@ -620,6 +621,7 @@ fn hosted(
             prompt: 0,
             own_prompt: own,
             graders: graders.clone(),
+            threshold: None,
         });
     }
     Ok(())
@@ -743,8 +745,18 @@ fn criterion_graders(
                 }
             };
             imp.note(at, format!("testing criterion `{ty}` \"{name}\""), NoteKind::Approximated, format!("judged by `{judge}` with its messages (and {}) as the rubric; the judge's own verdict format replaces OpenAI's", if ty == "label_model" { "the passing labels" } else { "the pass threshold" }));
+            let mut spec = json!({"type": "judge", "provider": judge, "rubric": rubric});
+            // score_model's pass threshold, on the judge's 0..1 score scale.
+            if let Some(th) = c["pass_threshold"].as_f64() {
+                let r = c["range"].as_array();
+                let lo = r.and_then(|r| r.first()?.as_f64()).unwrap_or(0.0);
+                let hi = r.and_then(|r| r.get(1)?.as_f64()).unwrap_or(1.0);
+                if hi > lo {
+                    spec["threshold"] = json!(((th - lo) / (hi - lo)).clamp(0.0, 1.0));
+                }
+            }
             out.push(GraderDraft {
-                spec: json!({"type": "judge", "provider": judge, "rubric": rubric}),
+                spec,
                 comment,
                 bindings: vec![],
             });

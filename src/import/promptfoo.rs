@@ -1173,9 +1173,6 @@ impl Reader {
                 );
             }
         }
-        if let Some(th) = threshold {
-            self.note(test.at.clone(), format!("threshold {th}"), NoteKind::Approximated, "promptfoo passes the test when the weighted score of its assertions reaches the threshold; costbench accepts only when every grader passes (stricter)");
-        }
         let filters = test.prompts.clone();
         let targets: Vec<usize> = (0..prompts.len())
             .filter(|&i| {
@@ -1220,6 +1217,7 @@ impl Reader {
                 .cloned()
                 .collect();
             for (a, at) in &all {
+                let before = graders.len();
                 self.map_assertion(
                     a,
                     at,
@@ -1228,6 +1226,16 @@ impl Reader {
                     judge_provider.as_deref(),
                     &mut graders,
                 );
+                // Kept by `write` only where a score threshold makes weights count.
+                if let Some(w) = a
+                    .get("weight")
+                    .and_then(Value::as_f64)
+                    .filter(|w| *w != 1.0)
+                {
+                    for d in &mut graders[before..] {
+                        d.spec["weight"] = json!(w);
+                    }
+                }
             }
             let mut case_vars = combo.clone();
             if let Some(m) = test.metadata.as_ref().or(default.metadata.as_ref()) {
@@ -1243,6 +1251,7 @@ impl Reader {
                     prompt: p,
                     own_prompt: None,
                     graders: graders.clone(),
+                    threshold: threshold.map(|t| (t, test.at.clone())),
                 });
             }
         }
@@ -1345,14 +1354,6 @@ impl Reader {
         if weight == 0.0 {
             self.note(at, format!("`{full}` with weight 0"), NoteKind::Dropped, "a zero-weight assertion never changes promptfoo's verdict, so no grader is written");
             return;
-        }
-        if weight != 1.0 {
-            self.note(
-                at,
-                format!("`{full}` weight {weight}"),
-                NoteKind::Approximated,
-                "weights are not applied: costbench accepts only when every grader passes",
-            );
         }
         let metric = m.get("metric").and_then(Value::as_str);
         let comment = match metric {
@@ -1608,11 +1609,13 @@ impl Reader {
                     if pf.is_none() {
                         self.note(at, "llm-rubric grading model", NoteKind::Approximated, format!("the config names none, so the judge is `{judge}` (promptfoo's default grader, {DEFAULT_JUDGE}), added to providers.yaml"));
                     }
-                    if m.contains_key("threshold") {
-                        self.note(at, "llm-rubric threshold", NoteKind::Approximated, "the judge's pass/fail verdict decides; its score threshold is not applied");
-                    }
                     let v = next_var(n);
-                    out.push(draft(json!({"type": "judge", "provider": judge, "rubric": placeholder(&v, Inline::Template)}), vec![(v, json!(rubric), Inline::Template)]));
+                    let mut spec = json!({"type": "judge", "provider": judge, "rubric": placeholder(&v, Inline::Template)});
+                    // The judge's score must reach it, as promptfoo's llm-rubric threshold.
+                    if let Some(th) = m.get("threshold").and_then(Value::as_f64) {
+                        spec["threshold"] = json!(th);
+                    }
+                    out.push(draft(spec, vec![(v, json!(rubric), Inline::Template)]));
                 }
                 None => self.unmapped(&full, at, a, n, comment.clone(), "needs a rubric", out),
             },

@@ -865,6 +865,27 @@ pub fn resolve(base: &Path, reference: &str) -> PathBuf {
     }
 }
 
+/// A file's extension, lower case (`""` without one).
+pub fn extension(file: &Path) -> String {
+    file.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// A JSON or YAML file the source names, parsed with the locations of its errors (and, for YAML,
+/// of its nodes).
+pub fn structured(file: &Path, text: &str) -> Result<Loader, ConfigError> {
+    if extension(file) == "json" {
+        let root = parse_json(file, text)?;
+        let mut l = Loader::from_str(file, "{}")?;
+        l.root = root;
+        Ok(l)
+    } else {
+        Loader::from_str(file, text)
+    }
+}
+
 /// Reads a file the source names, as a located error when it cannot.
 pub fn read_named(path: &Path, named_at: &str) -> Result<String, ConfigError> {
     crate::config::read_capped(path, crate::config::MAX_CONFIG_BYTES)

@@ -53,11 +53,7 @@ print(json.dumps({"pass": hit is not None, "reason": reason}))
 /// Reads an OpenAI Evals file: a registry YAML, or a hosted eval definition (JSON) with its
 /// items (`data`) and optionally its run (`run`: the prompt template, model and sampling).
 pub fn import(file: &Path, data: Option<&Path>, run: Option<&Path>) -> Result<Import, ConfigError> {
-    let ext = file
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = super::extension(file);
     let mut imp = Import {
         source_kind: "openai-evals",
         source: file.to_path_buf(),

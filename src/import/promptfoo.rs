@@ -17,8 +17,9 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value, json};
 
 use super::{
-    GraderDraft, Import, Inline, NamedPrompt, NoteKind, PromptDraft, located, parse_json,
-    parse_jsonl, placeholder, read_named, resolve, scalar_text, slug, stub_grader,
+    GraderDraft, Import, Inline, NamedPrompt, NoteKind, PromptDraft, extension, located,
+    parse_json, parse_jsonl, placeholder, read_named, resolve, scalar_text, slug, structured,
+    stub_grader,
 };
 use crate::config::{ConfigError, DocPath, Loader, Problem};
 
@@ -473,11 +474,7 @@ impl Reader {
             return Ok(());
         }
         let file = resolve(&self.base, reference);
-        let ext = file
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = extension(&file);
         if ["js", "cjs", "mjs", "ts", "py", "sh", "rb"].contains(&ext.as_str()) {
             self.note(at, format!("prompt `{raw}`"), NoteKind::Dropped, "prompt functions are programs; costbench prompts are templates: write the prompt they build as a template");
             return Ok(());
@@ -769,14 +766,7 @@ impl Reader {
                 let at = located(l, &path);
                 let file = resolve(&self.base, s);
                 let text = read_named(&file, &at)?;
-                let mut fl = if file.extension().is_some_and(|e| e == "json") {
-                    let v = parse_json(&file, &text)?;
-                    let mut fl = Loader::from_str(&file, "{}")?;
-                    fl.root = v;
-                    fl
-                } else {
-                    Loader::from_str(&file, &text)?
-                };
+                let mut fl = structured(&file, &text)?;
                 let root = fl.root.clone();
                 let t = self.test_from_yaml(&mut fl, &DocPath::default(), &root)?;
                 if !fl.problems.is_empty() {
@@ -852,11 +842,7 @@ impl Reader {
             return Ok(());
         }
         let file = resolve(&self.base, r);
-        let ext = file
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = extension(&file);
         if !["csv", "json", "jsonl", "yaml", "yml"].contains(&ext.as_str()) {
             self.note(at, format!("tests `{reference}`"), NoteKind::Dropped, "only CSV, JSON, JSONL and YAML test files are imported (programs and spreadsheets are not)");
             return Ok(());
@@ -878,14 +864,7 @@ impl Reader {
                 Ok(())
             }
             _ => {
-                let mut fl = if ext == "json" {
-                    let v = parse_json(&file, &text)?;
-                    let mut fl = Loader::from_str(&file, "{}")?;
-                    fl.root = v;
-                    fl
-                } else {
-                    Loader::from_str(&file, &text)?
-                };
+                let mut fl = structured(&file, &text)?;
                 let root = fl.root.clone();
                 let base = self.base.clone();
                 // Files a test file names are relative to that file.
@@ -1262,11 +1241,7 @@ impl Reader {
             return Err("globbed variable files are not imported".into());
         }
         let file = resolve(&self.base, reference);
-        let ext = file
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = extension(&file);
         if [
             "js", "cjs", "mjs", "ts", "py", "rb", "sh", "png", "jpg", "jpeg", "gif", "webp", "pdf",
             "mp3", "mp4", "wav",

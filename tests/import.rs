@@ -409,3 +409,43 @@ fn a_hosted_eval_without_items_says_how_to_give_them() {
         "{out}"
     );
 }
+
+#[test]
+fn promptfoo_tests_from_yaml_and_jsonl_files_list_variables_and_file_variables() {
+    let ws = Workspace::new();
+    ws.write("pf/context.txt", "Opening hours: 9 to 5.");
+    ws.write(
+        "pf/tests.yaml",
+        "- vars: {lang: [French, German], text: hello}\n  assert: [{type: icontains, value: '{{text}}'}]\n",
+    );
+    ws.write(
+        "pf/more.jsonl",
+        "{\"vars\": {\"lang\": \"Dutch\", \"text\": \"bye\"}, \"assert\": [{\"type\": \"icontains\", \"value\": \"bye\"}]}\n",
+    );
+    ws.write(
+        "pf/promptfooconfig.yaml",
+        "prompts: ['{{context}} Say {{text}} in {{lang}}.']\n\
+         defaultTest:\n  vars: {context: file://context.txt}\n\
+         tests: [file://tests.yaml, file://more.jsonl]\n",
+    );
+    import(
+        &ws,
+        &["promptfoo", "pf/promptfooconfig.yaml", "--out", "out"],
+    )
+    .assert_code(0);
+    let suites = suites_in(&ws.path("out"));
+    assert_eq!(suites.len(), 1, "one prompt, one assertion shape");
+    let out = validate(&ws, &suites, None);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(": 3 tasks"),
+        "two from the list variable, one from JSONL:\n{out}"
+    );
+    let tasks = std::fs::read_to_string(suites[0].with_extension("tasks.jsonl")).unwrap();
+    assert!(tasks.contains("Opening hours: 9 to 5."), "{tasks}");
+    // `{{text}}` was rendered with each test's variables, as promptfoo renders assertion values.
+    assert!(
+        tasks.contains(r#""_a1":"hello""#) && tasks.contains(r#""_a1":"bye""#),
+        "{tasks}"
+    );
+}

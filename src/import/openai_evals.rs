@@ -309,7 +309,11 @@ fn registry(imp: &mut Import, file: &Path) -> Result<(), ConfigError> {
                 }
             };
             let ideal = match m.get("ideal") {
-                Some(Value::Array(xs)) => xs.clone(),
+                // As text: the graders compare and regex-escape strings.
+                Some(Value::Array(xs)) => xs
+                    .iter()
+                    .map(|x| Value::String(super::scalar_text(x).unwrap_or_else(|| x.to_string())))
+                    .collect(),
                 Some(v @ Value::String(_)) => vec![v.clone()],
                 Some(Value::Null) | None => vec![],
                 Some(other) => vec![Value::String(other.to_string())],

@@ -1330,11 +1330,7 @@ impl Reader {
             self.note(at, format!("`{full}` with weight 0"), NoteKind::Dropped, "a zero-weight assertion never changes promptfoo's verdict, so no grader is written");
             return;
         }
-        let metric = m.get("metric").and_then(Value::as_str);
-        let comment = match metric {
-            Some(mt) => format!("promptfoo `{full}` (metric: {mt})"),
-            None => format!("promptfoo `{full}`"),
-        };
+        let comment = comment_for(&full, a);
         for k in m.keys() {
             if ![
                 "type",
@@ -1348,7 +1344,7 @@ impl Reader {
             .contains(&k.as_str())
             {
                 self.note(at, format!("`{full}` key `{k}`"), NoteKind::NeedsPorting, "the assertion depends on it (an output transform or a custom grading prompt), so it is written as a stub");
-                self.stub(&full, at, a, n, comment.clone(), out);
+                self.stub(&full, a, n, out);
                 return;
             }
         }
@@ -1367,7 +1363,7 @@ impl Reader {
                         NoteKind::NeedsPorting,
                         why,
                     );
-                    self.stub(&full, at, a, n, comment, out);
+                    self.stub(&full, a, n, out);
                     return;
                 }
             }
@@ -1413,7 +1409,6 @@ impl Reader {
                     at,
                     a,
                     n,
-                    comment.clone(),
                     "needs a text value (or, not negated, a JSON value)",
                     out,
                 ),
@@ -1428,15 +1423,7 @@ impl Reader {
                     }
                     out.push(draft(neg(spec), vec![(v, json!(t), Inline::Template)]));
                 }
-                _ => self.unmapped(
-                    &full,
-                    at,
-                    a,
-                    n,
-                    comment.clone(),
-                    "needs a non-empty text value",
-                    out,
-                ),
+                _ => self.unmapped(&full, at, a, n, "needs a non-empty text value", out),
             },
             "contains-any" | "contains-all" | "icontains-any" | "icontains-all" => {
                 let items: Vec<String> = match &value {
@@ -1445,15 +1432,7 @@ impl Reader {
                     _ => vec![],
                 };
                 if items.is_empty() || items.iter().any(String::is_empty) {
-                    self.unmapped(
-                        &full,
-                        at,
-                        a,
-                        n,
-                        comment.clone(),
-                        "needs a list of non-empty values",
-                        out,
-                    );
+                    self.unmapped(&full, at, a, n, "needs a list of non-empty values", out);
                     return;
                 }
                 let base = next_var(n);
@@ -1480,7 +1459,7 @@ impl Reader {
                         vec![(v, json!(t), Inline::Regex)],
                     ));
                 }
-                None => self.unmapped(&full, at, a, n, comment.clone(), "needs a text value", out),
+                None => self.unmapped(&full, at, a, n, "needs a text value", out),
             },
             "regex" => match &text {
                 Some(t) => match regex::Regex::new(t) {
@@ -1490,10 +1469,10 @@ impl Reader {
                     }
                     Err(e) => {
                         let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                        self.unmapped(&full, at, a, n, comment.clone(), &format!("its JavaScript regex is not one Rust's regex crate reads (lookaround and backreferences are not supported): {first}"), out)
+                        self.unmapped(&full, at, a, n, &format!("its JavaScript regex is not one Rust's regex crate reads (lookaround and backreferences are not supported): {first}"), out)
                     }
                 },
-                None => self.unmapped(&full, at, a, n, comment.clone(), "needs a pattern", out),
+                None => self.unmapped(&full, at, a, n, "needs a pattern", out),
             },
             "is-json" | "contains-json" => {
                 let prose = kind == "contains-json";
@@ -1508,7 +1487,6 @@ impl Reader {
                                 at,
                                 a,
                                 n,
-                                comment.clone(),
                                 "its value is neither empty nor a JSON schema",
                                 out,
                             );
@@ -1517,15 +1495,7 @@ impl Reader {
                     },
                     Some(v @ Value::Object(_)) => Some(v.clone()),
                     Some(_) => {
-                        self.unmapped(
-                            &full,
-                            at,
-                            a,
-                            n,
-                            comment.clone(),
-                            "its value is not a JSON schema",
-                            out,
-                        );
+                        self.unmapped(&full, at, a, n, "its value is not a JSON schema", out);
                         return;
                     }
                 };
@@ -1542,7 +1512,6 @@ impl Reader {
                         at,
                         a,
                         n,
-                        comment.clone(),
                         "costbench's json_schema grader cannot be negated",
                         out,
                     ),
@@ -1556,44 +1525,42 @@ impl Reader {
                     }
                 }
             }
-            "llm-rubric" if !negate => match &text {
-                Some(rubric) => {
-                    let pf = m
-                        .get("provider")
-                        .and_then(|p| p.as_str().or_else(|| p.get("id")?.as_str()))
-                        .map(str::to_string)
-                        .or_else(|| default_judge.map(str::to_string));
-                    let pf_id = pf.clone().unwrap_or_else(|| DEFAULT_JUDGE.to_string());
-                    let judge = match provider_entry(&pf_id, None, &Map::new()) {
-                        Ok((entry, _)) => self.imp.add_provider(entry),
-                        Err(why) => {
-                            self.unmapped(
-                                &full,
-                                at,
-                                a,
-                                n,
-                                comment.clone(),
+            "llm-rubric" if !negate => {
+                match &text {
+                    Some(rubric) => {
+                        let pf = m
+                            .get("provider")
+                            .and_then(|p| p.as_str().or_else(|| p.get("id")?.as_str()))
+                            .map(str::to_string)
+                            .or_else(|| default_judge.map(str::to_string));
+                        let pf_id = pf.clone().unwrap_or_else(|| DEFAULT_JUDGE.to_string());
+                        let judge =
+                            match provider_entry(&pf_id, None, &Map::new()) {
+                                Ok((entry, _)) => self.imp.add_provider(entry),
+                                Err(why) => {
+                                    self.unmapped(&full, at, a, n,
                                 &format!(
                                     "its grading provider `{pf_id}` cannot be imported: {why}"
                                 ),
                                 out,
                             );
-                            return;
+                                    return;
+                                }
+                            };
+                        if pf.is_none() {
+                            self.note(at, "llm-rubric grading model", NoteKind::Approximated, format!("the config names none, so the judge is `{judge}` (promptfoo's default grader, {DEFAULT_JUDGE}), added to providers.yaml"));
                         }
-                    };
-                    if pf.is_none() {
-                        self.note(at, "llm-rubric grading model", NoteKind::Approximated, format!("the config names none, so the judge is `{judge}` (promptfoo's default grader, {DEFAULT_JUDGE}), added to providers.yaml"));
+                        let v = next_var(n);
+                        let mut spec = json!({"type": "judge", "provider": judge, "rubric": placeholder(&v, Inline::Template)});
+                        // The judge's score must reach it, as promptfoo's llm-rubric threshold.
+                        if let Some(th) = m.get("threshold").and_then(Value::as_f64) {
+                            spec["threshold"] = json!(th);
+                        }
+                        out.push(draft(spec, vec![(v, json!(rubric), Inline::Template)]));
                     }
-                    let v = next_var(n);
-                    let mut spec = json!({"type": "judge", "provider": judge, "rubric": placeholder(&v, Inline::Template)});
-                    // The judge's score must reach it, as promptfoo's llm-rubric threshold.
-                    if let Some(th) = m.get("threshold").and_then(Value::as_f64) {
-                        spec["threshold"] = json!(th);
-                    }
-                    out.push(draft(spec, vec![(v, json!(rubric), Inline::Template)]));
+                    None => self.unmapped(&full, at, a, n, "needs a rubric", out),
                 }
-                None => self.unmapped(&full, at, a, n, comment.clone(), "needs a rubric", out),
-            },
+            }
             "cost" | "latency" => {
                 let what = if kind == "cost" {
                     "costbench measures cost itself: the cost per accepted outcome and its interval; a per-call cost limit is not a grader"
@@ -1611,17 +1578,9 @@ impl Reader {
             }
             "javascript" | "python" | "ruby" | "webhook" => {
                 self.note(at, format!("assertion `{full}`"), NoteKind::NeedsPorting, format!("{kind} checks are code costbench does not run; written as a `command` grader stub (a grader error until ported to graders/)"));
-                self.stub(&full, at, a, n, comment, out);
+                self.stub(&full, a, n, out);
             }
-            _ => self.unmapped(
-                &full,
-                at,
-                a,
-                n,
-                comment.clone(),
-                "costbench has no grader for it",
-                out,
-            ),
+            _ => self.unmapped(&full, at, a, n, "costbench has no grader for it", out),
         }
     }
 
@@ -1631,7 +1590,6 @@ impl Reader {
         at: &str,
         a: &Value,
         n: &mut usize,
-        comment: String,
         why: &str,
         out: &mut Vec<GraderDraft>,
     ) {
@@ -1641,18 +1599,10 @@ impl Reader {
             NoteKind::NeedsPorting,
             format!("{why}; written as a `command` grader stub (a grader error until ported)"),
         );
-        self.stub(full, at, a, n, comment, out);
+        self.stub(full, a, n, out);
     }
 
-    fn stub(
-        &mut self,
-        full: &str,
-        _at: &str,
-        a: &Value,
-        n: &mut usize,
-        comment: String,
-        out: &mut Vec<GraderDraft>,
-    ) {
+    fn stub(&mut self, full: &str, a: &Value, n: &mut usize, out: &mut Vec<GraderDraft>) {
         *n += 1;
         let var = format!("{}{}", self.var_prefix, n);
         let original = match a.get("value") {
@@ -1662,9 +1612,17 @@ impl Reader {
         let (spec, bindings) = stub_grader(full, "promptfoo", Some((var, original)));
         out.push(GraderDraft {
             spec,
-            comment,
+            comment: comment_for(full, a),
             bindings,
         });
+    }
+}
+
+/// The comment above a grader: the assertion it came from, and its metric name.
+fn comment_for(full: &str, a: &Value) -> String {
+    match a.get("metric").and_then(Value::as_str) {
+        Some(mt) => format!("promptfoo `{full}` (metric: {mt})"),
+        None => format!("promptfoo `{full}`"),
     }
 }
 

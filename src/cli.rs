@@ -111,6 +111,10 @@ enum Command {
     /// Move recorded answers between the database and a JSONL cassette.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Write costbench suites (and a providers file) from a promptfoo config or OpenAI Evals,
+    /// with IMPORT_REPORT.md listing everything not mapped one to one.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Human labels: export outcomes to label, import the verdicts (they override the
     /// graders' in every figure), and see how well the graders agree with the humans.
     #[command(subcommand)]
@@ -212,6 +216,35 @@ enum ListFormat {
     Table,
     /// JSON.
     Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportCommand {
+    /// A promptfoo config (promptfooconfig.yaml) and the prompt and test files it names.
+    Promptfoo {
+        /// The promptfoo config.
+        config: PathBuf,
+        /// Folder to write the suites, tasks files, providers.yaml and IMPORT_REPORT.md into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// An openai/evals registry YAML (with its samples JSONL), or a hosted Evals API eval
+    /// definition (JSON: data_source_config + testing_criteria) with --data and --run.
+    #[command(name = "openai-evals")]
+    OpenaiEvals {
+        /// The registry YAML or the eval definition JSON.
+        file: PathBuf,
+        /// Folder to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Hosted evals: the items, one `{"item": {...}}` a line (the JSONL uploaded to OpenAI).
+        #[arg(long, value_name = "ITEMS.jsonl")]
+        data: Option<PathBuf>,
+        /// Hosted evals: the run definition (its data_source: input_messages, model,
+        /// sampling_params, and file_content items when --data is not given).
+        #[arg(long, value_name = "RUN.json")]
+        run: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -683,6 +716,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Runs(a) => cmd_runs(&cli.db, a),
         Command::Validate(a) => cmd_validate(a),
         Command::Cache(c) => cmd_cache(&cli.db, c),
+        Command::Import(c) => cmd_import(c),
         Command::Labels(c) => cmd_labels(&cli.db, c),
     }
 }
@@ -1580,5 +1614,25 @@ fn cmd_cache(db: &Path, c: &CacheCommand) -> Result<i32> {
             eprintln!("imported {n} new recorded answers from {}", file.display());
         }
     }
+    Ok(exit::OK)
+}
+
+fn cmd_import(c: &ImportCommand) -> Result<i32> {
+    let (import, out) = match c {
+        ImportCommand::Promptfoo { config, out } => {
+            (crate::import::promptfoo::import(config)?, out)
+        }
+        ImportCommand::OpenaiEvals {
+            file,
+            out,
+            data,
+            run,
+        } => (
+            crate::import::openai_evals::import(file, data.as_deref(), run.as_deref())?,
+            out,
+        ),
+    };
+    let written = crate::import::write(import, out)?;
+    crate::import::print_summary(&written, out);
     Ok(exit::OK)
 }

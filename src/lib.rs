@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod export;
 pub mod gate;
 pub mod grade;
+pub mod import;
 pub mod labels;
 pub mod providers;
 pub mod reprice;

@@ -211,7 +211,9 @@ async fn exchange(spec: &CallSpec<'_>, slot: AttemptRow) -> TryResult {
     }
 }
 
-fn answered(
+/// The attempt of a parsed 2xx answer: priced as served, an incomplete finish kept as a
+/// billed failure.
+pub(super) fn answered(
     mut row: AttemptRow,
     mut c: Completion,
     cfg: &ProviderConfig,

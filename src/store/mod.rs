@@ -5,6 +5,7 @@
 //! `kill -9` from losing more than the attempts in flight and from leaving a torn file.
 //! The schema is versioned with `PRAGMA user_version`; a newer or foreign file is refused.
 
+pub mod batches;
 pub mod cache;
 pub mod details;
 pub mod outcomes;
@@ -26,7 +27,7 @@ use schema::MIGRATIONS;
 pub use writer::{WriteOp, Writer};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]

@@ -202,11 +202,15 @@ pub enum ErrorKind {
     MissingKey,
     /// The prompt template failed for this task.
     RenderError,
+    /// A batch request the provider did not run before the batch's window ended.
+    Expired,
+    /// A batch request that did not run because the batch was cancelled.
+    Canceled,
 }
 
 impl ErrorKind {
     /// Every kind, for parsing.
-    const ALL: [ErrorKind; 15] = [
+    const ALL: [ErrorKind; 17] = [
         ErrorKind::RateLimited,
         ErrorKind::Quota,
         ErrorKind::Auth,
@@ -222,6 +226,8 @@ impl ErrorKind {
         ErrorKind::CacheMiss,
         ErrorKind::MissingKey,
         ErrorKind::RenderError,
+        ErrorKind::Expired,
+        ErrorKind::Canceled,
     ];
 
     /// The stored name.
@@ -242,6 +248,8 @@ impl ErrorKind {
             ErrorKind::CacheMiss => "cache_miss",
             ErrorKind::MissingKey => "missing_key",
             ErrorKind::RenderError => "render_error",
+            ErrorKind::Expired => "expired",
+            ErrorKind::Canceled => "canceled",
         }
     }
 

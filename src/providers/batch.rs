@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{Protocol, ProviderConfig};
+use super::{Protocol, ProviderConfig, error_chain};
 
 /// A batch API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +106,14 @@ pub struct Conn<'a> {
     pub client: &'a reqwest::Client,
     /// Its API key, if it needs one.
     pub key: Option<&'a str>,
+    /// The timeout of one HTTP exchange.
+    pub timeout: std::time::Duration,
 }
 
 impl Conn<'_> {
     /// A request with the provider's auth headers and the call timeout.
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let mut r = self
-            .client
-            .request(method, url)
-            .timeout(crate::run::call::call_timeout(self.cfg));
+        let mut r = self.client.request(method, url).timeout(self.timeout);
         if let Some(k) = self.key {
             for (h, v) in self.protocol.auth_headers(k) {
                 r = r.header(h, v);
@@ -163,17 +162,6 @@ impl Conn<'_> {
             transient: false,
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 /// A JSON string literal.

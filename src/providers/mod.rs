@@ -528,6 +528,18 @@ impl ErrorInfo {
     }
 }
 
+/// An error and its chain of causes, `: `-joined (a transport error's cause is its detail).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
 /// The protocol implementation for a config's `protocol` name.
 pub fn protocol_for(name: &str) -> Option<&'static dyn Protocol> {
     match name {

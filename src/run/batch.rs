@@ -115,6 +115,7 @@ impl<'a> Batch<'a> {
             protocol: self.protocol,
             client: &self.client,
             key: self.key(),
+            timeout: super::call::call_timeout(self.cfg),
         }
     }
 
@@ -249,7 +250,13 @@ impl<'a> Batch<'a> {
             }
             for b in open {
                 match self.poll_one(&conn, &b, rec).await {
-                    Ok(false) => {
+                    Ok(true) => self.close(&b),
+                    // Still running, or a failure that may pass (5xx, connection): poll again,
+                    // up to `batch.max_wait_h` after submission.
+                    Ok(false)
+                    | Err(WireError {
+                        transient: true, ..
+                    }) => {
                         let waited = unix_seconds(&b.submitted_at)
                             .and_then(|t| unix_seconds(&crate::store::now()).map(|n| n - t))
                             .map_or(started.elapsed(), |s| Duration::from_secs(s.max(0) as u64));
@@ -258,8 +265,6 @@ impl<'a> Batch<'a> {
                             self.close(&b);
                         }
                     }
-                    Ok(true) => self.close(&b),
-                    Err(e) if e.transient => {}
                     Err(e) => {
                         // The provider will not tell us about this batch now (a key, a
                         // permission, an unknown id): stop calling, keep it open in the store,

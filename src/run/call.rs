@@ -275,14 +275,7 @@ fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> Tr
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    truncate(&s, 500)
+    truncate(&crate::providers::error_chain(e), 500)
 }
 
 fn truncate(s: &str, n: usize) -> String {

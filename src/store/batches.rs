@@ -267,3 +267,98 @@ pub(super) fn close_batch(
     )?
     .execute(params![id, status, detail, now()])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AttemptRow, RunPlan, WriteOp, Writer};
+
+    fn item(idx: u32, task: &str) -> BatchItem {
+        BatchItem {
+            idx,
+            suite: "s".into(),
+            task_id: task.into(),
+            repeat: 0,
+            try_no: 0,
+            request_hash: format!("h{idx}"),
+            cost_max: Some(Money(12_345)),
+            est_prompt_tokens: Some(40),
+            request: "{}".into(),
+            recorded: false,
+        }
+    }
+
+    // A restart must poll what the provider accepted, forget what it never confirmed (so
+    // those slots are sent again), and skip results already stored before the restart.
+    #[test]
+    fn a_restart_polls_confirmed_batches_and_forgets_unconfirmed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("b.db");
+        let mut s = Store::open(&db).unwrap();
+        let plan: RunPlan = serde_json::from_str(r#"{"suites": [], "providers": []}"#).unwrap();
+        let run = s.create_run("k", "rw", &plan, std::iter::empty()).unwrap();
+        let confirmed = s
+            .batch_begin(run, "p", "openai", &[item(0, "a"), item(1, "b")])
+            .unwrap();
+        s.batch_submitted(confirmed, "batch_1", "validating")
+            .unwrap();
+        s.batch_begin(run, "p", "openai", &[item(0, "c")]).unwrap();
+        s.batch_begin(run, "q", "openai", &[item(0, "d")]).unwrap();
+
+        let writer = Writer::start(&db, dir.path().join("spill")).unwrap();
+        let tx = writer.sender();
+        tx.blocking_send(WriteOp::Attempt(Box::new(AttemptRow {
+            run_id: run,
+            suite: "s".into(),
+            provider: "p".into(),
+            task_id: "b".into(),
+            answered: true,
+            is_final: true,
+            ..AttemptRow::default()
+        })))
+        .unwrap();
+        drop(tx);
+        writer.finish().unwrap();
+
+        let open = s.open_batches(run, "p").unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            (open[0].id, open[0].remote_id.as_str(), open[0].requests),
+            (confirmed, "batch_1", 2)
+        );
+        let mut tasks: Vec<String> = s
+            .batch_in_flight(run, "p")
+            .unwrap()
+            .into_iter()
+            .map(|(_, t, _)| t)
+            .collect();
+        tasks.sort();
+        assert_eq!(
+            tasks,
+            ["a", "b"],
+            "the unconfirmed batch's slot c is free again"
+        );
+        let items = s.batch_items(confirmed, "p").unwrap();
+        let recorded: Vec<bool> = items.iter().map(|i| i.recorded).collect();
+        assert_eq!(recorded, [false, true]);
+        assert_eq!(items[0].cost_max, Some(Money(12_345)));
+        assert_eq!(items[0].custom_id(), "r0");
+        assert_eq!(custom_idx("r1"), Some(1));
+        assert_eq!(custom_idx("task-0001"), None);
+
+        let writer = Writer::start(&db, dir.path().join("spill2")).unwrap();
+        writer
+            .sender()
+            .blocking_send(WriteOp::BatchClosed {
+                id: confirmed,
+                status: "completed".into(),
+                detail: None,
+            })
+            .unwrap();
+        writer.finish().unwrap();
+        assert!(s.open_batches(run, "p").unwrap().is_empty());
+        assert!(s.batch_in_flight(run, "p").unwrap().is_empty());
+        // Another provider's unconfirmed batch waits until that provider resumes.
+        assert_eq!(s.batch_in_flight(run, "q").unwrap().len(), 1);
+    }
+}

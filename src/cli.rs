@@ -1047,6 +1047,13 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         summary.spent,
         summary.elapsed_s
     )?;
+    if summary.batch_pending > 0 {
+        writeln!(
+            err,
+            "{} outcomes are still in provider batches; run the same command again to collect them (nothing is submitted twice)",
+            summary.batch_pending
+        )?;
+    }
     drop(err);
 
     let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;

@@ -4,10 +4,14 @@
 //! (retries, caching, storage) sees only [`ChatRequest`], [`Completion`] and [`Usage`].
 
 pub mod anthropic;
+pub mod anthropic_batch;
+pub mod batch;
 pub mod bound;
 pub mod catalog;
 pub mod gemini;
+pub mod gemini_batch;
 pub mod openai;
+pub mod openai_batch;
 pub mod openai_responses;
 pub mod price;
 pub mod pricing;
@@ -163,8 +167,8 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     expecting = "a provider: a mapping with keys id, protocol, base_url and model, and \
-                     optionally api_key_env, price, catalog, max_concurrency, rpm, tpm, \
-                     timeout_s, retry, extra_body, drop_params, tags and stream"
+                     optionally api_key_env, price, catalog, mode, batch, max_concurrency, rpm, \
+                     tpm, timeout_s, retry, extra_body, drop_params, tags and stream"
 )]
 pub struct ProviderConfig {
     /// Unique id used in reports.
@@ -185,6 +189,13 @@ pub struct ProviderConfig {
     /// The catalog entry the price came from, if it came from the catalog.
     #[serde(skip)]
     pub price_from: Option<catalog::Entry>,
+    /// How requests are sent: `online` (one HTTP call each, the default) or `batch` (the
+    /// provider's own batch API).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Batch-API settings, used when `mode: batch`.
+    #[serde(default)]
+    pub batch: BatchOptions,
     /// Calls in flight at once to this provider.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
@@ -210,6 +221,73 @@ pub struct ProviderConfig {
     /// Ask for the answer as server-sent events, to measure time to first token.
     #[serde(default)]
     pub stream: bool,
+}
+
+/// How a provider's requests are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase", expecting = "`online` or `batch`")]
+pub enum Mode {
+    /// One HTTP call per request, now.
+    #[default]
+    Online,
+    /// The provider's batch API: submitted in chunks, polled, priced at batch rates.
+    Batch,
+}
+
+/// Settings of `mode: batch`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(
+    default,
+    expecting = "a mapping with keys poll_s, max_poll_s, max_requests and max_wait_h"
+)]
+pub struct BatchOptions {
+    /// First wait between two polls of a batch, seconds; it doubles up to `max_poll_s`.
+    pub poll_s: f64,
+    /// Longest wait between two polls, seconds.
+    pub max_poll_s: f64,
+    /// Requests per submitted batch, at most the API's own limit (which is the default).
+    pub max_requests: Option<usize>,
+    /// How long a batch is polled before its unanswered requests are given up, hours.
+    pub max_wait_h: f64,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            poll_s: 10.0,
+            max_poll_s: 300.0,
+            max_requests: None,
+            max_wait_h: 48.0,
+        }
+    }
+}
+
+impl BatchOptions {
+    /// Every setting out of bounds, as (key, message).
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (key, v) in [("poll_s", self.poll_s), ("max_poll_s", self.max_poll_s)] {
+            if !(v > 0.0 && v <= 86_400.0) {
+                out.push((
+                    key,
+                    format!("must be a positive number of seconds, at most 86400; got {v}"),
+                ));
+            }
+        }
+        if !(self.max_wait_h > 0.0 && self.max_wait_h <= 24.0 * 30.0) {
+            out.push((
+                "max_wait_h",
+                format!(
+                    "must be a positive number of hours, at most 720; got {}",
+                    self.max_wait_h
+                ),
+            ));
+        }
+        if self.max_requests == Some(0) {
+            out.push(("max_requests", "must be at least 1".into()));
+        }
+        out
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -325,6 +403,23 @@ pub fn load_providers_with(
         }
         for (key, message) in cfg.retry.problems() {
             l.problem(&p.key("retry").key(key), message);
+        }
+        for (key, message) in cfg.batch.problems() {
+            l.problem(&p.key("batch").key(key), message);
+        }
+        if let (Mode::Batch, Some(limit), Some(n)) = (
+            cfg.mode,
+            batch::Api::of(&cfg.protocol).map(batch::Api::max_requests),
+            cfg.batch.max_requests,
+        ) && n > limit
+        {
+            l.problem(
+                &p.key("batch").key("max_requests"),
+                format!(
+                    "the {} batch API takes at most {limit} requests a batch; got {n}",
+                    cfg.protocol
+                ),
+            );
         }
         out.push(cfg);
     }
@@ -445,6 +540,18 @@ impl ErrorInfo {
             message: text("message"),
         }
     }
+}
+
+/// An error and its chain of causes, `: `-joined (a transport error's cause is its detail).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
 }
 
 /// The protocol implementation for a config's `protocol` name.

@@ -100,6 +100,8 @@ pub fn replayed_row(
     row.latency_ms = latency_ms.unwrap_or(0.0);
     match protocol.parse(response.as_bytes()) {
         Ok(mut c) => {
+            // A batch provider's production price is its batch rate.
+            c.served.batch = cfg.mode == crate::providers::Mode::Batch;
             row.error_message = quirks::sane_usage(&mut c);
             row.cost = quirks::price(&c, cfg, &row.started_at);
             row.usage = c.usage;

@@ -366,7 +366,9 @@ fn stream_failed(mut row: AttemptRow, t0: Instant, f: StreamFailure) -> TryResul
     }
 }
 
-fn answered(
+/// The attempt of a parsed 2xx answer: priced as served, an incomplete finish kept as a
+/// billed failure.
+pub(super) fn answered(
     mut row: AttemptRow,
     mut c: Completion,
     cfg: &ProviderConfig,
@@ -441,14 +443,7 @@ fn transport_failure(mut row: AttemptRow, t0: Instant, e: &reqwest::Error) -> Tr
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    truncate(&s, 500)
+    truncate(&crate::providers::error_chain(e), 500)
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -3,7 +3,8 @@
 //! The run prepares every slot the same way (render, body, cache key, cost bound), resolves
 //! what it can from the cache, and hands the rest to a [`Dispatch`] implementation, which
 //! reports every try to the [`Recorder`]. [`Online`] calls the provider's HTTP API now,
-//! retrying with backoff; provider batch APIs will be another implementation.
+//! retrying with backoff; [`super::batch::Batch`] gathers requests into the provider's batch
+//! API and records their results when the batches end.
 
 use serde_json::Value;
 
@@ -89,8 +90,18 @@ fn not_called(base: &AttemptRow, kind: ErrorKind, message: String) -> AttemptRow
 /// A way of getting answers for prepared requests.
 pub(crate) trait Dispatch {
     /// Resolves one prepared request, reporting every try (and every retry) to `rec`; the
-    /// last attempt reported is final.
+    /// last attempt reported is final. A deferring implementation (batch) may only take the
+    /// request here and resolve it in [`Dispatch::finish`].
     async fn dispatch(&self, req: &Prepared, rec: &Recorder);
+
+    /// Resolves whatever `dispatch` left outstanding, once every slot has been handed out.
+    async fn finish(&self, _rec: &Recorder) {}
+
+    /// Whether the slot is already in this dispatcher's hands from an earlier session of the
+    /// run (a submitted batch), so it must not be prepared and sent again.
+    fn owns(&self, _suite: &str, _task_id: &str, _repeat: u32) -> bool {
+        false
+    }
 }
 
 /// Online dispatch: the provider's HTTP API, one request per try, retried with backoff.

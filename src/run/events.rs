@@ -15,6 +15,9 @@
 //! - `retry_scheduled`: the attempt's identity, `delay_ms`, `reason` (its error kind) and
 //!   `server_asked` (the wait came from `retry-after`);
 //! - `outcome_finished`: the identity and `answered`;
+//! - `batch_submitted`: `provider`, `batch_id` (the provider's), `requests`;
+//! - `batch_polled`: `provider`, `batch_id`, `status` (the provider's own word);
+//! - `batch_ended`: `provider`, `batch_id`, `status`, `requests`, `answered`;
 //! - `run_interrupted`;
 //! - `spend_cap_reached` (`--max-spend`): `cap_usd`, `spent_usd` (unknown costs at their
 //!   bound, earlier sessions included) and `refused_bound_usd`, the bound of the call that
@@ -60,6 +63,37 @@ pub enum RunEvent<'a> {
     },
     /// A slot's final attempt: the outcome has an answer or never will in this session.
     OutcomeFinished(&'a AttemptRow),
+    /// A provider accepted a batch of requests.
+    BatchSubmitted {
+        /// The provider id.
+        provider: &'a str,
+        /// The provider's batch id.
+        batch_id: &'a str,
+        /// Requests in it.
+        requests: u64,
+    },
+    /// A batch was polled.
+    BatchPolled {
+        /// The provider id.
+        provider: &'a str,
+        /// The provider's batch id.
+        batch_id: &'a str,
+        /// Its status, in the provider's words.
+        status: &'a str,
+    },
+    /// A batch ended and its results were recorded.
+    BatchEnded {
+        /// The provider id.
+        provider: &'a str,
+        /// The provider's batch id.
+        batch_id: &'a str,
+        /// Its final status, in the provider's words.
+        status: &'a str,
+        /// Requests in it.
+        requests: u64,
+        /// Requests that got an answer.
+        answered: u64,
+    },
     /// Ctrl-C stopped the run.
     RunInterrupted,
     /// `--max-spend`: the next call would not fit under the cap, so the run stopped calling.
@@ -217,6 +251,31 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             m.insert("answered".into(), json!(a.answered));
             Value::Object(m)
         }
+        RunEvent::BatchSubmitted {
+            provider,
+            batch_id,
+            requests,
+        } => json!({
+            "event": "batch_submitted", "provider": provider, "batch_id": batch_id,
+            "requests": requests,
+        }),
+        RunEvent::BatchPolled {
+            provider,
+            batch_id,
+            status,
+        } => json!({
+            "event": "batch_polled", "provider": provider, "batch_id": batch_id, "status": status,
+        }),
+        RunEvent::BatchEnded {
+            provider,
+            batch_id,
+            status,
+            requests,
+            answered,
+        } => json!({
+            "event": "batch_ended", "provider": provider, "batch_id": batch_id, "status": status,
+            "requests": requests, "answered": answered,
+        }),
         RunEvent::RunInterrupted => json!({"event": "run_interrupted"}),
         RunEvent::SpendCapReached(stop) => json!({
             "event": "spend_cap_reached",
@@ -235,6 +294,7 @@ pub fn event_json(e: &RunEvent<'_>) -> Value {
             "cache_misses": s.cache_misses,
             "interrupted": s.interrupted,
             "spend_capped": s.capped.is_some(),
+            "batch_pending": s.batch_pending,
             "spent_usd": s.spent.known.usd(),
             "unknown_spend_calls": s.spent.unknown,
             "unknown_spend_max_usd": s.spent.bound.usd(),

@@ -5,6 +5,7 @@
 //! Ctrl-C (or a crash) keeps everything completed, and running the same command again resumes
 //! the same run and calls only the slots that have no answer yet.
 
+pub mod batch;
 pub mod cache;
 pub mod call;
 pub mod dispatch;
@@ -17,12 +18,12 @@ pub mod spend;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use crate::providers::{ProviderConfig, protocol_for};
+use crate::providers::{Mode, ProviderConfig, protocol_for};
 use crate::store::{
     AttemptRow, CacheRecord, ErrorKind, RunStatus, Store, StoreError, WriteOp, Writer,
 };
@@ -80,6 +81,9 @@ pub struct RunSummary {
     /// Providers the run stopped calling after an authentication, permission or not-found
     /// error; their remaining slots stay pending for a resume once the configuration is fixed.
     pub halted: Vec<Halt>,
+    /// Outcomes left in provider batches this session did not collect (Ctrl-C, or a poll
+    /// the provider refused); the same command collects them.
+    pub batch_pending: u64,
     /// Money spent by this invocation, unknown costs bounded.
     pub spent: Spend,
     /// Set when the run stopped calling at `--max-spend`.
@@ -348,6 +352,9 @@ pub fn execute(
         misses: Mutex::new((0, Vec::new())),
         halted: Mutex::new(Vec::new()),
         budget,
+        db: opts.db.clone(),
+        batch_pending: AtomicU64::new(0),
+        batch_failure: Mutex::new(None),
     };
     let source = SlotSource {
         suites,
@@ -409,8 +416,11 @@ pub fn execute(
         counters,
         log,
         halted,
+        batch_pending,
+        batch_failure,
         ..
     } = rec;
+    let batch_pending = batch_pending.into_inner();
     let mut halted = halted.into_inner().unwrap_or_else(|e| e.into_inner());
     for h in &mut halted {
         h.key_env = providers
@@ -423,7 +433,10 @@ pub fn execute(
         .failure
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = writer.finish().err().or(slot_failure) {
+    let batch_failure = batch_failure
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = writer.finish().err().or(slot_failure).or(batch_failure) {
         // The run could not be stored or read whole; resuming calls only what is missing.
         let _ = store.set_run_status(run_id, RunStatus::Interrupted);
         return Err(e.into());
@@ -435,7 +448,7 @@ pub fn execute(
         RunStatus::Interrupted
     } else if capped.is_some() {
         RunStatus::Capped
-    } else if c.failed_slots > 0 {
+    } else if c.failed_slots > 0 || batch_pending > 0 {
         RunStatus::Incomplete
     } else {
         RunStatus::Complete
@@ -467,6 +480,7 @@ pub fn execute(
         first_misses,
         interrupted,
         halted,
+        batch_pending,
         spent: c.spent,
         capped,
         elapsed_s: t0.elapsed().as_secs_f64(),
@@ -498,6 +512,12 @@ pub(crate) struct Recorder {
     halted: Mutex<Vec<Halt>>,
     /// The spend cap, when the run has one.
     budget: Option<spend::Budget>,
+    /// The database, for dispatchers that keep their own books (batch).
+    db: PathBuf,
+    /// Outcomes left in provider batches at the end of this session.
+    batch_pending: AtomicU64,
+    /// A store failure of batch bookkeeping, which fails the run.
+    batch_failure: Mutex<Option<StoreError>>,
 }
 
 impl Recorder {
@@ -649,6 +669,20 @@ async fn run_provider<'a>(
     let Some(protocol) = protocol_for(&cfg.protocol) else {
         return; // validated at load time
     };
+    if cfg.mode == Mode::Batch {
+        match batch::Batch::new(cfg, protocol, client.clone(), &rec.db, rec.run_id) {
+            // Requests only join a chunk here; one at a time keeps the chunks in slot order.
+            Ok(Some(b)) => return drive(rec, cfg, protocol, &b, slots, 1).await,
+            Ok(None) => {} // a protocol without a batch API runs online
+            Err(e) => {
+                rec.batch_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+                return;
+            }
+        }
+    }
     let online = Online {
         cfg,
         protocol,
@@ -659,6 +693,20 @@ async fn run_provider<'a>(
             .map(|v| (v.clone(), std::env::var(v).ok())),
         limits: limits::Limits::new(cfg),
     };
+    drive(rec, cfg, protocol, &online, slots, cfg.max_concurrency).await;
+}
+
+/// Hands a provider's pending slots to its dispatcher, `concurrency` at a time, then lets it
+/// finish what it deferred.
+async fn drive<'a>(
+    rec: &Recorder,
+    cfg: &ProviderConfig,
+    protocol: &dyn crate::providers::Protocol,
+    dispatcher: &impl Dispatch,
+    slots: impl Iterator<Item = Slot<'a>>,
+    concurrency: usize,
+) {
+    let slots = slots.filter(|s| !dispatcher.owns(&s.suite.name, &s.task.id, s.repeat));
     futures_util::stream::iter(slots)
         // Ctrl-C or a writer that gave up stops new calls; the slots left stay pending.
         // So does a key, permission or model error: every other call would fail the same way.
@@ -666,10 +714,11 @@ async fn run_provider<'a>(
         .take_while(|_| {
             std::future::ready(!rec.stopped() && !rec.halted(&cfg.id) && !rec.capped_out())
         })
-        .for_each_concurrent(cfg.max_concurrency, |slot| {
-            run_slot(rec, cfg, protocol, &online, slot)
+        .for_each_concurrent(concurrency, |slot| {
+            run_slot(rec, cfg, protocol, dispatcher, slot)
         })
         .await;
+    dispatcher.finish(rec).await;
 }
 
 /// One slot: prepare → resolve from the cache → dispatch; every attempt is recorded.

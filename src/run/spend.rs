@@ -180,6 +180,15 @@ impl Budget {
 pub fn unboundable(suites: &[Suite], providers: &[ProviderConfig]) -> Vec<String> {
     let mut problems = Vec::new();
     for p in providers {
+        if p.mode == crate::providers::Mode::Batch {
+            // The gate stands where online calls go out; a batch submits many at once.
+            problems.push(format!(
+                "provider `{}` runs in `mode: batch`, which --max-spend does not cover yet; run it \
+                 without a cap, or `mode: online`",
+                p.id
+            ));
+            continue;
+        }
         if p.price.is_none() {
             problems.push(format!(
                 "provider `{}` has no price, so its calls cannot be bounded; give it a `price` \

@@ -5,6 +5,7 @@
 //! `kill -9` from losing more than the attempts in flight and from leaving a torn file.
 //! The schema is versioned with `PRAGMA user_version`; a newer or foreign file is refused.
 
+pub mod batches;
 pub mod cache;
 pub mod details;
 pub mod labels;

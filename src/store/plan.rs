@@ -216,11 +216,15 @@ pub enum ErrorKind {
     MissingKey,
     /// The prompt template failed for this task.
     RenderError,
+    /// A batch request the provider did not run before the batch's window ended.
+    Expired,
+    /// A batch request that did not run because the batch was cancelled.
+    Canceled,
 }
 
 impl ErrorKind {
     /// Every kind, for parsing.
-    const ALL: [ErrorKind; 17] = [
+    const ALL: [ErrorKind; 19] = [
         ErrorKind::RateLimited,
         ErrorKind::Quota,
         ErrorKind::Auth,
@@ -238,6 +242,8 @@ impl ErrorKind {
         ErrorKind::CacheMiss,
         ErrorKind::MissingKey,
         ErrorKind::RenderError,
+        ErrorKind::Expired,
+        ErrorKind::Canceled,
     ];
 
     /// The stored name.
@@ -260,6 +266,8 @@ impl ErrorKind {
             ErrorKind::CacheMiss => "cache_miss",
             ErrorKind::MissingKey => "missing_key",
             ErrorKind::RenderError => "render_error",
+            ErrorKind::Expired => "expired",
+            ErrorKind::Canceled => "canceled",
         }
     }
 

@@ -147,4 +147,36 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX judge_calls_attempt ON judge_calls(run_id, attempt_id);
     "#,
+    // v6: provider batch APIs. Every batch submitted (or about to be) and the slot behind each
+    // of its requests, so a restarted run polls what it submitted instead of paying again.
+    r#"
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        provider TEXT NOT NULL,
+        api TEXT NOT NULL,
+        remote_id TEXT,
+        status TEXT NOT NULL,
+        open INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        submitted_at TEXT,
+        ended_at TEXT,
+        detail TEXT
+    );
+    CREATE INDEX batches_run ON batches(run_id, provider, open);
+    CREATE TABLE batch_items (
+        batch_id INTEGER NOT NULL REFERENCES batches(id),
+        idx INTEGER NOT NULL,
+        suite TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        repeat INTEGER NOT NULL,
+        try INTEGER NOT NULL,
+        request_hash TEXT NOT NULL,
+        cost_max_femto TEXT,
+        est_prompt_tokens INTEGER,
+        request TEXT NOT NULL,
+        PRIMARY KEY (batch_id, idx)
+    ) WITHOUT ROWID;
+    "#,
 ];

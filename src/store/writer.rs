@@ -34,6 +34,16 @@ pub enum WriteOp {
     /// A received answer that is not to be cached (`--cache off`/`replay`), kept only so a
     /// writer that gives up can still spill it.
     Answer(Box<CacheRecord>),
+    /// Close a provider batch whose results are recorded (sent after their attempts, so it
+    /// commits with or after them).
+    BatchClosed {
+        /// The batch's row id.
+        id: i64,
+        /// Its final status.
+        status: String,
+        /// The provider's message, if any.
+        detail: Option<String>,
+    },
 }
 
 /// A background thread that owns a write connection and commits in batches.
@@ -135,6 +145,9 @@ fn commit(store: &mut Store, batch: &[WriteOp]) -> rusqlite::Result<()> {
             WriteOp::Attempt(a) => insert_attempt(&tx, a)?,
             WriteOp::Cache(c) => insert_cache(&tx, c)?,
             WriteOp::Answer(_) => 0,
+            WriteOp::BatchClosed { id, status, detail } => {
+                super::batches::close_batch(&tx, *id, status, detail.as_deref())?
+            }
         };
     }
     tx.commit()
@@ -153,7 +166,7 @@ fn spill_answers(ops: &[WriteOp], spill: &Path, cause: StoreError) -> StoreError
         .iter()
         .filter_map(|op| match op {
             WriteOp::Cache(c) | WriteOp::Answer(c) => Some(&**c),
-            WriteOp::Attempt(_) => None,
+            WriteOp::Attempt(_) | WriteOp::BatchClosed { .. } => None,
         })
         .collect();
     let written = (!answers.is_empty())

@@ -8,9 +8,9 @@
 pub mod batches;
 pub mod cache;
 pub mod details;
-pub mod labels;
 pub mod health;
 pub mod judge;
+pub mod labels;
 pub mod outcomes;
 pub mod plan;
 mod schema;

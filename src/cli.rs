@@ -247,8 +247,9 @@ enum ImportCommand {
     },
 }
 
+/// The suites and providers `run` and `plan` read, and the providers they keep.
 #[derive(Args, Debug)]
-struct RunArgs {
+struct Selection {
     /// Suite files.
     #[arg(required = true)]
     suites: Vec<PathBuf>,
@@ -258,6 +259,26 @@ struct RunArgs {
     /// Only these provider ids (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+}
+
+impl Selection {
+    /// The suites, every provider of the file (a judge may be any of them), and those
+    /// `--only` keeps.
+    fn load(
+        &self,
+        catalog: &Catalog,
+    ) -> Result<(Vec<Suite>, Vec<ProviderConfig>, Vec<ProviderConfig>)> {
+        let (suites, every) = load_all(&self.suites, Some(&self.providers), catalog)?;
+        let mut kept = every.clone();
+        keep_only(&mut kept, &self.only)?;
+        Ok((suites, every, kept))
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    select: Selection,
     /// rw: serve recorded answers, call and record the rest; replay: offline, a missing
     /// answer is an error; off: call everything, record nothing.
     #[arg(long, value_enum, default_value = "rw")]
@@ -344,15 +365,8 @@ impl ReportFlags {
 
 #[derive(Args, Debug)]
 struct PlanArgs {
-    /// Suite files.
-    #[arg(required = true)]
-    suites: Vec<PathBuf>,
-    /// Providers file.
-    #[arg(long, short)]
-    providers: PathBuf,
-    /// Only these provider ids (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
+    #[command(flatten)]
+    select: Selection,
     /// Output format (table, json or md).
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
@@ -940,8 +954,7 @@ fn cmd_plan(db: &Path, a: &PlanArgs) -> Result<i32> {
             "`costbench plan` has no HTML output; use --format table, md or json".into()
         ));
     }
-    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
-    keep_only(&mut providers, &a.only)?;
+    let (suites, _, providers) = a.select.load(&a.catalog.load()?)?;
     // History is optional: no database yet just means no history.
     let store = if db.exists() {
         Some(Store::open_to_read(db)?)
@@ -963,10 +976,8 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
             a.max_failed_share
         )));
     }
-    let (suites, mut providers) = load_all(&a.suites, Some(&a.providers), &a.catalog.load()?)?;
     // A judge need not be a candidate: judges are taken from the whole providers file.
-    let judge_providers = providers.clone();
-    keep_only(&mut providers, &a.only)?;
+    let (suites, judge_providers, providers) = a.select.load(&a.catalog.load()?)?;
     // A cap is kept only with a bound on every call; a replay calls nothing.
     if a.max_spend.is_some() && a.cache != CacheMode::Replay {
         let problems = run::spend::unboundable(&suites, &providers);

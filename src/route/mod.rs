@@ -494,6 +494,24 @@ struct Candidate {
     ruled_out: Option<String>,
 }
 
+impl Candidate {
+    /// The candidate calling `steps` in order, simulated on the class's recorded outcomes.
+    fn simulated(class: &ClassData, steps: Vec<usize>) -> Candidate {
+        let sim = simulate(class, &steps);
+        Candidate {
+            name: steps
+                .iter()
+                .map(|&p| class.providers[p].id.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            clus: Clustered::of(class, &sim),
+            sim,
+            steps,
+            ruled_out: None,
+        }
+    }
+}
+
 /// Picks the cheapest qualifying candidate under task weights.
 struct Chooser<'a> {
     cands: &'a [Candidate],
@@ -862,20 +880,7 @@ fn prepare(class: &ClassData, cp: &ClassPolicy, opts: &AnalysisOptions, stream: 
         }
         let built: Vec<Candidate> = orders
             .into_par_iter()
-            .map(|steps| {
-                let sim = simulate(class, &steps);
-                Candidate {
-                    name: steps
-                        .iter()
-                        .map(|&p| class.providers[p].id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" -> "),
-                    clus: Clustered::of(class, &sim),
-                    sim,
-                    steps,
-                    ruled_out: None,
-                }
-            })
+            .map(|steps| Candidate::simulated(class, steps))
             .collect();
         cands.extend(built);
     }
@@ -1210,14 +1215,7 @@ pub fn remeasure(
                 .into(),
         );
     }
-    let sim = simulate(class, &steps);
-    let cand = Candidate {
-        name: providers.join(" -> "),
-        clus: Clustered::of(class, &sim),
-        sim,
-        steps,
-        ruled_out: None,
-    };
+    let cand = Candidate::simulated(class, steps);
     Ok(Remeasured {
         figures: figures(class, &cand, opts),
         tasks: class.clusters(),

@@ -50,6 +50,20 @@ fn serve_verbatim(body: Value) -> ScriptServer {
     Some(2_020_000_000), (16, 32, 0, 9, 0) ; "llama.cpp prefix cache")]
 #[test_case("vllm-chat.json", Some("{input: 0.05, cached_input: 0.01, output: 0.10}"),
     Some(2_020_000_000), (16, 32, 0, 9, 0) ; "vllm prefix cache")]
+// ERNIE (Qianfan v2) and Doubao (Volcengine Ark) fixtures are written for this project from the
+// providers' documented response shapes (../shared/reference has none for them).
+// ernie-chat.json: ERNIE X1 puts its thinking in `reasoning_content` and reports only totals:
+//   120 × 0.28 + 480 × 1.10 = 33.6 + 528 = 561.6 per 1M calls.
+#[test_case("ernie-chat.json", Some("{input: 0.28, output: 1.10}"),
+    Some(561_600_000_000), (120, 0, 0, 480, 0) ; "ernie totals only")]
+// doubao-chat.json: prompt 1500 (1024 cached), completion 300 (120 reasoning), tier "default":
+//   476 × 0.15 + 1024 × 0.03 + 300 × 1.50 = 71.4 + 30.72 + 450 = 552.12 per 1M calls.
+#[test_case("doubao-chat.json", Some("{input: 0.15, cached_input: 0.03, output: 1.50}"),
+    Some(552_120_000_000), (476, 1024, 0, 300, 120) ; "doubao cached and reasoning")]
+// Ark's `service_tier: scale` means the call drew on a prepaid TPM package, not the list
+// price: with no `service_tiers.scale` rates its cost is unknown, never the list price.
+#[test_case("doubao-chat-scale.json", Some("{input: 0.15, cached_input: 0.03, output: 1.50}"),
+    None, (476, 1024, 0, 300, 120) ; "doubao scale tier without its rates is unknown")]
 #[test_case("openai-chat.json", None, None, (512, 1536, 0, 310, 192) ; "no price is unknown")]
 #[test_case("openai-chat.json", Some("{input: 0.40, output: 1.60}"),
     None, (512, 1536, 0, 310, 192) ; "cached tokens without cached_input price are unknown")]

@@ -585,3 +585,17 @@ fn a_suite_margin_outside_0_1_is_a_load_error() {
     let out = Out::of(out);
     assert_usage_error(&out, &["margin: must be above 0 and below 1 (got 0)"]);
 }
+
+#[test]
+fn identical_answers_on_few_tasks_say_how_many_tasks_would_settle_it() {
+    // 20 tasks, the same outcome on every one: no discordant pair, yet too few tasks to clear
+    // the 0.02 margin. The planning figure is the tasks at which an unchanged result would be
+    // conclusive (about 190), not the 1 that a zero-variance formula gives.
+    let s = two_providers(20, "", |i| i < 15, |i| i < 15);
+    let v = compare_json(&s.ws, &["--incumbent", "inc", "--candidate", "cand"]);
+    let c = only(&v);
+    assert_eq!(c["verdict"], "inconclusive", "{c:#}");
+    let needed = c["tasks_needed"].as_u64().unwrap();
+    assert!((150..=250).contains(&needed), "{c:#}");
+    assert_eq!(c["more_tasks"].as_u64(), Some(needed - 20), "{c:#}");
+}

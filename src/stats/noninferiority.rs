@@ -89,6 +89,22 @@ fn tasks_needed(d: f64, psi: f64, margin: f64, z: f64, power: f64) -> Option<u64
     Some(n.ceil().max(1.0) as u64)
 }
 
+/// The fewest pairs at which a sample with no discordant pair (d = 0) has a Tango interval
+/// clearing −δ: more than `n`, found by bisection (the lower bound rises with the pairs).
+fn tasks_until_unchanged_is_conclusive(n: u64, margin: f64, confidence: f64) -> Option<u64> {
+    let clears = |m: u64| tango_difference(0, 0, m, confidence).is_some_and(|d| d.low > -margin);
+    let (mut lo, mut hi) = (n, n.max(1));
+    while !clears(hi) {
+        lo = hi;
+        hi = hi.checked_mul(2).filter(|&h| h <= 1 << 40)?;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if clears(mid) { hi = mid } else { lo = mid }
+    }
+    Some(hi)
+}
+
 /// Reads the verdict off an interval for the difference.
 fn verdict(diff: &Interval, margin: f64) -> Verdict {
     if diff.low > -margin {
@@ -146,7 +162,12 @@ fn assemble(
     let psi = (candidate_only + incumbent_only) as f64 / nf;
     let z = norm_quantile(1.0 - (1.0 - confidence) / 2.0);
     let v = verdict(&difference, margin);
-    let (for_conclusive, for_80) = if v == Verdict::Inconclusive {
+    let (for_conclusive, for_80) = if v == Verdict::Inconclusive && psi == 0.0 {
+        // No outcome differed: the planning formula's variance ψ − d² is 0 and would say one
+        // task. What would settle it is enough tasks that an unchanged result is conclusive.
+        let n = tasks_until_unchanged_is_conclusive(n, margin, confidence);
+        (n, n)
+    } else if v == Verdict::Inconclusive {
         (
             tasks_needed(d, psi, margin, z, 0.5),
             tasks_needed(d, psi, margin, z, 0.8),
@@ -194,6 +215,30 @@ pub fn noninferiority_paired(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_changed_outcome_plans_the_tasks_that_would_make_it_conclusive() {
+        // 20 pairs, none discordant: Tango's interval still reaches below −0.02, so the verdict
+        // waits; the variance formula would say 1 task, the answer is the first n whose
+        // all-concordant interval clears the margin.
+        let r = noninferiority(0, 0, 20, 0.02, 0.95).unwrap();
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        let m = r.tasks_for_80_power.unwrap();
+        assert_eq!(r.tasks_for_conclusive, Some(m));
+        let low = |n: u64| tango_difference(0, 0, n, 0.95).unwrap().low;
+        assert!(
+            low(m) > -0.02 && low(m - 1) <= -0.02,
+            "{m}: {} {}",
+            low(m),
+            low(m - 1)
+        );
+        // About z²(1 − δ)/δ = 3.84 · 49 ≈ 188 pairs.
+        assert!((150..=250).contains(&m), "{m}");
+        assert_eq!(
+            noninferiority(0, 0, m, 0.02, 0.95).unwrap().verdict,
+            Verdict::NonInferior
+        );
+    }
 
     #[test]
     fn statistics_md_worked_example() {

@@ -148,6 +148,21 @@ fn agreement_of_statistics_3_8_is_reproduced_through_labels_import() {
     );
     let table = cmd(&ws, &["labels", "agreement", "--width", "200"]);
     assert!(table.stdout.contains("0.483 ["), "{table}");
+    // And the HTML report, in its graders section.
+    let html = cmd(&ws, &["report", "--run", "1", "--format", "html"]).stdout;
+    let section = &html[html
+        .find("<section id=\"graders\">")
+        .expect("graders section")..];
+    assert!(
+        section.contains("graders against 200 human-labelled outcome(s)"),
+        "{section}"
+    );
+    assert!(
+        section.contains(r#"<td class="n">85.0% ["#)
+            && section.contains(r#"<td class="n">0.483 ["#),
+        "{section}"
+    );
+    assert!(section.contains("Rogan–Gladen"), "{section}");
 }
 
 /// Two providers, four tasks: p answers t0–t1 right, q t0 only; outputs carry characters
@@ -635,4 +650,24 @@ fn label_confusion_matrix_and_field_figures_in_the_json_report() {
         (Some(4), Some(4), Some(2))
     );
     assert_close(&all["f1"], 0.5, 1e-12);
+
+    // The HTML report shows the same matrix and field figures in its graders section.
+    let out = cmd(&ws, &["report", "--format", "html"]);
+    out.assert_code(0);
+    let html = out.stdout;
+    let section = &html[html
+        .find("<section id=\"graders\">")
+        .expect("graders section")..];
+    assert!(
+        section.contains("label confusion · suite classify · graders[0] · provider p · 4 outputs · accuracy 50.0%"),
+        "{section}"
+    );
+    for row in [
+        r#"<tr><th>billing</th><td class="n">1</td><td class="n">1</td><td class="n">0</td></tr>"#,
+        r#"<tr><th>bug</th><td class="n">0</td><td class="n">1</td><td class="n">1</td></tr>"#,
+        r#"<tr><th>&#x2f;total</th><td class="n">2</td><td class="n">1</td><td class="n">1</td><td class="n">100.0%</td><td class="n">50.0%</td><td class="n">0.667</td></tr>"#,
+        r#"<tr><th>*</th><td class="n">4</td><td class="n">4</td><td class="n">2</td><td class="n">50.0%</td><td class="n">50.0%</td><td class="n">0.500</td></tr>"#,
+    ] {
+        assert!(section.contains(row), "{row} not in {section}");
+    }
 }

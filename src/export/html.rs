@@ -386,15 +386,116 @@ impl Html<'_> {
             ),
             css => Value::from_safe_string(CSS.to_string()),
             script => Value::from_safe_string(SCRIPT.to_string()),
-            confidence => conf,
+            confidence => conf.clone(),
             compare_run => other.map(|o| o.run.id),
             classes => Value::from(minijinja::value::Serde(&classes)),
             footnote => markup::footnote(a),
             notes,
             charts => Value::from(minijinja::value::Serde(charts::all(a))),
+            graders => Value::from(minijinja::value::Serde(graders_view(a, &conf))),
             drill => Value::from(minijinja::value::Serde(self.drilldown.map(drill_view))),
         }
     }
+}
+
+/// A plain table: its caption, header and rows (every cell text, escaped by the template).
+#[derive(Serialize)]
+struct TableView {
+    caption: String,
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+/// The graders section: label confusion matrices, field-level precision and recall, and the
+/// graders against the human labels.
+#[derive(Serialize)]
+struct GradersView {
+    tables: Vec<TableView>,
+    notes: Vec<String>,
+}
+
+/// The graders section, or `None` when the run has no `label` or `fields` grader and no label.
+fn graders_view(a: &RunAnalysis, conf: &str) -> Option<GradersView> {
+    let d = &a.graders;
+    let mut tables = Vec::new();
+    for m in &d.confusion {
+        let mut head = vec!["expected ↓ · answered →".to_string()];
+        head.extend(m.labels.iter().cloned());
+        tables.push(TableView {
+            caption: format!(
+                "label confusion · suite {} · graders[{}] · provider {} · {} outputs · accuracy {}",
+                m.suite,
+                m.grader,
+                m.provider,
+                m.outputs,
+                markup::pct(m.accuracy)
+            ),
+            head,
+            rows: m
+                .labels
+                .iter()
+                .zip(&m.matrix)
+                .map(|(l, r)| {
+                    std::iter::once(l.clone())
+                        .chain(r.iter().map(u64::to_string))
+                        .collect()
+                })
+                .collect(),
+        });
+    }
+    for f in &d.fields {
+        tables.push(TableView {
+            caption: format!(
+                "fields · suite {} · graders[{}] · provider {} · {} outputs (* = micro-average)",
+                f.suite, f.grader, f.provider, f.outputs
+            ),
+            head: [
+                "field",
+                "expected",
+                "present",
+                "correct",
+                "precision",
+                "recall",
+                "F1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: f
+                .fields
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.pointer.clone(),
+                        x.expected.to_string(),
+                        x.predicted.to_string(),
+                        x.correct.to_string(),
+                        markup::pct(x.precision),
+                        markup::pct(x.recall),
+                        x.f1.map_or_else(|| "–".into(), |v| format!("{v:.3}")),
+                    ]
+                })
+                .collect(),
+        });
+    }
+    let mut notes = Vec::new();
+    if let Some(ag) = &a.agreement {
+        let ((gh, gr), (ch, cr)) = super::labels::grids(ag, conf);
+        tables.push(TableView {
+            caption: format!(
+                "graders against {} human-labelled outcome(s)",
+                ag.labelled_outcomes
+            ),
+            head: gh,
+            rows: gr,
+        });
+        tables.push(TableView {
+            caption: "acceptance as the graders measured it, and corrected for their error".into(),
+            head: ch,
+            rows: cr,
+        });
+        notes.push(super::labels::methods_note(ag));
+    }
+    (!tables.is_empty()).then_some(GradersView { tables, notes })
 }
 
 #[derive(Serialize)]

@@ -30,10 +30,12 @@ fn rate(i: Option<&Interval>) -> String {
     }
 }
 
-/// The agreement as two terminal tables (graders, then acceptance) and a line of methods.
-pub fn table(a: &Agreement, run: i64, confidence: f64, width: Option<u16>) -> String {
-    let width = width.unwrap_or(WIDTH);
-    let conf = format!("{:.0}%", confidence * 100.0);
+/// A table's header and rows.
+pub(super) type Grid = (Vec<String>, Vec<Vec<String>>);
+
+/// The graders against the humans, one row per workload × grader, and the acceptance raw and
+/// corrected for grader error, one row per workload × suite × provider.
+pub(super) fn grids(a: &Agreement, conf: &str) -> (Grid, Grid) {
     let mut graders = Vec::new();
     let mut acceptance = Vec::new();
     for w in &a.workloads {
@@ -66,42 +68,55 @@ pub fn table(a: &Agreement, run: i64, confidence: f64, width: Option<u16>) -> St
             ]);
         }
     }
-    let g = text_table(
-        [
-            "workload",
-            "grader",
-            "items",
-            &format!("agreement [{conf}]"),
-            &format!("Cohen's κ [{conf}]"),
-            &format!("Krippendorff's α [{conf}]"),
-            "sensitivity",
-            "specificity",
-        ]
-        .map(String::from)
-        .to_vec(),
-        graders,
-        width,
-    );
-    let c = text_table(
-        [
-            "workload",
-            "suite",
-            "provider",
-            &format!("acceptance, graders [{conf}]"),
-            &format!("corrected for grader error [{conf}]"),
-        ]
-        .map(String::from)
-        .to_vec(),
-        acceptance,
-        width,
-    );
+    let head = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    (
+        (
+            head(&[
+                "workload",
+                "grader",
+                "items",
+                &format!("agreement [{conf}]"),
+                &format!("Cohen's κ [{conf}]"),
+                &format!("Krippendorff's α [{conf}]"),
+                "sensitivity",
+                "specificity",
+            ]),
+            graders,
+        ),
+        (
+            head(&[
+                "workload",
+                "suite",
+                "provider",
+                &format!("acceptance, graders [{conf}]"),
+                &format!("corrected for grader error [{conf}]"),
+            ]),
+            acceptance,
+        ),
+    )
+}
+
+/// What the agreement figures are and which intervals they carry.
+pub(super) fn methods_note(a: &Agreement) -> String {
     format!(
-        "run {run}: {} human-labelled outcome(s){}{}\n{g}\n{c}\n\
-         Human verdict = the raters' majority; the graders' sensitivity and specificity take it as the \
+        "Human verdict = the raters' majority; the graders' sensitivity and specificity take it as the \
          truth. Intervals: agreement, sensitivity, specificity and raw acceptance Wilson; κ and α BCa \
          bootstrap over items ({} resamples); corrected acceptance Rogan–Gladen with a bootstrap over \
          the suite and the labelled items. κ is low where one verdict dominates even at high agreement \
          (the kappa paradox).",
+        a.methods.resamples
+    )
+}
+
+/// The agreement as two terminal tables (graders, then acceptance) and a line of methods.
+pub fn table(a: &Agreement, run: i64, confidence: f64, width: Option<u16>) -> String {
+    let width = width.unwrap_or(WIDTH);
+    let conf = format!("{:.0}%", confidence * 100.0);
+    let ((gh, gr), (ch, cr)) = grids(a, &conf);
+    let g = text_table(gh, gr, width);
+    let c = text_table(ch, cr, width);
+    format!(
+        "run {run}: {} human-labelled outcome(s){}{}\n{g}\n{c}\n{}",
         a.labelled_outcomes,
         if a.tied > 0 {
             format!(", {} tied between raters (left out)", a.tied)
@@ -113,6 +128,6 @@ pub fn table(a: &Agreement, run: i64, confidence: f64, width: Option<u16>) -> St
         } else {
             String::new()
         },
-        a.methods.resamples
+        methods_note(a)
     )
 }

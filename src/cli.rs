@@ -980,7 +980,8 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     let (suites, judge_providers, providers) = a.select.load(&a.catalog.load()?)?;
     // A cap is kept only with a bound on every call; a replay calls nothing.
     if a.max_spend.is_some() && a.cache != CacheMode::Replay {
-        let problems = run::spend::unboundable(&suites, &providers);
+        let mut problems = run::spend::unboundable(&suites, &providers);
+        problems.extend(run::spend::unboundable_judges(&suites, &judge_providers));
         if !problems.is_empty() {
             bail!(UsageError(format!(
                 "--max-spend cannot be kept:\n  {}",
@@ -1021,7 +1022,17 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         .map(|s| (s.name.clone(), s.grading()))
         .collect();
     let mut judges = Judges::new(judge_providers, a.cache);
+    if let Some(cap) = a.max_spend {
+        // Judge calls count against the same cap, after everything the run has spent.
+        let mut spent = store.run_spent(summary.run_id)?;
+        spent.merge(&store.run_judge_spent(summary.run_id)?);
+        judges = judges.with_cap(cap, spent);
+    }
     let graded = grade_run(&mut store, summary.run_id, &graders, &mut judges, false)?;
+    if graded.capped > 0 && summary.capped.is_none() {
+        // Left resumable: the same command with a higher cap grades what is left.
+        store.set_run_status(summary.run_id, crate::store::RunStatus::Capped)?;
+    }
 
     // The cassette is written after grading: a failed export never changes the run's
     // figures, and is reported after them.
@@ -1106,6 +1117,15 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         eprintln!(
             "stopped at the spend cap: spent {} of {}; {} outcomes pending; rerun with a higher --max-spend to resume{refused}",
             stop.spent, stop.cap, pending
+        );
+        return Ok(exit::SPEND_CAP);
+    }
+    if graded.capped > 0 {
+        eprintln!(
+            "stopped at the spend cap: {} outputs left ungraded, their judge calls could pass \
+             --max-spend {}; rerun with a higher --max-spend to grade them",
+            graded.capped,
+            a.max_spend.unwrap_or_default()
         );
         return Ok(exit::SPEND_CAP);
     }

@@ -281,3 +281,79 @@ fn a_judge_missing_from_the_providers_file_is_a_located_load_error() {
         "{out}"
     );
 }
+
+#[test]
+fn judge_calls_count_against_the_spend_cap_and_a_higher_cap_grades_the_rest() {
+    let cand = candidate_server();
+    let judge = judge_server();
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", SUITE);
+    // One judge call at a time, so the cap is met at a call boundary.
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[
+            Provider::new("p", &cand.base_url()),
+            Provider::new("judge", &judge.base_url())
+                .price(Some("{input: 1, cached_input: 1, output: 1}"))
+                .max_concurrency(1),
+        ]),
+    );
+    // Room for the four answers and about one judge call ($0.002358), not two.
+    let cap = 4.0 * CANDIDATE_CALL + 0.0025;
+    let out = ws.run(
+        &[&suite],
+        &provs,
+        &["--only", "p", "--max-spend", &format!("{cap:.7}")],
+    );
+    out.assert_code(6);
+    assert!(
+        out.stderr
+            .contains("outputs left ungraded, their judge calls could pass"),
+        "{out}"
+    );
+    assert_eq!(cand.requests().len(), 4);
+    let sent_first = judge.requests().len();
+    assert!((1..=2).contains(&sent_first), "{sent_first} judge calls");
+    let graded = grades(&ws.db(), 1).len();
+    assert!(graded <= 1, "{graded} graded under the cap");
+    let spent: f64 = 4.0 * CANDIDATE_CALL + sent_first as f64 * JUDGE_CALL;
+    assert!(spent - JUDGE_CALL <= cap, "more than one call past the cap");
+
+    // The same command with a higher cap resumes run 1: no candidate is called again, each
+    // output is graded, and no judge call is sent twice (a sample asked before replays).
+    let out = ws.run(&[&suite], &provs, &["--only", "p", "--max-spend", "1"]);
+    out.assert_code(0);
+    assert_eq!(cand.requests().len(), 4);
+    assert_eq!(
+        judge.requests().len(),
+        6,
+        "as many judge calls as an uncapped run"
+    );
+    let g = grades(&ws.db(), 1);
+    let status: Vec<&str> = g.iter().map(|(_, s, _, _)| s.as_str()).collect();
+    assert_eq!(status, ["accepted", "rejected", "accepted", "error"]);
+    assert_eq!(judge_calls(&ws.db(), 1).0, 6);
+}
+
+#[test]
+fn a_judge_without_a_price_cannot_keep_a_spend_cap() {
+    let cand = candidate_server();
+    let judge = judge_server();
+    let ws = Workspace::new();
+    let suite = ws.write("suite.yaml", SUITE);
+    let provs = ws.write(
+        "providers.yaml",
+        &providers_yaml(&[
+            Provider::new("p", &cand.base_url()),
+            Provider::new("judge", &judge.base_url()).price(None),
+        ]),
+    );
+    let out = ws.run(&[&suite], &provs, &["--only", "p", "--max-spend", "1"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("judge provider `judge` has no price, so its calls cannot be bounded"),
+        "{out}"
+    );
+    assert_eq!(cand.requests().len() + judge.requests().len(), 0);
+}

@@ -23,9 +23,10 @@ use serde_json::{Value, json};
 use super::template::{TemplateId, TemplateSet, scalar_string};
 use super::text::{clip, fenced_body};
 use super::{GradeConfigError, Vars, Verdict};
-use crate::providers::{ChatRequest, Message, ProviderConfig, Tally, protocol_for};
+use crate::providers::{ChatRequest, Message, Money, ProviderConfig, Tally, bound, protocol_for};
 use crate::run::CacheMode;
 use crate::run::call::{CallSpec, backoff, try_once};
+use crate::run::spend::Budget;
 use crate::store::judge::JudgeCallRow;
 use crate::store::{AttemptRow, CacheRecord, ErrorKind, Store, StoreError};
 
@@ -190,6 +191,8 @@ pub struct Judges {
     mode: CacheMode,
     rt: Option<tokio::runtime::Runtime>,
     clients: HashMap<String, reqwest::Client>,
+    /// The run's `--max-spend`, which judge calls count against like any other call.
+    budget: Option<Budget>,
 }
 
 /// One judge request ready to resolve: the body, its two cache keys and what the cache holds.
@@ -213,6 +216,8 @@ pub(crate) struct JudgeResult {
     pub(crate) cost: Tally,
     pub(crate) calls: Vec<JudgeCallRow>,
     pub(crate) answers: Vec<CacheRecord>,
+    /// The spend cap kept a call from being sent: the output must stay ungraded.
+    pub(crate) capped: bool,
 }
 
 /// Where a judged output came from (the candidate's answer).
@@ -237,7 +242,15 @@ impl Judges {
             mode,
             rt: None,
             clients: HashMap::new(),
+            budget: None,
         }
+    }
+
+    /// Judges whose calls stay within `cap`, of which `spent_before` is already used: a call
+    /// that could pass it is not sent, and its output is left ungraded for a resume.
+    pub fn with_cap(mut self, cap: Money, spent_before: Tally) -> Judges {
+        self.budget = Some(Budget::new(cap, spent_before));
+        self
     }
 
     /// No judge provider at all: a judge grader is then a grader error.
@@ -378,6 +391,7 @@ impl Judges {
             cost: Tally::default(),
             calls: Vec::new(),
             answers: Vec::new(),
+            capped: false,
         };
         let mut malformed = Vec::new();
         for sample in 0..2u32 {
@@ -397,7 +411,32 @@ impl Judges {
                     ));
                     return out;
                 }
-                None => self.call(cfg, protocol, &r, base, &mut out.answers).await,
+                None => {
+                    let bound = bound::cost_bound(
+                        cfg.price.as_ref(),
+                        &r.body,
+                        bound::prompt_token_bound(&r.body),
+                    );
+                    // Held while the call (and its retries) is in flight.
+                    let _permit = match &self.budget {
+                        Some(b) => match b.admit(bound).await {
+                            Ok(p) => Some(p),
+                            Err(_) => {
+                                out.capped = true;
+                                out.verdict = error_verdict("stopped at the spend cap".into());
+                                return out;
+                            }
+                        },
+                        None => None,
+                    };
+                    let rows = self.call(cfg, protocol, &r, base, &mut out.answers).await;
+                    if let Some(b) = &self.budget {
+                        for row in &rows {
+                            b.record(row.spent, bound);
+                        }
+                    }
+                    rows
+                }
             };
             let last = rows.last().cloned();
             for row in rows {
@@ -517,6 +556,7 @@ fn failed(r: &JudgeRequest, why: String) -> JudgeResult {
         cost: Tally::default(),
         calls: Vec::new(),
         answers: Vec::new(),
+        capped: false,
     }
 }
 

@@ -41,6 +41,8 @@ pub struct GradeSummary {
     pub judge_calls: u64,
     /// Judge answers replayed from the cache.
     pub judge_replayed: u64,
+    /// Outputs left ungraded because a judge call could have passed the spend cap.
+    pub capped: u64,
 }
 
 /// Grades a run's answers with each suite's graders; `regrade` replaces existing grades.
@@ -120,7 +122,9 @@ pub fn grade_run(
                     }
                 }
             }
+            let mut capped = vec![false; idx.len()];
             for r in judges.run(sg.graders, reqs) {
+                capped[r.item] |= r.capped;
                 if let Some(t) = judge_cost[r.item].as_mut() {
                     t.merge(&r.cost);
                 }
@@ -136,6 +140,12 @@ pub fn grade_run(
                 records.extend(r.answers);
             }
             for (k, (&i, verdicts)) in idx.iter().zip(local).enumerate() {
+                if capped[k] {
+                    // No grade: a resume with a higher cap grades it (its judge calls made so
+                    // far replay from the cache, free).
+                    sum.capped += 1;
+                    continue;
+                }
                 let verdicts = verdicts
                     .into_iter()
                     .map(|v| {

@@ -220,6 +220,28 @@ pub fn unboundable(suites: &[Suite], providers: &[ProviderConfig]) -> Vec<String
     problems
 }
 
+/// Why the cap could not bound the suites' judge calls: a judge provider without a price
+/// (a judge always sends its `max_tokens`, so the completion is capped).
+pub fn unboundable_judges(suites: &[Suite], judges: &[ProviderConfig]) -> Vec<String> {
+    let mut ids: Vec<&str> = suites
+        .iter()
+        .flat_map(|s| &s.graders)
+        .filter_map(|g| g.as_judge())
+        .map(|j| j.provider.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter()
+        .filter(|id| judges.iter().any(|p| p.id == *id && p.price.is_none()))
+        .map(|id| {
+            format!(
+                "judge provider `{id}` has no price, so its calls cannot be bounded; give it a \
+                 `price`"
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -112,6 +112,26 @@ impl Store {
         Ok(out)
     }
 
+    /// What a run's judge calls spent (a call of unknown spend has no stored bound).
+    pub fn run_judge_spent(&self, run_id: i64) -> Result<crate::providers::Tally, StoreError> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT spent FROM judge_calls WHERE run_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut tally = crate::providers::Tally::default();
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            let spent: Option<String> = r.get(0).map_err(|e| self.err(e))?;
+            tally.add(
+                spent
+                    .and_then(|s| s.parse().ok())
+                    .map(crate::providers::Money),
+                None,
+            );
+        }
+        Ok(tally)
+    }
+
     /// How many judge calls of a run were sent to a provider (not replayed from the cache).
     pub fn judge_calls_sent(&self, run_id: i64) -> Result<u64, StoreError> {
         self.conn

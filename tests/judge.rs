@@ -72,14 +72,24 @@ fn setup(
     cand: &ScriptServer,
     judge: &ScriptServer,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    setup_with(ws, cand, judged_by(judge))
+}
+
+/// The judge provider at its test price (1 / 1 / 1 per 1M).
+fn judged_by(judge: &ScriptServer) -> Provider {
+    Provider::new("judge", &judge.base_url()).price(Some("{input: 1, cached_input: 1, output: 1}"))
+}
+
+/// The suite, and a providers file with the candidate `p` and `judge`.
+fn setup_with(
+    ws: &Workspace,
+    cand: &ScriptServer,
+    judge: Provider,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let suite = ws.write("suite.yaml", SUITE);
     let provs = ws.write(
         "providers.yaml",
-        &providers_yaml(&[
-            Provider::new("p", &cand.base_url()),
-            Provider::new("judge", &judge.base_url())
-                .price(Some("{input: 1, cached_input: 1, output: 1}")),
-        ]),
+        &providers_yaml(&[Provider::new("p", &cand.base_url()), judge]),
     );
     (suite, provs)
 }
@@ -287,17 +297,8 @@ fn judge_calls_count_against_the_spend_cap_and_a_higher_cap_grades_the_rest() {
     let cand = candidate_server();
     let judge = judge_server();
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", SUITE);
     // One judge call at a time, so the cap is met at a call boundary.
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[
-            Provider::new("p", &cand.base_url()),
-            Provider::new("judge", &judge.base_url())
-                .price(Some("{input: 1, cached_input: 1, output: 1}"))
-                .max_concurrency(1),
-        ]),
-    );
+    let (suite, provs) = setup_with(&ws, &cand, judged_by(&judge).max_concurrency(1));
     // Room for the four answers and about one judge call ($0.002358), not two.
     let cap = 4.0 * CANDIDATE_CALL + 0.0025;
     let out = ws.run(
@@ -340,14 +341,7 @@ fn a_judge_without_a_price_cannot_keep_a_spend_cap() {
     let cand = candidate_server();
     let judge = judge_server();
     let ws = Workspace::new();
-    let suite = ws.write("suite.yaml", SUITE);
-    let provs = ws.write(
-        "providers.yaml",
-        &providers_yaml(&[
-            Provider::new("p", &cand.base_url()),
-            Provider::new("judge", &judge.base_url()).price(None),
-        ]),
-    );
+    let (suite, provs) = setup_with(&ws, &cand, judged_by(&judge).price(None));
     let out = ws.run(&[&suite], &provs, &["--only", "p", "--max-spend", "1"]);
     out.assert_code(2);
     assert!(

@@ -115,7 +115,7 @@ pub struct RepricedRow {
     pub changed: bool,
     /// Cost per accepted outcome (known costs).
     pub cost_per_accepted_usd: Change<Option<f64>>,
-    /// Its interval (the report's: studentized bootstrap, or delta-log on many tasks).
+    /// Its interval (the report's: log-scale studentized bootstrap, or delta-log on many tasks).
     pub cost_per_accepted_ci: Change<Bounds>,
     /// The same with calls of unknown cost at their bound.
     pub cost_per_accepted_max_usd: Change<Option<f64>>,

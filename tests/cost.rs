@@ -193,7 +193,7 @@ fn rejections_are_charged_per_rejected_outcome() {
     assert_close(&r["cost_per_accepted_usd"], 0.0062816, 1e-12);
     assert_eq!(r["qualifies"], json!(true), "2/3 ≥ the 0.5 threshold");
     let ci = &r["cost_per_accepted_ci"];
-    assert_eq!(ci["method"], "studentized-bootstrap");
+    assert_eq!(ci["method"], "studentized-bootstrap-log");
     assert_eq!(ci["resamples"], json!(2000));
 }
 

@@ -23,11 +23,12 @@
 //!     cargo test --release --test interval_coverage -- --nocapture
 //! ```
 //!
-//! (`COVERAGE_BCA=1` also prints BCa's coverage on the same suites, the method it replaced.)
+//! (`COVERAGE_BCA=1` also prints, on the same suites, BCa's coverage and the linear-scale
+//! bootstrap-t's, the methods it replaced.)
 
 use costbench::analysis::{AnalysisOptions, cost_per_accepted_ci};
 use costbench::stats::rng::Rng;
-use costbench::stats::{Outcome, cost_per_accepted_bca};
+use costbench::stats::{Outcome, cost_per_accepted_bca, cost_per_accepted_studentized};
 use rayon::prelude::*;
 
 const TASKS: usize = 100;
@@ -84,8 +85,9 @@ fn suite(shape: Shape, p: f64, r: &mut Rng) -> Vec<Outcome> {
         .collect()
 }
 
-/// How many suites of a cell the product's interval covers, and BCa when asked.
-fn coverage(cell: u64, shape: Shape, p: f64, suites: u64, b: usize, bca: bool) -> (f64, f64) {
+/// Shares of a cell's suites covered by the product's interval and, when asked, by BCa and by
+/// the linear-scale bootstrap-t.
+fn coverage(cell: u64, shape: Shape, p: f64, suites: u64, b: usize, others: bool) -> [f64; 3] {
     let truth = shape.mean() * (p + 1.5 * (1.0 - p)) / p;
     let opts = AnalysisOptions {
         bootstrap: b,
@@ -94,38 +96,41 @@ fn coverage(cell: u64, shape: Shape, p: f64, suites: u64, b: usize, bca: bool) -
     let covers = |low: Option<f64>, high: Option<f64>| {
         low.is_some_and(|l| l <= truth) && high.is_none_or(|h| truth <= h)
     };
-    let hits: Vec<(bool, bool)> = (0..suites)
+    let hits: Vec<[bool; 3]> = (0..suites)
         .into_par_iter()
         .map(|d| {
             let o = suite(shape, p, &mut Rng::stream(0xC0FE + cell, d));
             let ci = cost_per_accepted_ci(&o, &AnalysisOptions { seed: d, ..opts });
-            assert_eq!(ci.method, "studentized-bootstrap");
-            let other = bca.then(|| cost_per_accepted_bca(&o, b, 0.95, d));
-            (
+            assert_eq!(ci.method, "studentized-bootstrap-log");
+            let bca = others.then(|| cost_per_accepted_bca(&o, b, 0.95, d));
+            let lin = others.then(|| cost_per_accepted_studentized(&o, b, 0.95, d).unwrap());
+            [
                 covers(ci.low, ci.high),
-                other.is_some_and(|c| covers(c.low, c.high)),
-            )
+                bca.is_some_and(|c| covers(c.low, c.high)),
+                lin.is_some_and(|c| covers(c.low, c.high)),
+            ]
         })
         .collect();
-    let share =
-        |f: fn(&(bool, bool)) -> bool| hits.iter().filter(|h| f(h)).count() as f64 / suites as f64;
-    (share(|h| h.0), share(|h| h.1))
+    let share = |m: usize| hits.iter().filter(|h| h[m]).count() as f64 / suites as f64;
+    [share(0), share(1), share(2)]
 }
 
 #[test]
 fn cost_per_accepted_interval_covers_at_100_tasks() {
     let suites = setting("COVERAGE_SUITES", 1000);
     let b = setting("COVERAGE_RESAMPLES", 200) as usize;
-    let with_bca = setting("COVERAGE_BCA", 0) == 1;
-    // (shape, acceptance, target). 93% is the issue's target. Where the method does not reach
-    // it (log-normal σ = 1.5: the release run above, K = 4,000 and B = 2,000, gave 0.929 at
-    // p = 0.3 and 0.908 at p = 0.9, BCa 0.921 and 0.883), the target is what it does reach,
-    // so that a regression still fails; the shortfall is stated here, in the README and in
-    // the closing report, not hidden.
+    let with_others = setting("COVERAGE_BCA", 0) == 1;
+    // (shape, acceptance, target). 93% is the issue's target. One cell does not reach it:
+    // log-normal σ = 1.5 at acceptance 0.9, where the release run above (K = 4,000, B = 2,000)
+    // gave 0.907 for this method, 0.908 for the linear-scale bootstrap-t and 0.883 for BCa
+    // (and a symmetric bootstrap-t, Hall's transformation, a jackknife-studentized and a
+    // double-bootstrap-calibrated bootstrap-t 0.889–0.906): with costs that skewed, 100 tasks
+    // rarely contain the tail that carries the mean. Its target is what the method reaches, so
+    // that a regression still fails; the shortfall is stated here and in the README, not hidden.
     let cells = [
         (Shape::LogNormal(0.5), 0.3, 0.93),
         (Shape::LogNormal(0.5), 0.9, 0.93),
-        (Shape::LogNormal(1.5), 0.3, 0.92),
+        (Shape::LogNormal(1.5), 0.3, 0.93),
         (Shape::LogNormal(1.5), 0.9, 0.90),
         (Shape::Tail, 0.3, 0.93),
         (Shape::Tail, 0.9, 0.93),
@@ -136,16 +141,23 @@ fn cost_per_accepted_interval_covers_at_100_tasks() {
          cell (Monte-Carlo SE ±{:.4} at 0.93), B = {b}",
         se(0.93)
     );
-    println!("shape             p    studentized  BCa");
+    println!("shape             p    boot-t log   BCa    boot-t linear");
     let mut failed = Vec::new();
     for (i, &(shape, p, target)) in cells.iter().enumerate() {
-        let (st, bca) = coverage(i as u64, shape, p, suites, b, with_bca);
-        let bca = if with_bca {
-            format!("{bca:.3}")
-        } else {
-            "-".into()
+        let [st, bca, lin] = coverage(i as u64, shape, p, suites, b, with_others);
+        let other = |x: f64| {
+            if with_others {
+                format!("{x:.3}")
+            } else {
+                "-".into()
+            }
         };
-        println!("{:<17} {p:<4} {st:<12.3} {bca}", format!("{shape:?}"));
+        println!(
+            "{:<17} {p:<4} {st:<12.3} {:<6} {}",
+            format!("{shape:?}"),
+            other(bca),
+            other(lin)
+        );
         if st < target - 2.0 * se(target) {
             failed.push(format!("{shape:?} p={p}: {st:.3}, target {target}"));
         }

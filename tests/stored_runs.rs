@@ -39,8 +39,8 @@ fn a_run_stored_by_the_first_release_reports_the_same_figures() {
     )
     .unwrap();
     let new = ws.report(None);
-    // The interval's method changed on purpose (issue 8: the studentized bootstrap replaced
-    // BCa, which under-covered); its bounds are checked for sense, not against the old build.
+    // The interval's method changed on purpose (issue 8: the log-scale studentized bootstrap
+    // replaced BCa, which under-covered); its bounds are checked for sense, not against the old build.
     // Both draw the same resamples, so the count of resamples with no acceptance is unchanged.
     for (o, n) in old["rows"]
         .as_array_mut()
@@ -53,7 +53,7 @@ fn a_run_stored_by_the_first_release_reports_the_same_figures() {
             ci.remove(k);
         }
         let n_ci = &n["cost_per_accepted_ci"];
-        assert_eq!(n_ci["method"], "studentized-bootstrap");
+        assert_eq!(n_ci["method"], "studentized-bootstrap-log");
         let est = n["cost_per_accepted_usd"].as_f64().unwrap();
         assert!(n_ci["low"].as_f64().unwrap() <= est, "{n_ci}");
         assert!(n_ci["high"].as_f64().is_none_or(|h| h >= est), "{n_ci}");

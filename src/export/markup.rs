@@ -168,7 +168,7 @@ pub fn footnote(a: &RunAnalysis) -> String {
         .any(|r| r.figures.cost_per_accepted_ci.method == "delta-log")
     {
         s.push_str(&format!(
-            " $/accepted intervals over more than {} tasks use the log-scale delta method, others the studentized bootstrap (boot-t).",
+            " $/accepted intervals over more than {} tasks use the log-scale delta method, others the studentized bootstrap on the log scale (boot-t).",
             crate::analysis::DELTA_ABOVE_TASKS
         ));
     }

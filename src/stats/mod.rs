@@ -7,9 +7,10 @@
 //!
 //! - acceptance rates: Wilson / Jeffreys for display, Clopper–Pearson where a gate decides
 //!   (Brown, Cai & DasGupta, *Statistical Science* 16:101–133, 2001); never Wald;
-//! - cost per accepted outcome: studentized (bootstrap-t) and BCa bootstraps over whole task
-//!   clusters (Efron, *JASA* 82:171–185, 1987; Hall 1992) with a log-scale delta method as the
-//!   fast path; the report uses the studentized one, which covers better for heavy-tailed costs;
+//! - cost per accepted outcome: studentized (bootstrap-t, on the linear or the log scale) and BCa
+//!   bootstraps over whole task clusters (Efron, *JASA* 82:171–185, 1987; Hall 1992) with a
+//!   log-scale delta method as the fast path; the report uses the log-scale bootstrap-t, which
+//!   covers best for heavy-tailed costs;
 //! - paired binary comparisons: McNemar mid-p (Fagerland, Lydersen & Laake, *BMC Med Res Methodol*
 //!   13:91, 2013) and Tango's score interval (*Stat Med* 17:891–908, 1998);
 //! - multiplicity: Holm (1979) and Benjamini–Hochberg (1995);
@@ -38,7 +39,7 @@ pub use binomial::{
 };
 pub use bootstrap::{
     CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, cost_per_accepted_studentized,
-    try_cost_per_accepted_bca,
+    cost_per_accepted_studentized_log, try_cost_per_accepted_bca,
 };
 pub use multiple::{Adjusted, benjamini_hochberg, benjamini_yekutieli, holm};
 pub use noninferiority::{NonInferiority, Verdict, noninferiority, noninferiority_paired};

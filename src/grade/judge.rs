@@ -412,14 +412,14 @@ impl Judges {
                     return out;
                 }
                 None => {
-                    let bound = bound::cost_bound(
-                        cfg.price.as_ref(),
-                        &r.body,
-                        bound::prompt_token_bound(&r.body),
-                    );
+                    // Only a capped run needs the call's bound (a pass over the body).
+                    let budget = self.budget.as_ref().map(|b| {
+                        let prompt = bound::prompt_token_bound(&r.body);
+                        (b, bound::cost_bound(cfg.price.as_ref(), &r.body, prompt))
+                    });
                     // Held while the call (and its retries) is in flight.
-                    let _permit = match &self.budget {
-                        Some(b) => match b.admit(bound).await {
+                    let _permit = match budget {
+                        Some((b, bound)) => match b.admit(bound).await {
                             Ok(p) => Some(p),
                             Err(_) => {
                                 out.capped = true;
@@ -430,7 +430,7 @@ impl Judges {
                         None => None,
                     };
                     let rows = self.call(cfg, protocol, &r, base, &mut out.answers).await;
-                    if let Some(b) = &self.budget {
+                    if let Some((b, bound)) = budget {
                         for row in &rows {
                             b.record(row.spent, bound);
                         }

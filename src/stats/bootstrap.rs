@@ -818,12 +818,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn log_studentized_known_answers_on_tiny_inputs() {
-        // Two tasks (1, accepted), (3, rejected): the four resamples give R* = 1 with SE* = 0
-        // (t* = −∞), R* = 4 = R̂ twice (t* = 0), and no acceptance (t* = +∞); each a quarter
-        // of 4,000 draws, so both 2.5% tails land on infinities: [0, unbounded].
-        let o = [
+    /// Two tasks: (cost 1, accepted) and (cost 3, rejected); R̂ = 4.
+    fn two_tasks() -> [Outcome; 2] {
+        [
             Outcome {
                 task: 0,
                 accepted: true,
@@ -834,7 +831,15 @@ mod tests {
                 accepted: false,
                 cost: 3.0,
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn log_studentized_known_answers_on_tiny_inputs() {
+        // Two tasks (1, accepted), (3, rejected): the four resamples give R* = 1 with SE* = 0
+        // (t* = −∞), R* = 4 = R̂ twice (t* = 0), and no acceptance (t* = +∞); each a quarter
+        // of 4,000 draws, so both 2.5% tails land on infinities: [0, unbounded].
+        let o = two_tasks();
         let ci = cost_per_accepted_studentized_log(&o, 4000, 0.95, 3).unwrap();
         assert_eq!((ci.estimate, ci.low, ci.high), (Some(4.0), Some(0.0), None));
         assert!((800..1200).contains(&ci.zero_accept_resamples), "{ci:?}");
@@ -863,18 +868,7 @@ mod tests {
     fn delta_log_known_answer() {
         // Two tasks: (c, a) = (1, 1), (3, 0). R = 4; residuals −3, 3; ā = 0.5;
         // Var R = 18 / (1·2·0.25) = 36; SE(log R) = 6/4 = 1.5.
-        let o = [
-            Outcome {
-                task: 0,
-                accepted: true,
-                cost: 1.0,
-            },
-            Outcome {
-                task: 1,
-                accepted: false,
-                cost: 3.0,
-            },
-        ];
+        let o = two_tasks();
         let d = cost_per_accepted_delta_log(&o, 0.95);
         let z = 1.959_963_984_540_054;
         assert_eq!(d.estimate, Some(4.0));

@@ -1104,6 +1104,21 @@ pub fn cost_per_accepted_ci(sample: &[Outcome], opts: &AnalysisOptions) -> stats
     }
 }
 
+/// The paired interval of cost per accepted outcome of `a` against `b` on the same tasks: the
+/// paired BCa bootstrap of whole tasks, or the paired delta method above [`DELTA_ABOVE_TASKS`]
+/// tasks (the rule of [`cost_per_accepted_ci`]; `method` names which).
+pub fn paired_cost_ci(
+    a: &[Outcome],
+    b: &[Outcome],
+    opts: &AnalysisOptions,
+) -> Result<stats::PairedCostCi, stats::StatsError> {
+    if stats::bootstrap::cluster_count(a) > DELTA_ABOVE_TASKS {
+        stats::paired_cost_per_accepted_delta(a, b, opts.confidence)
+    } else {
+        stats::paired_cost_per_accepted(a, b, opts.bootstrap, opts.confidence, opts.seed)
+    }
+}
+
 /// The row's interval of cost per accepted outcome over its decided outcomes, each carrying its
 /// known token cost plus its rejection cost ([`cost_per_accepted_ci`]).
 fn cost_ci(
@@ -1159,6 +1174,34 @@ fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_cost_intervals_switch_to_the_delta_method_above_the_task_limit() {
+        let sample = |tasks: usize, cost: f64| -> Vec<Outcome> {
+            (0..tasks)
+                .map(|t| Outcome {
+                    task: t as u32,
+                    accepted: t % 4 != 0,
+                    cost: cost * (1.0 + (t % 7) as f64 / 10.0),
+                })
+                .collect()
+        };
+        let opts = AnalysisOptions {
+            bootstrap: 200,
+            ..AnalysisOptions::default()
+        };
+        for (tasks, method) in [
+            (100, "paired-bca-bootstrap"),
+            (DELTA_ABOVE_TASKS + 1, "paired-delta"),
+        ] {
+            let ci = paired_cost_ci(&sample(tasks, 2.0), &sample(tasks, 1.0), &opts).unwrap();
+            assert_eq!(ci.method, method, "{tasks} tasks");
+            // Twice the cost on the same tasks: the ratio is 2 and its interval holds it.
+            let r = ci.ratio;
+            assert!((r.estimate.unwrap() - 2.0).abs() < 1e-12);
+            assert!(r.low.unwrap() <= 2.0 && 2.0 <= r.high.unwrap(), "{r:?}");
+        }
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -22,7 +22,7 @@
 //!   else [`DEFAULT_MARGIN`]; `--margin` overrides and the output says which), SUPERIOR when the
 //!   interval's lower bound clears 0 (statistics.md §3.4);
 //! - the saving per accepted outcome and the cost ratio with a paired BCa bootstrap that resamples
-//!   the same tasks on both sides (statistics.md §3.5), or above [`DELTA_ABOVE_TASKS`] tasks the
+//!   the same tasks on both sides (statistics.md §3.5), or above [`DELTA_ABOVE_TASKS`](crate::analysis::DELTA_ABOVE_TASKS) tasks the
 //!   paired delta method (as the report's row interval does there);
 //! - when inconclusive, the paired tasks that would give a conclusive verdict with 80% power.
 
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use crate::analysis::{
-    AnalysisOptions, DELTA_ABOVE_TASKS, OutcomeFacts, Pairing, RunAnalysis, Verdict,
+    AnalysisOptions, OutcomeFacts, Pairing, RunAnalysis, Verdict, paired_cost_ci,
 };
 use crate::providers::{Money, Tally};
 use crate::stats::{self, Estimate, Interval, Outcome, StatsError};
@@ -278,7 +278,7 @@ pub struct Comparison {
     /// Candidate / incumbent cost per accepted outcome, paired BCa bootstrap.
     pub cost_ratio: Estimate,
     /// Method of the saving and ratio intervals: `paired-bca-bootstrap`, or `paired-delta`
-    /// above [`DELTA_ABOVE_TASKS`] tasks (the report's fast-path rule).
+    /// above [`DELTA_ABOVE_TASKS`](crate::analysis::DELTA_ABOVE_TASKS) tasks (the report's fast-path rule).
     pub cost_method: &'static str,
     /// Paired tasks for an 80% chance of a conclusive verdict (inconclusive only).
     pub tasks_needed: Option<u64>,
@@ -395,25 +395,8 @@ pub fn assess(
 ) -> Result<Assessment, StatsError> {
     let decision = decide(incumbent, candidate, margin, opts)?;
     let rate = |o: &[Outcome]| o.iter().filter(|x| x.accepted).count() as f64 / o.len() as f64;
-    // The report's rule: above DELTA_ABOVE_TASKS tasks the delta method, whose intervals agree
-    // with the bootstrap's there, instead of resampling every task 2,000 times.
-    let fast = decision.tasks as usize > DELTA_ABOVE_TASKS;
-    let paired = if fast {
-        stats::paired_cost_per_accepted_delta(candidate, incumbent, opts.confidence)
-    } else {
-        stats::paired_cost_per_accepted(
-            candidate,
-            incumbent,
-            opts.bootstrap,
-            opts.confidence,
-            opts.seed,
-        )
-    };
-    let cost_method = if fast {
-        "paired-delta"
-    } else {
-        "paired-bca-bootstrap"
-    };
+    let paired = paired_cost_ci(candidate, incumbent, opts);
+    let cost_method = paired.as_ref().map_or("paired-bca-bootstrap", |p| p.method);
     let (saving, ratio, cpa) = match paired {
         Ok(p) => (
             // Same seed, same indices: the saving's replicates are the exact negatives of the

@@ -158,7 +158,10 @@ fn a_cascade_escalates_on_the_runtime_check_and_pays_every_step() {
         choice["cost_per_accepted_usd"]["high"].as_f64().unwrap(),
     );
     assert!(lo <= cost / 54.0 && cost / 54.0 <= hi);
-    assert_eq!(choice["cost_per_accepted_usd"]["method"], "bca-bootstrap");
+    assert_eq!(
+        choice["cost_per_accepted_usd"]["method"],
+        "studentized-bootstrap-log"
+    );
     // 42/60 accepted alone: its Wilson lower bound (0.574) is under 0.7.
     let rejected = c["rejected"].as_array().unwrap();
     let reason = |name: &str| {

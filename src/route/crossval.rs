@@ -4,8 +4,8 @@
 
 use super::data::{ClassData, dot};
 use super::{Chooser, CrossValidation, HeldOut, Usd, Versus, cpa_of, outcomes_of, rate_of};
-use crate::analysis::AnalysisOptions;
-use crate::stats::{self, Outcome, rng::Rng};
+use crate::analysis::{self, AnalysisOptions};
+use crate::stats::{Outcome, rng::Rng};
 
 /// The route and the baselines chosen on k−1 folds of tasks and measured on the held-out fold.
 pub(super) fn cross_validate(
@@ -108,8 +108,7 @@ pub(super) fn cross_validate(
     };
     let [pf0, pf1, pf2, pf3] = per_fold;
     let versus = |name: &'static str, a: &[Outcome], b: &[Outcome]| -> Versus {
-        let d =
-            stats::paired_cost_per_accepted(a, b, opts.bootstrap, opts.confidence, opts.seed).ok();
+        let d = analysis::paired_cost_ci(a, b, opts).ok();
         let e = d.as_ref().map(|d| d.difference);
         let (low, high) = (e.and_then(|e| e.low), e.and_then(|e| e.high));
         // For savings (baseline − route) a positive interval means the route is better; for the
@@ -125,7 +124,7 @@ pub(super) fn cross_validate(
                 estimate: e.and_then(|e| e.estimate),
                 low,
                 high,
-                method: "paired-bca-bootstrap",
+                method: d.as_ref().map_or("paired-bca-bootstrap", |d| d.method),
             },
             route_is,
         }

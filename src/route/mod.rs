@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::analysis::{Acceptance, AnalysisOptions, RunAnalysis, RuntimeChecks};
+use crate::analysis::{self, Acceptance, AnalysisOptions, RunAnalysis, RuntimeChecks};
 use crate::stats::{self, Outcome, rng::Rng};
 use data::{ClassData, Clustered, Sim, dot, items_per_cluster, simulate};
 use policy::{BATCH_TAG, ClassPolicy, Known, Policy};
@@ -729,9 +729,9 @@ fn rate_of(class: &ClassData, outcomes: &[Outcome], confidence: f64) -> Acceptan
     }
 }
 
-/// Cost per accepted outcome with its BCa interval.
+/// Cost per accepted outcome with the report's interval ([`analysis::cost_per_accepted_ci`]).
 fn cpa_of(outcomes: &[Outcome], opts: &AnalysisOptions) -> Usd {
-    let r = stats::cost_per_accepted_bca(outcomes, opts.bootstrap, opts.confidence, opts.seed);
+    let r = analysis::cost_per_accepted_ci(outcomes, opts);
     Usd {
         estimate: r.estimate,
         low: r.low,

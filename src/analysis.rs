@@ -1412,7 +1412,7 @@ mod tests {
                 let n = (i * 7 + repeat * 3) as usize;
                 let mut r = record(
                     i,
-                    n % 11 != 0,
+                    !n.is_multiple_of(11),
                     grades[n % grades.len()],
                     1000 + (n * n) as i128,
                 );

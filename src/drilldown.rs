@@ -409,6 +409,9 @@ mod tests {
         assert!(Group::Split < Group::Disagree && Group::AllFailed < Group::AllAccepted);
     }
 
+    /// A sample as the test expects it: group, suite, task id, repeat, verdicts.
+    type Expected<'a> = (Group, &'a str, String, u32, Vec<Option<Verdict>>);
+
     #[test]
     fn select_keeps_the_samples_a_full_sort_would_keep() {
         use crate::analysis::{OutcomeFacts, test_row};
@@ -476,7 +479,7 @@ mod tests {
                 }
             }
         }
-        let mut expected: Vec<(Group, &str, String, u32, Vec<Option<Verdict>>)> = all
+        let mut expected: Vec<Expected<'_>> = all
             .into_iter()
             .map(|((si, t, r), v)| {
                 let suite = ["a", "b"][si];

@@ -445,7 +445,7 @@ fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
 /// provider, so a cursor over the ids in that order finds each one without hashing.
 ///
 /// The ids of a suite are packed in one string (read in id order from the tasks' primary key,
-/// so nothing is sorted or held twice): at 100,000 tasks 1.4 MB, where a `String` per id and
+/// so nothing is sorted or held twice): at 100,000 tasks 1.8 MB, where a `String` per id and
 /// the map of id lists they were read into took over 6 MB of the report's peak.
 struct Positions {
     by_suite: HashMap<String, PackedIds>,

@@ -425,6 +425,7 @@ mod tests {
             unknown_calls: 0,
             unbounded: false,
             latency_ms: None,
+            ttft_ms: None,
         };
         let verdicts = [
             Accepted,
@@ -459,6 +460,8 @@ mod tests {
             options: Default::default(),
             rows,
             task_ids: HashMap::new(),
+            agreement: None,
+            graders: Default::default(),
         };
         for (suite, tasks) in [("a", 40), ("b", 25)] {
             let ids = (0..tasks).map(|t| format!("{suite}{t}")).collect();

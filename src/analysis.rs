@@ -1418,6 +1418,15 @@ mod tests {
                 );
                 r.repeat = repeat;
                 r.latency_ms = Some(10.0 + (n % 13) as f64);
+                // Main's later fields take part too: streamed first tokens, human labels
+                // overriding the graders, judge costs added to the outcome's cost.
+                r.ttft_ms = (n % 3 == 0).then_some(2.0 + (n % 5) as f64);
+                r.human = (n % 17 == 0).then_some(n % 2 == 0);
+                r.judge_cost = (n % 4 == 0).then(|| Tally {
+                    known: Money(300 + n as i128),
+                    ..Tally::default()
+                });
+                r.grader_set = Some(if n % 9 == 0 { "g2" } else { "g1" }.to_string());
                 records.push(r);
             }
         }
@@ -1437,6 +1446,9 @@ mod tests {
         assert_eq!(full.outcomes.len(), 120);
         assert!(figures.outcomes.is_empty());
         assert!(full.figures.cost_per_accepted_ci.low.is_some());
+        assert!(full.figures.ttft_ms.p50.is_some() && full.figures.human_labelled > 0);
+        assert!(full.figures.cost_usd.judge.is_some());
+        assert_eq!(full.graded, figures.graded);
         assert_eq!(
             serde_json::to_string(&full.figures).unwrap(),
             serde_json::to_string(&figures.figures).unwrap()

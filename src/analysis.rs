@@ -1420,13 +1420,13 @@ mod tests {
                 r.latency_ms = Some(10.0 + (n % 13) as f64);
                 // Main's later fields take part too: streamed first tokens, human labels
                 // overriding the graders, judge costs added to the outcome's cost.
-                r.ttft_ms = (n % 3 == 0).then_some(2.0 + (n % 5) as f64);
-                r.human = (n % 17 == 0).then_some(n % 2 == 0);
-                r.judge_cost = (n % 4 == 0).then(|| Tally {
+                r.ttft_ms = n.is_multiple_of(3).then_some(2.0 + (n % 5) as f64);
+                r.human = n.is_multiple_of(17).then_some(n.is_multiple_of(2));
+                r.judge_cost = n.is_multiple_of(4).then(|| Tally {
                     known: Money(300 + n as i128),
                     ..Tally::default()
                 });
-                r.grader_set = Some(if n % 9 == 0 { "g2" } else { "g1" }.to_string());
+                r.grader_set = Some(if n.is_multiple_of(9) { "g2" } else { "g1" }.to_string());
                 records.push(r);
             }
         }

@@ -162,7 +162,21 @@ impl RunAnalysis {
         run: RunInfo,
         options: AnalysisOptions,
     ) -> Result<RunAnalysis, StoreError> {
-        Self::load_with(store, run, options, None)
+        Self::load_with(store, run, options, None, Keep::Outcomes)
+    }
+
+    /// Reads a run's row figures only, the same figures [`RunAnalysis::load`] gives, for the
+    /// outputs that print nothing else (the table, markdown and JSON reports): every row's
+    /// `outcomes` and the `task_ids` are left empty. Each row is finished as soon as the store
+    /// has streamed it, holding its interval's sample (16 bytes a decided outcome) and its
+    /// latencies rather than every outcome of the run: the summary `costbench run` prints at
+    /// 300,000 outcomes peaked at 44.5 MB holding them.
+    pub fn load_figures(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+    ) -> Result<RunAnalysis, StoreError> {
+        Self::load_with(store, run, options, None, Keep::Figures)
     }
 
     /// Reads and analyses a run as if its providers had had `prices` (by provider id): every
@@ -177,7 +191,7 @@ impl RunAnalysis {
     ) -> Result<RunAnalysis, StoreError> {
         let run = with_prices(run, prices);
         let reprice = repricer(&run, prices);
-        Self::load_with(store, run, options, Some(&reprice))
+        Self::load_with(store, run, options, Some(&reprice), Keep::Outcomes)
     }
 
     /// The run as stored and as [`RunAnalysis::load_repriced`] gives it, from one read of the
@@ -193,7 +207,8 @@ impl RunAnalysis {
         let (rates, rates_after) = (prompt_rates(&run), prompt_rates(&run_after));
         let rate = |p: &str| rates.get(p).copied();
         let rate_after = |p: &str| rates_after.get(p).copied();
-        let (mut before, mut after) = (Grouped::default(), Grouped::default());
+        let mut before = Grouped::new(Keep::Outcomes, options);
+        let mut after = Grouped::new(Keep::Outcomes, options);
         store.for_each_outcome_repriced(run.id, &rate, &rate_after, &reprice, |mut o, r| {
             before.add(&run, &o);
             o.cost = r.cost;
@@ -203,8 +218,8 @@ impl RunAnalysis {
         let task_ids = store.task_ids(run.id)?;
         let labelled = store.labelled_outcomes(run.id)?;
         let graders = grader_details(store, &run)?;
-        let mut rows = before.rows(&run, &options);
-        let mut rows_after = after.rows(&run_after, &options);
+        let mut rows = before.rows(&run);
+        let mut rows_after = after.rows(&run_after);
         fill_grader_sets(store, &mut rows)?;
         fill_grader_sets(store, &mut rows_after)?;
         Ok((
@@ -232,17 +247,21 @@ impl RunAnalysis {
         run: RunInfo,
         options: AnalysisOptions,
         reprice: Option<&Reprice<'_>>,
+        keep: Keep,
     ) -> Result<RunAnalysis, StoreError> {
         let rates = prompt_rates(&run);
         let rate = |p: &str| rates.get(p).copied();
-        let mut rows = Grouped::default();
+        let mut rows = Grouped::new(keep, options);
         store.for_each_outcome(run.id, &rate, reprice, |o| rows.add(&run, &o))?;
-        let mut rows = rows.rows(&run, &options);
+        let mut rows = rows.rows(&run);
         fill_grader_sets(store, &mut rows)?;
         // Read again rather than kept from the scan (which reads them to place each task):
         // holding them while the rows are finished raised a million-outcome report's peak
         // RSS from 90 to 104 MB, to save a read of 0.13–0.31 s.
-        let task_ids = store.task_ids(run.id)?;
+        let task_ids = match keep {
+            Keep::Outcomes => store.task_ids(run.id)?,
+            Keep::Figures => HashMap::new(),
+        };
         let labelled = store.labelled_outcomes(run.id)?;
         Ok(RunAnalysis {
             agreement: agreement(&run, &rows, &labelled, &options),
@@ -391,15 +410,39 @@ fn repricer<'a>(
     }
 }
 
+/// What an analysis keeps of each row besides its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Keep {
+    /// Every outcome (compare, route, gate, the HTML report).
+    #[default]
+    Outcomes,
+    /// The figures only; a row is finished as soon as its outcomes have streamed by.
+    Figures,
+}
+
 /// Rows of a run while the store streams its outcomes, grouped by suite and provider.
-#[derive(Default)]
 struct Grouped {
+    keep: Keep,
+    options: AnalysisOptions,
     done: BTreeMap<(String, String), Acc>,
+    /// Rows already finished ([`Keep::Figures`]): the store streams each row's outcomes
+    /// together, so a row whose group has ended gets no more.
+    finished: HashMap<(String, String), RowAnalysis>,
     /// The group being filled: outcomes arrive grouped, so the row is looked up once a group.
     current: Option<((String, String), Acc)>,
 }
 
 impl Grouped {
+    fn new(keep: Keep, options: AnalysisOptions) -> Grouped {
+        Grouped {
+            keep,
+            options,
+            done: BTreeMap::new(),
+            finished: HashMap::new(),
+            current: None,
+        }
+    }
+
     fn add(&mut self, run: &RunInfo, o: &OutcomeRecord) {
         let same = self
             .current
@@ -407,17 +450,20 @@ impl Grouped {
             .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
         if !same {
             if let Some((k, a)) = self.current.take() {
-                self.done.insert(k, a);
+                self.put_aside(run, k, a);
             }
             let k = (o.suite.clone(), o.provider.clone());
             let a = self.done.remove(&k).unwrap_or_else(|| {
+                let suite = run.plan.suite(&o.suite);
+                let rejection = suite.map_or(Money::ZERO, |s| s.rejection_cost_femto);
                 // Sized from the plan once: doubling as outcomes arrive would leave up to half
                 // of the largest vector of a big run allocated and unused.
-                let planned = run
-                    .plan
-                    .suite(&o.suite)
-                    .map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
-                Acc::with_capacity(planned.min(MAX_RESERVED_OUTCOMES) as usize)
+                let planned = suite.map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
+                Acc::new(
+                    self.keep,
+                    rejection,
+                    planned.min(MAX_RESERVED_OUTCOMES) as usize,
+                )
             });
             self.current = Some((k, a));
         }
@@ -426,19 +472,37 @@ impl Grouped {
         }
     }
 
-    /// Every row of the plan, in plan order (rows without outcomes are empty).
-    fn rows(mut self, run: &RunInfo, options: &AnalysisOptions) -> Vec<RowAnalysis> {
-        if let Some((k, a)) = self.current.take() {
+    /// Keeps a row whose group has ended: finished at once when only figures are kept.
+    fn put_aside(&mut self, run: &RunInfo, k: (String, String), a: Acc) {
+        if self.keep == Keep::Figures {
+            let s = run.plan.suites.iter().find(|s| s.name == k.0);
+            let p = run.plan.providers.iter().find(|p| p.id == k.1);
+            // A row outside the plan is not reported (as in `rows`).
+            if let (Some(s), Some(p)) = (s, p) {
+                let row = a.finish(s, p, &self.options);
+                self.finished.insert(k, row);
+            }
+        } else {
             self.done.insert(k, a);
+        }
+    }
+
+    /// Every row of the plan, in plan order (rows without outcomes are empty).
+    fn rows(mut self, run: &RunInfo) -> Vec<RowAnalysis> {
+        if let Some((k, a)) = self.current.take() {
+            self.put_aside(run, k, a);
         }
         let mut rows = Vec::new();
         for s in &run.plan.suites {
             for p in &run.plan.providers {
-                let a = self
-                    .done
-                    .remove(&(s.name.clone(), p.id.clone()))
-                    .unwrap_or_default();
-                rows.push(a.finish(s, p, options));
+                let k = (s.name.clone(), p.id.clone());
+                match self.finished.remove(&k) {
+                    Some(row) => rows.push(row),
+                    None => {
+                        let a = self.done.remove(&k).unwrap_or_default();
+                        rows.push(a.finish(s, p, &self.options));
+                    }
+                }
             }
         }
         rows
@@ -867,7 +931,12 @@ struct Acc {
     usage: Usage,
     cost: Tally,
     spent: Tally,
-    outcomes: Vec<OutcomeFacts>,
+    /// Outcomes attempted, and how many ended each way.
+    attempted: u64,
+    accepted: u64,
+    unanswered: u64,
+    grader_errors: u64,
+    decided: u64,
     failures: BTreeMap<String, FailureKind>,
     unanswered_by_kind: BTreeMap<String, FailureKind>,
     human_labelled: u64,
@@ -877,6 +946,16 @@ struct Acc {
     judged: bool,
     /// Grades per grader-set fingerprint, in first-seen order (almost always one).
     sets: Vec<(String, u64)>,
+    keep: Keep,
+    /// The suite's rejection cost, which [`Keep::Figures`] adds to the sample as it goes.
+    rejection: Money,
+    /// Every outcome ([`Keep::Outcomes`]).
+    outcomes: Vec<OutcomeFacts>,
+    /// [`Keep::Figures`]: the interval's sample (see [`cost_ci`]) in arrival order, which is
+    /// task id then repeat order, and the answering calls' latencies and times to first token.
+    sample: Vec<Outcome>,
+    latencies: Vec<f32>,
+    ttfts: Vec<f32>,
 }
 
 fn count_failure(
@@ -898,11 +977,20 @@ fn count_failure(
 const MAX_RESERVED_OUTCOMES: u64 = 1 << 22;
 
 impl Acc {
-    fn with_capacity(n: usize) -> Acc {
-        Acc {
-            outcomes: Vec::with_capacity(n),
+    fn new(keep: Keep, rejection: Money, planned: usize) -> Acc {
+        let mut a = Acc {
+            keep,
+            rejection,
             ..Acc::default()
+        };
+        match keep {
+            Keep::Outcomes => a.outcomes.reserve_exact(planned),
+            Keep::Figures => {
+                a.sample.reserve_exact(planned);
+                a.latencies.reserve_exact(planned);
+            }
         }
+        a
     }
 
     fn add(&mut self, o: &OutcomeRecord) {
@@ -959,7 +1047,12 @@ impl Acc {
             (true, Some(GradeStatus::Error)) => Verdict::GraderError,
             (true, None) => Verdict::Ungraded,
         };
-        self.outcomes.push(OutcomeFacts {
+        self.attempted += 1;
+        self.accepted += u64::from(verdict == Verdict::Accepted);
+        self.unanswered += u64::from(verdict == Verdict::Unanswered);
+        self.grader_errors += u64::from(verdict == Verdict::GraderError);
+        self.decided += u64::from(verdict.decided());
+        let facts = OutcomeFacts {
             task_idx: o.task_idx,
             repeat: o.repeat,
             verdict,
@@ -969,21 +1062,47 @@ impl Acc {
             unbounded: cost.unbounded > 0,
             latency_ms: o.latency_ms.map(|l| l as f32),
             ttft_ms: o.ttft_ms.map(|l| l as f32),
-        });
+        };
+        match self.keep {
+            Keep::Outcomes => self.outcomes.push(facts),
+            Keep::Figures => {
+                if verdict.decided() {
+                    self.sample.push(sample_entry(&facts, self.rejection));
+                }
+                self.latencies.extend(facts.latency_ms);
+                self.ttfts.extend(facts.ttft_ms);
+            }
+        }
     }
 
     fn finish(mut self, s: &SuitePlan, p: &ProviderPlan, opts: &AnalysisOptions) -> RowAnalysis {
-        self.outcomes
-            .sort_unstable_by_key(|o| (o.task_idx, o.repeat));
-        let outcomes = s.tasks * u64::from(s.repeats);
-        let attempted = self.outcomes.len() as u64;
-        let count = |v: Verdict| self.outcomes.iter().filter(|o| o.verdict == v).count() as u64;
-        let accepted = count(Verdict::Accepted);
-        let unanswered = count(Verdict::Unanswered);
-        let grader_errors = count(Verdict::GraderError);
-        let decided = self.outcomes.iter().filter(|o| o.verdict.decided()).count() as u64;
-        let rejected = decided - accepted;
         let rejection = s.rejection_cost_femto;
+        let (sample, latencies, ttfts) = match self.keep {
+            Keep::Outcomes => {
+                self.outcomes
+                    .sort_unstable_by_key(|o| (o.task_idx, o.repeat));
+                let sample: Vec<Outcome> = self
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.verdict.decided())
+                    .map(|o| sample_entry(o, rejection))
+                    .collect();
+                let latencies = self.outcomes.iter().filter_map(|o| o.latency_ms).collect();
+                let ttfts = self.outcomes.iter().filter_map(|o| o.ttft_ms).collect();
+                (sample, latencies, ttfts)
+            }
+            Keep::Figures => {
+                // Outcomes arrive in task id then repeat order, so a stable sort by task
+                // position gives the (task, repeat) order the outcomes' sort gives.
+                let mut sample = std::mem::take(&mut self.sample);
+                sample.sort_by_key(|o| o.task);
+                let latencies = std::mem::take(&mut self.latencies);
+                (sample, latencies, std::mem::take(&mut self.ttfts))
+            }
+        };
+        let outcomes = s.tasks * u64::from(s.repeats);
+        let (attempted, accepted, decided) = (self.attempted, self.accepted, self.decided);
+        let rejected = decided - accepted;
         let rejections = rejection.times(rejected);
         // No cost is known only when every call's cost is unknown.
         let tokens =
@@ -997,7 +1116,8 @@ impl Acc {
                 .map(|t| t.usd() / accepted as f64)
         };
         let wilson = stats::wilson(accepted, decided, opts.confidence);
-        let ci = cost_ci(&self.outcomes, rejection, accepted, tokens.is_some(), opts);
+        let ci = cost_ci(&sample, accepted, tokens.is_some(), opts);
+        drop(sample);
         let rate = wilson.map(|w| w.estimate);
         let spent = (self.spent.unknown == 0 || self.spent.unknown < self.calls)
             .then_some(self.spent.known);
@@ -1009,8 +1129,8 @@ impl Acc {
             outcomes,
             pending: outcomes.saturating_sub(attempted),
             accepted,
-            unanswered,
-            grader_errors,
+            unanswered: self.unanswered,
+            grader_errors: self.grader_errors,
             human_labelled: self.human_labelled,
             acceptance: Acceptance {
                 rate,
@@ -1045,8 +1165,8 @@ impl Acc {
             spent_max_usd: spent
                 .zip(self.spent.unknown_max())
                 .map(|(a, b)| a.plus(b).usd()),
-            latency_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.latency_ms).collect()),
-            ttft_ms: Latency::of(self.outcomes.iter().filter_map(|o| o.ttft_ms).collect()),
+            latency_ms: Latency::of(latencies),
+            ttft_ms: Latency::of(ttfts),
             error_rates: error_rates(&self.failures, self.calls),
             failures: self.failures,
             unanswered_by_kind: self.unanswered_by_kind,
@@ -1065,6 +1185,19 @@ impl Acc {
             graded: self.graded,
             outcomes: self.outcomes,
         }
+    }
+}
+
+/// A decided outcome as the interval resamples it: its known token cost plus, when it was not
+/// accepted, the suite's rejection cost; its task is its cluster.
+fn sample_entry(o: &OutcomeFacts, rejection: Money) -> Outcome {
+    Outcome {
+        task: o.task_idx,
+        accepted: o.accepted(),
+        cost: o
+            .known_cost
+            .plus(if o.accepted() { Money::ZERO } else { rejection })
+            .usd(),
     }
 }
 
@@ -1120,14 +1253,8 @@ pub fn paired_cost_ci(
 }
 
 /// The row's interval of cost per accepted outcome over its decided outcomes, each carrying its
-/// known token cost plus its rejection cost ([`cost_per_accepted_ci`]).
-fn cost_ci(
-    outcomes: &[OutcomeFacts],
-    rejection: Money,
-    accepted: u64,
-    known: bool,
-    opts: &AnalysisOptions,
-) -> CostCi {
+/// known token cost plus its rejection cost ([`sample_entry`], [`cost_per_accepted_ci`]).
+fn cost_ci(sample: &[Outcome], accepted: u64, known: bool, opts: &AnalysisOptions) -> CostCi {
     let empty = CostCi {
         low: None,
         high: None,
@@ -1139,19 +1266,7 @@ fn cost_ci(
     if !known || accepted == 0 {
         return empty;
     }
-    let sample: Vec<Outcome> = outcomes
-        .iter()
-        .filter(|o| o.verdict.decided())
-        .map(|o| Outcome {
-            task: o.task_idx,
-            accepted: o.accepted(),
-            cost: o
-                .known_cost
-                .plus(if o.accepted() { Money::ZERO } else { rejection })
-                .usd(),
-        })
-        .collect();
-    let r = cost_per_accepted_ci(&sample, opts);
+    let r = cost_per_accepted_ci(sample, opts);
     CostCi {
         low: r.low,
         high: r.high,
@@ -1169,6 +1284,27 @@ fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
     }
     let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
     Some(f64::from(sorted[rank.min(sorted.len()) - 1]))
+}
+
+/// A row made from outcomes, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn test_row(suite: &str, provider: &str, outcomes: &[OutcomeFacts]) -> RowAnalysis {
+    let plan: crate::store::RunPlan = serde_json::from_value(serde_json::json!({
+        "suites": [{"name": suite, "path": "s.yaml", "workload": "w", "quality_threshold": 0.5,
+            "rejection_cost_femto": "0", "repeats": 1, "tasks": outcomes.len(), "fingerprint": "f"}],
+        "providers": [{"id": provider, "protocol": "openai", "base_url": "http://x/v1",
+            "model": "m", "api_key_env": null, "price": null}]
+    }))
+    .expect("a valid plan");
+    let mut sorted = outcomes.to_vec();
+    sorted.sort_unstable_by_key(|o| (o.task_idx, o.repeat));
+    let mut row = Acc::default().finish(
+        &plan.suites[0],
+        &plan.providers[0],
+        &AnalysisOptions::default(),
+    );
+    row.outcomes = sorted;
+    row
 }
 
 #[cfg(test)]
@@ -1305,5 +1441,67 @@ mod tests {
         assert_eq!(p.pairs[0].0.task_idx, 1);
         assert_eq!(p.pairs[1].1.verdict, Verdict::Rejected);
         assert_eq!((p.unpaired_left, p.unpaired_right), (1, 0));
+    }
+
+    #[test]
+    fn figures_only_rows_equal_the_rows_of_a_full_analysis() {
+        // As the store streams them: task id then repeat order ("t10" before "t2"), which is
+        // not task position order; costs vary so that the interval depends on the order.
+        let mut ids: Vec<u32> = (0..60).collect();
+        ids.sort_by_key(|i| format!("t{i}"));
+        let grades = [
+            Some(GradeStatus::Accepted),
+            Some(GradeStatus::Rejected),
+            Some(GradeStatus::Accepted),
+            Some(GradeStatus::Error),
+            None,
+        ];
+        let mut records = Vec::new();
+        for &i in &ids {
+            for repeat in 0..2 {
+                let n = (i * 7 + repeat * 3) as usize;
+                let mut r = record(
+                    i,
+                    !n.is_multiple_of(11),
+                    grades[n % grades.len()],
+                    1000 + (n * n) as i128,
+                );
+                r.repeat = repeat;
+                r.latency_ms = Some(10.0 + (n % 13) as f64);
+                // Main's later fields take part too: streamed first tokens, human labels
+                // overriding the graders, judge costs added to the outcome's cost.
+                r.ttft_ms = n.is_multiple_of(3).then_some(2.0 + (n % 5) as f64);
+                r.human = n.is_multiple_of(17).then_some(n.is_multiple_of(2));
+                r.judge_cost = n.is_multiple_of(4).then(|| Tally {
+                    known: Money(300 + n as i128),
+                    ..Tally::default()
+                });
+                r.grader_set = Some(if n.is_multiple_of(9) { "g2" } else { "g1" }.to_string());
+                records.push(r);
+            }
+        }
+        let (s, p) = plans(60);
+        let opts = AnalysisOptions {
+            bootstrap: 200,
+            ..AnalysisOptions::default()
+        };
+        let row = |keep| {
+            let mut acc = Acc::new(keep, s.rejection_cost_femto, 0);
+            for r in &records {
+                acc.add(r);
+            }
+            acc.finish(&s, &p, &opts)
+        };
+        let (full, figures) = (row(Keep::Outcomes), row(Keep::Figures));
+        assert_eq!(full.outcomes.len(), 120);
+        assert!(figures.outcomes.is_empty());
+        assert!(full.figures.cost_per_accepted_ci.low.is_some());
+        assert!(full.figures.ttft_ms.p50.is_some() && full.figures.human_labelled > 0);
+        assert!(full.figures.cost_usd.judge.is_some());
+        assert_eq!(full.graded, figures.graded);
+        assert_eq!(
+            serde_json::to_string(&full.figures).unwrap(),
+            serde_json::to_string(&figures.figures).unwrap()
+        );
     }
 }

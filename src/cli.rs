@@ -701,7 +701,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 ));
             }
             let store = Store::open_to_read(&cli.db)?;
-            let analysis = RunAnalysis::load(&store, store.run(a.run)?, opts)?;
+            let analysis = analyse_for(&store, store.run(a.run)?, opts, a.report.format)?;
             let other = match a.compare {
                 Some(id) => Some(RunAnalysis::load(&store, store.run(Some(id))?, opts)?),
                 None => None,
@@ -1078,7 +1078,12 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
     }
     drop(err);
 
-    let analysis = RunAnalysis::load(&store, store.run(Some(summary.run_id))?, opts)?;
+    let analysis = analyse_for(
+        &store,
+        store.run(Some(summary.run_id))?,
+        opts,
+        a.report.format,
+    )?;
     println!(
         "{}",
         render_report(&store, &analysis, &a.report, None, None)?
@@ -1147,6 +1152,22 @@ fn cmd_run(db: &Path, a: &RunArgs) -> Result<i32> {
         return Ok(exit::PROVIDER_FAILURES);
     }
     Ok(exit::OK)
+}
+
+/// The analysis a report in `format` needs: the row figures only, unless the format wants
+/// every outcome (markdown and HTML open with the routing recommendation, which pairs and
+/// simulates outcomes; HTML's charts and drill-down show them).
+fn analyse_for(
+    store: &Store,
+    run: crate::store::RunInfo,
+    opts: AnalysisOptions,
+    format: Format,
+) -> Result<RunAnalysis> {
+    Ok(if matches!(format, Format::Html | Format::Md) {
+        RunAnalysis::load(store, run, opts)?
+    } else {
+        RunAnalysis::load_figures(store, run, opts)?
+    })
 }
 
 /// The report of an analysed run in the flags' format. Markdown and HTML open with each class's

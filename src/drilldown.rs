@@ -10,7 +10,7 @@
 //! interest, so a huge run still gives a file a browser opens (10,000 tasks × 3 providers
 //! stay under 25 MB); what is left out is counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 use serde::Serialize;
 
@@ -102,6 +102,32 @@ pub struct Drilldown {
     pub outputs_omitted: u64,
 }
 
+/// A sample while [`Drilldown::select`] chooses: ordered by (group, suite, task, repeat).
+struct Candidate {
+    key: (Group, usize, u32, u32),
+    facts: Vec<Option<OutcomeFacts>>,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
 /// The group of a sample from its providers' verdicts.
 pub fn group_of(verdicts: &[Verdict]) -> Group {
     let accepted = verdicts.contains(&Verdict::Accepted);
@@ -157,6 +183,10 @@ impl Drilldown {
     }
 
     /// The samples to show, in order of interest, without their stored details.
+    ///
+    /// Each suite's rows are merged in (task, repeat) order and only the `max_samples` most
+    /// interesting samples are held while the rest stream by: holding every sample first took
+    /// 166 MB at 100,000 outcomes.
     pub fn select(analysis: &RunAnalysis, max_samples: usize) -> Drilldown {
         let mut d = Drilldown::default();
         let mut suites: Vec<&str> = Vec::new();
@@ -165,71 +195,96 @@ impl Drilldown {
                 suites.push(&r.figures.suite);
             }
         }
-        let mut chosen: Vec<(Group, usize, u32, u32, Vec<Cell>)> = Vec::new();
+        // A max-heap on the order of interest: its top is the first to give up.
+        let mut best: BinaryHeap<Candidate> = BinaryHeap::with_capacity(max_samples + 1);
+        let mut total = 0u64;
         for (si, suite) in suites.iter().enumerate() {
             let rows: Vec<_> = analysis
                 .rows
                 .iter()
                 .filter(|r| r.figures.suite == *suite)
                 .collect();
-            let mut by_sample: BTreeMap<(u32, u32), Vec<Option<OutcomeFacts>>> = BTreeMap::new();
-            for (pi, r) in rows.iter().enumerate() {
-                for o in &r.outcomes {
-                    by_sample
-                        .entry((o.task_idx, o.repeat))
-                        .or_insert_with(|| vec![None; rows.len()])[pi] = Some(*o);
-                }
-            }
-            for ((task, repeat), facts) in by_sample {
+            // Each row's outcomes are sorted by (task, repeat): merge them.
+            let mut next = vec![0usize; rows.len()];
+            loop {
+                let key = |pi: usize| {
+                    rows[pi]
+                        .outcomes
+                        .get(next[pi])
+                        .map(|o| (o.task_idx, o.repeat))
+                };
+                let Some((task, repeat)) = (0..rows.len()).filter_map(key).min() else {
+                    break;
+                };
+                let facts: Vec<Option<OutcomeFacts>> = (0..rows.len())
+                    .map(|pi| {
+                        let o = rows[pi].outcomes.get(next[pi]).copied();
+                        let here = o.filter(|o| (o.task_idx, o.repeat) == (task, repeat));
+                        next[pi] += usize::from(here.is_some());
+                        here
+                    })
+                    .collect();
                 let verdicts: Vec<Verdict> = facts.iter().flatten().map(|f| f.verdict).collect();
                 let group = group_of(&verdicts);
                 *d.totals.entry(group).or_default() += 1;
-                let cells = rows
-                    .iter()
-                    .zip(facts)
-                    .map(|(r, f)| Cell {
-                        provider: r.figures.provider.clone(),
-                        verdict: f.map(|f| f.verdict),
-                        facts: f,
-                        detail: None,
-                        output_omitted: false,
-                        graders: Vec::new(),
-                    })
-                    .collect();
-                chosen.push((group, si, task, repeat, cells));
+                total += 1;
+                let key = (group, si, task, repeat);
+                if best.len() == max_samples && best.peek().is_none_or(|top| key >= top.key) {
+                    continue;
+                }
+                best.push(Candidate { key, facts });
+                if best.len() > max_samples {
+                    best.pop();
+                }
             }
         }
-        chosen.sort_by_key(|c| (c.0, c.1, c.2, c.3));
+        let chosen = best.into_sorted_vec();
         let mut cells = 0;
         let keep = chosen
             .iter()
-            .take(max_samples)
             .take_while(|c| {
-                cells += c.4.len();
+                cells += c.facts.len();
                 cells <= MAX_CELLS
             })
             .count();
-        d.samples_omitted = (chosen.len() - keep) as u64;
-        chosen.truncate(keep);
+        d.samples_omitted = total - keep as u64;
         d.samples = chosen
             .into_iter()
-            .map(|(group, si, task, repeat, cells)| {
-                let suite = suites[si].to_string();
-                let task_id = analysis
-                    .task_ids
-                    .get(&suite)
-                    .and_then(|ids| ids.get(task as usize))
-                    .cloned()
-                    .unwrap_or_default();
-                Sample {
-                    suite,
-                    task_id,
-                    repeat,
-                    group,
-                    failure: cells.iter().any(|c| c.verdict != Some(Verdict::Accepted)),
-                    cells,
-                }
-            })
+            .take(keep)
+            .map(
+                |Candidate {
+                     key: (group, si, task, repeat),
+                     facts,
+                 }| {
+                    let suite = suites[si].to_string();
+                    let providers = analysis.rows.iter().filter(|r| r.figures.suite == suite);
+                    let cells: Vec<Cell> = providers
+                        .zip(facts)
+                        .map(|(r, f)| Cell {
+                            provider: r.figures.provider.clone(),
+                            verdict: f.map(|f| f.verdict),
+                            facts: f,
+                            detail: None,
+                            output_omitted: false,
+                            graders: Vec::new(),
+                        })
+                        .collect();
+                    let task_id = analysis
+                        .task_ids
+                        .get(&suite)
+                        .and_then(|ids| ids.get(task as usize))
+                        .cloned()
+                        .unwrap_or_default();
+                    Sample {
+                        suite,
+                        task_id,
+                        repeat,
+                        group,
+                        failure: cells.iter().any(|c| c.verdict != Some(Verdict::Accepted)),
+                        cells,
+                    }
+                },
+            )
             .collect();
         d
     }
@@ -352,5 +407,111 @@ mod tests {
         assert_eq!(group_of(&[Rejected, Rejected]), Group::AllFailed);
         assert_eq!(group_of(&[Accepted, Accepted]), Group::AllAccepted);
         assert!(Group::Split < Group::Disagree && Group::AllFailed < Group::AllAccepted);
+    }
+
+    /// A sample as the test expects it: group, suite, task id, repeat, verdicts.
+    type Expected<'a> = (Group, &'a str, String, u32, Vec<Option<Verdict>>);
+
+    #[test]
+    fn select_keeps_the_samples_a_full_sort_would_keep() {
+        use crate::analysis::{OutcomeFacts, test_row};
+        use crate::providers::Money;
+        let facts = |task_idx, repeat, verdict| OutcomeFacts {
+            task_idx,
+            repeat,
+            verdict,
+            known_cost: Money::ZERO,
+            unknown_max: Money::ZERO,
+            unknown_calls: 0,
+            unbounded: false,
+            latency_ms: None,
+            ttft_ms: None,
+        };
+        let verdicts = [
+            Accepted,
+            Rejected,
+            Unanswered,
+            GraderError,
+            Accepted,
+            Accepted,
+        ];
+        // Two suites; the providers of "a" lack some samples the other has.
+        let mut rows = Vec::new();
+        for (suite, providers, tasks) in [("a", 3u32, 40u32), ("b", 2, 25)] {
+            for p in 0..providers {
+                let outcomes: Vec<OutcomeFacts> = (0..tasks)
+                    .flat_map(|t| (0..2).map(move |r| (t, r)))
+                    .filter(|(t, r)| (t + r + p) % 7 != 3)
+                    .map(|(t, r)| facts(t, r, verdicts[((t * 3 + r + p * 5) % 6) as usize]))
+                    .collect();
+                rows.push(test_row(suite, &format!("p{p}"), &outcomes));
+            }
+        }
+        let mut analysis = RunAnalysis {
+            run: crate::store::RunInfo {
+                id: 1,
+                created_at: String::new(),
+                finished_at: None,
+                status: crate::store::RunStatus::Complete,
+                cache_mode: "off".into(),
+                plan: serde_json::from_value(serde_json::json!({"suites": [], "providers": []}))
+                    .unwrap(),
+            },
+            options: Default::default(),
+            rows,
+            task_ids: HashMap::new(),
+            agreement: None,
+            graders: Default::default(),
+        };
+        for (suite, tasks) in [("a", 40), ("b", 25)] {
+            let ids = (0..tasks).map(|t| format!("{suite}{t}")).collect();
+            analysis.task_ids.insert(suite.to_string(), ids);
+        }
+        // The reference: every sample, sorted by interest.
+        let mut all: BTreeMap<(usize, u32, u32), Vec<Option<Verdict>>> = BTreeMap::new();
+        for (si, suite) in ["a", "b"].iter().enumerate() {
+            let rows: Vec<_> = analysis
+                .rows
+                .iter()
+                .filter(|r| r.figures.suite == *suite)
+                .collect();
+            for (pi, r) in rows.iter().enumerate() {
+                for o in &r.outcomes {
+                    all.entry((si, o.task_idx, o.repeat))
+                        .or_insert_with(|| vec![None; rows.len()])[pi] = Some(o.verdict);
+                }
+            }
+        }
+        let mut expected: Vec<Expected<'_>> = all
+            .into_iter()
+            .map(|((si, t, r), v)| {
+                let suite = ["a", "b"][si];
+                let group = group_of(&v.iter().flatten().copied().collect::<Vec<_>>());
+                (group, suite, format!("{suite}{t}"), r, v)
+            })
+            .collect();
+        let total = expected.len();
+        expected.sort_by_key(|e| {
+            (
+                e.0,
+                e.1,
+                analysis.task_ids[e.1].iter().position(|i| *i == e.2),
+                e.3,
+            )
+        });
+        for max in [0, 1, 17, 60, total, total + 5] {
+            let d = Drilldown::select(&analysis, max);
+            let got: Vec<_> = d
+                .samples
+                .iter()
+                .map(|s| {
+                    let v: Vec<_> = s.cells.iter().map(|c| c.verdict).collect();
+                    (s.group, s.suite.as_str(), s.task_id.clone(), s.repeat, v)
+                })
+                .collect();
+            assert_eq!(got, expected[..max.min(total)], "max {max}");
+            assert_eq!(d.samples_omitted as usize, total - got.len());
+            assert_eq!(d.totals.values().sum::<u64>() as usize, total);
+        }
     }
 }

@@ -129,7 +129,7 @@ fn a_reply_that_is_not_a_verdict_fails_that_outcome_and_restarts_the_worker() {
     let outs = outputs(6, &[(2, "garble"), (4, "shape")]);
     let graded: Vec<GradeOutcome> = outs
         .iter()
-        .map(|o| grade(&g, &[o.clone()]).remove(0))
+        .map(|o| grade(&g, std::slice::from_ref(o)).remove(0))
         .collect();
     let errors: Vec<_> = graded.iter().map(|o| o.error.clone()).collect();
     assert!(

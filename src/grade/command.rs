@@ -5,9 +5,15 @@
 //! non-zero exit, a timeout, or stdout that is not such an object is a grader error (the outcome
 //! is not judged), never a pass. The program is started directly with its arguments, never
 //! through a shell.
+//!
+//! Two ways to talk to it: one process per output (the default), or with `persistent: true`
+//! one process per worker asked over JSON Lines, one request line in and one reply line out,
+//! in order, until EOF (see `worker.rs`). Starting an interpreter usually costs more than the
+//! grading, so that mode is what makes a Python grader fast; its failures stay per outcome.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::process::{self, RunError, describe_status, last_line};
 use super::text::clip;
+use super::worker::{AskError, Pool};
 use super::{Check, GradeConfigError, Vars};
 
 /// Default wall-time limit per call, in seconds.
@@ -32,9 +39,15 @@ pub struct CommandSpec {
     /// The task variable sent as `expected` (null when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_var: Option<String>,
-    /// Wall-time limit per call in seconds; default 10.
+    /// Wall-time limit per call in seconds; default 10. In persistent mode, per request (a
+    /// worker's first request includes its start-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// Start the program once per worker and send it one JSON request per line (JSON Lines),
+    /// instead of once per output; default false. Not part of the config's fingerprint: it
+    /// changes how costbench talks to the program, not what decides (see [`super::fingerprint`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
 }
 
 /// Compiled `command` grader.
@@ -44,6 +57,8 @@ pub(crate) struct CommandGrader {
     args: Vec<String>,
     expected_var: Option<String>,
     timeout: Duration,
+    /// The workers of `persistent: true`, shared by clones of this grader.
+    workers: Option<Arc<Pool>>,
 }
 
 /// What the program must print.
@@ -111,11 +126,16 @@ impl CommandGrader {
         {
             return Err(err("expected_var", "must not be empty".into()));
         }
+        let workers = spec.persistent.then(|| {
+            let (program, args) = (program.clone(), spec.args.clone());
+            Arc::new(Pool::new(move || program_command(&program, &args)))
+        });
         Ok(Self {
             program,
             args: spec.args.clone(),
             expected_var: spec.expected_var.clone(),
             timeout,
+            workers,
         })
     }
 
@@ -141,12 +161,21 @@ impl CommandGrader {
             "expected": expected,
             "provider": provider,
         });
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args);
-        if let Some(dir) = self.program.parent().filter(|d| !d.as_os_str().is_empty()) {
-            cmd.current_dir(dir);
+        if let Some(pool) = &self.workers {
+            return match pool.ask(input.to_string().as_bytes(), self.timeout, |r| {
+                self.verdict(r)
+            }) {
+                Ok(check) => check,
+                Err(AskError::Reply(why)) => Check::Error(why),
+                Err(e) => Check::Error(format!("command {} {e}", self.name())),
+            };
         }
-        let done = match process::run(cmd, input.to_string().into_bytes(), self.timeout) {
+        let cmd = program_command(&self.program, &self.args);
+        // Ended by a newline, as in persistent mode, so that a program reading lines (a shell
+        // `read`, say) serves both modes; a JSON parser takes it as trailing whitespace.
+        let mut stdin = input.to_string().into_bytes();
+        stdin.push(b'\n');
+        let done = match process::run(cmd, stdin, self.timeout) {
             Ok(done) => done,
             Err(RunError::Timeout(t)) => {
                 return Check::Error(format!(
@@ -170,20 +199,22 @@ impl CommandGrader {
                 describe_status(&done.status)
             ));
         }
-        let reply: Reply = match serde_json::from_slice(trim_ascii(&done.stdout)) {
-            Ok(r) => r,
-            Err(e) => {
-                return Check::Error(format!(
-                    "command {} printed no valid verdict ({e}): {}",
-                    self.name(),
-                    clip(&String::from_utf8_lossy(&done.stdout))
-                ));
-            }
-        };
+        self.verdict(&done.stdout).unwrap_or_else(Check::Error)
+    }
+
+    /// Reads what the program printed as a verdict; `Err` says why it is not one.
+    fn verdict(&self, stdout: &[u8]) -> Result<Check, String> {
+        let reply: Reply = serde_json::from_slice(stdout.trim_ascii()).map_err(|e| {
+            format!(
+                "command {} printed no valid verdict ({e}): {}",
+                self.name(),
+                clip(&String::from_utf8_lossy(stdout))
+            )
+        })?;
         if let Some(s) = reply.score
             && !(0.0..=1.0).contains(&s)
         {
-            return Check::Error(format!(
+            return Err(format!(
                 "command {} printed score {s}, outside 0..1",
                 self.name()
             ));
@@ -192,10 +223,17 @@ impl CommandGrader {
             .reason
             .map(|r| clip(&r))
             .unwrap_or_else(|| if reply.pass { "passed" } else { "failed" }.to_owned());
-        Check::Scored {
+        Ok(Check::Scored {
             passed: reply.pass,
             score: reply.score.unwrap_or(if reply.pass { 1.0 } else { 0.0 }),
             reason,
+        })
+    }
+
+    /// Stops the persistent workers (see [`Pool::close`]); a later output starts new ones.
+    pub(crate) fn stop_workers(&self) {
+        if let Some(pool) = &self.workers {
+            pool.close();
         }
     }
 
@@ -208,9 +246,14 @@ impl CommandGrader {
     }
 }
 
-/// `bytes` without leading and trailing ASCII whitespace.
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
+/// The command that starts `program` with `args`, in the program's own folder.
+fn program_command(program: &Path, args: &[String]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    if let Some(dir) = program.parent().filter(|d| !d.as_os_str().is_empty()) {
+        cmd.current_dir(dir);
+    }
+    cmd
 }
 
 #[cfg(all(test, unix))]

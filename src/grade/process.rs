@@ -16,7 +16,7 @@ pub(crate) const MAX_CAPTURE: usize = 1 << 20;
 
 /// How long, after the child exits or is killed, its pipes may stay open (a grandchild that
 /// escaped the process group still holding them) before we stop waiting for them.
-const PIPE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const PIPE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a finished subprocess left behind.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ pub(crate) fn run(mut cmd: Command, input: Vec<u8>, limit: Duration) -> Result<F
 
 /// Blocks SIGPIPE for the calling thread only.
 #[cfg(unix)]
-fn block_sigpipe() {
+pub(crate) fn block_sigpipe() {
     // SAFETY: plain libc calls on a zeroed, locally owned sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -134,7 +134,7 @@ fn block_sigpipe() {
 }
 
 /// Kills the child's process group (unix) or the child.
-fn kill(child: &mut std::process::Child) {
+pub(crate) fn kill(child: &mut std::process::Child) {
     #[cfg(unix)]
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) with a negative pid signals the group we created for this child.

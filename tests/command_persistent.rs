@@ -9,39 +9,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use common::{Provider, Reply, ScriptServer, Workspace, chat_response, providers_yaml};
-use costbench::grade::{CompiledGrader, GradeInput, GradeOutcome, GraderSpec, Vars, grade_all};
-
-/// Writes an executable `sh` script `name` into `dir`.
-fn script(dir: &Path, name: &str, body: &str) {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// A `command` grader running `program` in `dir`, with extra spec fields.
-fn grader(dir: &Path, program: &str, extra: &str) -> CompiledGrader {
-    let spec: GraderSpec =
-        serde_saphyr::from_str(&format!("{{type: command, program: '{program}'{extra}}}")).unwrap();
-    spec.compile_in(dir).unwrap()
-}
-
-/// Grades `outputs` (in parallel on rayon, as a run does) with no task variables.
-fn grade(g: &CompiledGrader, outputs: &[String]) -> Vec<GradeOutcome> {
-    let vars = Vars::new();
-    let items: Vec<GradeInput<'_>> = outputs
-        .iter()
-        .map(|o| GradeInput {
-            output: o,
-            vars: &vars,
-            provider: "p",
-        })
-        .collect();
-    grade_all(std::slice::from_ref(g), &items)
-}
+use common::{
+    Provider, Reply, ScriptServer, Workspace, chat_response, command_grader, example_grader,
+    grade_outputs, grade_with_vars, has_python, providers_yaml, write_script,
+};
+use costbench::grade::{GradeOutcome, Vars};
 
 /// The pids named in reasons of the form `pid N`.
 fn pids(out: &[GradeOutcome]) -> BTreeSet<String> {
@@ -52,7 +29,9 @@ fn pids(out: &[GradeOutcome]) -> BTreeSet<String> {
 }
 
 /// Replies to each request line with its pid, unless the output asks for a failure; on EOF
-/// it leaves `eof-<pid>` behind, so a test sees that it finished by itself.
+/// it writes its pid to the FIFO `eof` beside the script when a test made one, so the test
+/// sees that it finished by itself (a FIFO, because a grader can write nowhere else that
+/// outlives it: its own folder is removed after it, and every other file system is read-only).
 const SERVER: &str = r#"while read -r line; do
   case "$line" in
     *'"output":"crash'*) echo "dying on purpose" >&2; exit 3 ;;
@@ -63,7 +42,39 @@ const SERVER: &str = r#"while read -r line; do
     *) echo "{\"pass\": true, \"reason\": \"pid $$\"}" ;;
   esac
 done
-touch "eof-$$""#;
+eof="${0%/*}/eof"
+if [ -p "$eof" ]; then echo "$$" >"$eof"; fi"#;
+
+/// Makes the FIFO `eof` in `dir` and opens it for reading without blocking (a reader must be
+/// there before the workers open it to write).
+fn eof_pipe(dir: &Path) -> File {
+    let path = dir.join("eof");
+    let made = std::process::Command::new("mkfifo").arg(&path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .unwrap()
+}
+
+/// The pids the workers have written to the `eof` FIFO so far.
+fn finished(pipe: &mut File) -> BTreeSet<String> {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading the eof pipe: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&text)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
 
 fn outputs(n: usize, odd: &[(usize, &str)]) -> Vec<String> {
     (0..n)
@@ -78,9 +89,9 @@ fn outputs(n: usize, odd: &[(usize, &str)]) -> Vec<String> {
 #[test]
 fn a_persistent_grader_reuses_one_process_per_worker() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true");
-    let out = grade(&g, &outputs(300, &[]));
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true");
+    let out = grade_outputs(&g, &outputs(300, &[]));
     assert!(out.iter().all(|o| o.accepted), "{:?}", out[0]);
     let seen = pids(&out);
     assert!(
@@ -90,8 +101,8 @@ fn a_persistent_grader_reuses_one_process_per_worker() {
         rayon::current_num_threads()
     );
     // The same script in the default mode: one process per output.
-    let one_shot = grader(dir.path(), "serve.sh", "");
-    let out = grade(&one_shot, &outputs(30, &[]));
+    let one_shot = command_grader(dir.path(), "serve.sh", "");
+    let out = grade_outputs(&one_shot, &outputs(30, &[]));
     assert!(out.iter().all(|o| o.accepted), "{:?}", out[0]);
     assert_eq!(pids(&out).len(), 30);
 }
@@ -99,9 +110,9 @@ fn a_persistent_grader_reuses_one_process_per_worker() {
 #[test]
 fn a_crash_mid_request_fails_that_outcome_only() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true");
-    let out = grade(&g, &outputs(40, &[(5, "crash"), (20, "crash")]));
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true");
+    let out = grade_outputs(&g, &outputs(40, &[(5, "crash"), (20, "crash")]));
     for (i, o) in out.iter().enumerate() {
         if i == 5 || i == 20 {
             let e = o.error.as_deref().unwrap_or_default();
@@ -123,13 +134,13 @@ fn a_crash_mid_request_fails_that_outcome_only() {
 #[test]
 fn a_reply_that_is_not_a_verdict_fails_that_outcome_and_restarts_the_worker() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true");
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true");
     // One at a time, so the worker before and after each bad reply can be told apart.
     let outs = outputs(6, &[(2, "garble"), (4, "shape")]);
     let graded: Vec<GradeOutcome> = outs
         .iter()
-        .map(|o| grade(&g, std::slice::from_ref(o)).remove(0))
+        .map(|o| grade_outputs(&g, std::slice::from_ref(o)).remove(0))
         .collect();
     let errors: Vec<_> = graded.iter().map(|o| o.error.clone()).collect();
     assert!(
@@ -159,11 +170,11 @@ fn a_reply_that_is_not_a_verdict_fails_that_outcome_and_restarts_the_worker() {
 #[test]
 fn a_hang_times_out_kills_the_worker_and_the_next_output_grades() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true, timeout_s: 0.5");
-    let first = grade(&g, &["ok 0".to_owned()]).remove(0);
-    let hung = grade(&g, &["hang 1".to_owned()]).remove(0);
-    let next = grade(&g, &["ok 2".to_owned()]).remove(0);
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true, timeout_s: 0.5");
+    let first = grade_outputs(&g, &["ok 0".to_owned()]).remove(0);
+    let hung = grade_outputs(&g, &["hang 1".to_owned()]).remove(0);
+    let next = grade_outputs(&g, &["ok 2".to_owned()]).remove(0);
     assert_eq!(
         hung.error.as_deref(),
         Some("graders[0]: command serve.sh timed out after 500ms")
@@ -183,26 +194,25 @@ fn a_hang_times_out_kills_the_worker_and_the_next_output_grades() {
 // A grader that writes a lot to stderr must not block on a full pipe.
 fn a_chatty_stderr_does_not_deadlock() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true, timeout_s: 20");
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true, timeout_s: 20");
     let outs: Vec<String> = (0..5).map(|i| format!("chatty {i}")).collect();
-    let out = grade(&g, &outs);
+    let out = grade_outputs(&g, &outs);
     assert!(out.iter().all(|o| o.accepted), "{out:?}");
 }
 
 #[test]
 fn workers_exit_at_eof_when_grading_ends_and_are_reaped() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
-    let g = grader(dir.path(), "serve.sh", ", persistent: true");
-    let seen = pids(&grade(&g, &outputs(50, &[])));
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
+    let mut pipe = eof_pipe(dir.path());
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true");
+    let seen = pids(&grade_outputs(&g, &outputs(50, &[])));
     assert!(!seen.is_empty());
     g.stop_workers();
+    let done = finished(&mut pipe);
     for pid in &seen {
-        assert!(
-            dir.path().join(format!("eof-{pid}")).exists(),
-            "worker {pid} did not finish at EOF"
-        );
+        assert!(done.contains(pid), "worker {pid} did not finish at EOF");
         #[cfg(target_os = "linux")]
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
@@ -210,11 +220,12 @@ fn workers_exit_at_eof_when_grading_ends_and_are_reaped() {
         );
     }
     // After a stop the grader still works (new workers), and dropping it ends them too.
-    let again = pids(&grade(&g, &outputs(10, &[])));
+    let again = pids(&grade_outputs(&g, &outputs(10, &[])));
     assert!(again.is_disjoint(&seen), "{again:?} {seen:?}");
     drop(g);
+    let done = finished(&mut pipe);
     for pid in &again {
-        assert!(dir.path().join(format!("eof-{pid}")).exists(), "{pid}");
+        assert!(done.contains(pid), "worker {pid} did not finish at EOF");
     }
 }
 
@@ -222,28 +233,13 @@ fn workers_exit_at_eof_when_grading_ends_and_are_reaped() {
 // Shell syntax in an output or provider id is data in a JSON line, never a command.
 fn outputs_never_reach_a_shell_in_persistent_mode() {
     let dir = tempfile::tempdir().unwrap();
-    script(dir.path(), "serve.sh", SERVER);
+    write_script(dir.path(), "serve.sh", "#!/bin/sh", SERVER);
     let marker = dir.path().join("pwned");
-    let g = grader(dir.path(), "serve.sh", ", persistent: true");
+    let g = command_grader(dir.path(), "serve.sh", ", persistent: true");
     let evil = format!("$(touch {0}) `touch {0}`; touch {0}\n", marker.display());
-    let out = grade(&g, &[evil.clone(), format!("x\"\ny {evil}")]);
+    let out = grade_outputs(&g, &[evil.clone(), format!("x\"\ny {evil}")]);
     assert!(out.iter().all(|o| o.accepted), "{out:?}");
     assert!(!marker.exists());
-}
-
-fn has_python() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "pass"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("graders")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 #[test]
@@ -255,24 +251,16 @@ fn the_example_grader_gives_the_same_verdicts_in_both_modes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let vars: Vars = serde_json::from_str(r#"{"city": "Paris"}"#).unwrap();
-    let outputs = ["  paris ", "Lyon", "PARIS", "Paris, France"];
-    let items: Vec<GradeInput<'_>> = outputs
-        .iter()
-        .map(|o| GradeInput {
-            output: o,
-            vars: &vars,
-            provider: "p",
-        })
-        .collect();
-    let program = example("exact_answer.py");
-    let one_shot = grader(dir.path(), &program, ", expected_var: city");
-    let persistent = grader(
+    let outputs = ["  paris ", "Lyon", "PARIS", "Paris, France"].map(String::from);
+    let program = example_grader("exact_answer.py");
+    let one_shot = command_grader(dir.path(), &program, ", expected_var: city");
+    let persistent = command_grader(
         dir.path(),
         &program,
         ", expected_var: city, persistent: true",
     );
-    let a = grade_all(std::slice::from_ref(&one_shot), &items);
-    let b = grade_all(std::slice::from_ref(&persistent), &items);
+    let a = grade_with_vars(&one_shot, &outputs, &vars);
+    let b = grade_with_vars(&persistent, &outputs, &vars);
     assert_eq!(a, b);
     let accepted: Vec<bool> = b.iter().map(|o| o.accepted).collect();
     assert_eq!(accepted, [true, false, true, false]);
@@ -299,7 +287,7 @@ fn a_persistent_grader_grades_a_real_run() {
             "suite: cmd\nworkload: cmd\nrejection_cost_usd: 0\nprompt: {{user: \"task {{{{ q }}}}\"}}\n\
              graders:\n  - type: command\n    program: '{}'\n    expected_var: city\n    persistent: true\n\
              tasks:\n  - {{id: m1, vars: {{q: m1, city: paris}}}}\n  - {{id: m2, vars: {{q: m2, city: paris}}}}\n",
-            example("exact_answer.py")
+            example_grader("exact_answer.py")
         ),
     );
     let provs = ws.write(

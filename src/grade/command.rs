@@ -10,6 +10,14 @@
 //! one process per worker asked over JSON Lines, one request line in and one reply line out,
 //! in order, until EOF (see `worker.rs`). Starting an interpreter usually costs more than the
 //! grading, so that mode is what makes a Python grader fast; its failures stay per outcome.
+//!
+//! Isolation, in both modes: each process (one per output, or one per worker) runs in a fresh
+//! empty temporary folder of its own, its working directory and `TMPDIR`, removed after it
+//! ends, and on Linux gets the `code` grader's isolation (`process::contain`): no network, not
+//! even loopback, and every file system read-only but that folder. Where the kernel refuses,
+//! costbench warns once and runs it without that guard. Reading stays possible with the
+//! user's rights (the program's own files, its interpreter, and anything else the user can
+//! read); the environment is passed on as it is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 use super::process::{self, RunError, describe_status, last_line};
 use super::text::clip;
@@ -128,7 +137,7 @@ impl CommandGrader {
         }
         let workers = spec.persistent.then(|| {
             let (program, args) = (program.clone(), spec.args.clone());
-            Arc::new(Pool::new(move || program_command(&program, &args)))
+            Arc::new(Pool::new(move || contained(&program, &args)))
         });
         Ok(Self {
             program,
@@ -170,7 +179,11 @@ impl CommandGrader {
                 Err(e) => Check::Error(format!("command {} {e}", self.name())),
             };
         }
-        let cmd = program_command(&self.program, &self.args);
+        // `_dir` lives until the program has ended: it is the program's working directory.
+        let (cmd, _dir) = match contained(&self.program, &self.args) {
+            Ok(c) => c,
+            Err(e) => return Check::Error(format!("command {}: {e}", self.name())),
+        };
         // Ended by a newline, as in persistent mode, so that a program reading lines (a shell
         // `read`, say) serves both modes; a JSON parser takes it as trailing whitespace.
         let mut stdin = input.to_string().into_bytes();
@@ -246,14 +259,26 @@ impl CommandGrader {
     }
 }
 
-/// The command that starts `program` with `args`, in the program's own folder.
-fn program_command(program: &Path, args: &[String]) -> Command {
+/// The command that starts `program` with `args` isolated in a fresh folder, and that folder
+/// (its working directory and `TMPDIR`, the one place it may write), to keep until it ends.
+fn contained(program: &Path, args: &[String]) -> std::io::Result<(Command, TempDir)> {
+    let dir = tempfile::Builder::new()
+        .prefix("costbench-command-")
+        .tempdir()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create a temporary directory: {e}"),
+            )
+        })?;
     let mut cmd = Command::new(program);
-    cmd.args(args);
-    if let Some(dir) = program.parent().filter(|d| !d.as_os_str().is_empty()) {
-        cmd.current_dir(dir);
-    }
-    cmd
+    // A grader's own temporary files (Python's `tempfile`, `mktemp`) land in the one writable
+    // place instead of failing on a read-only /tmp.
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path());
+    process::contain(&mut cmd, dir.path());
+    Ok((cmd, dir))
 }
 
 #[cfg(all(test, unix))]

@@ -37,6 +37,8 @@ pub use json::JsonSpec;
 pub use judge::{JudgeSpec, Judges};
 pub use label::LabelSpec;
 pub use number::{NumberSpec, NumberValue, Pick};
+#[cfg(target_os = "linux")]
+pub use process::{file_isolation, network_isolation};
 pub use regex::RegexSpec;
 pub use schema::JsonSchemaSpec;
 pub use template::template_variables;

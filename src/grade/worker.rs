@@ -13,16 +13,20 @@
 //! Each worker has three threads: a writer (a worker that stops reading cannot block the
 //! caller past its timeout), a stdout reader that cuts lines (each capped at [`MAX_CAPTURE`]),
 //! and a stderr drain that keeps the last few KiB (a chatty program never fills its pipe).
-//! Programs are started with [`Command`] and an argument list, never through a shell.
+//! Programs are started with [`Command`] and an argument list, never through a shell. Each
+//! worker comes with a folder of its own (its working directory, isolated by the caller),
+//! removed once the worker is reaped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::process::{MAX_CAPTURE, PIPE_GRACE, describe_status, kill, last_line};
+use tempfile::TempDir;
+
+use super::process::{MAX_CAPTURE, PIPE_GRACE, describe_status, kill, last_line, spawn_piped};
 
 /// Bytes of a worker's stderr kept (its tail), for the reason of an error.
 const STDERR_TAIL: usize = 8 << 10;
@@ -69,8 +73,8 @@ impl std::fmt::Display for AskError {
 
 /// Idle workers of one program, started on demand.
 pub(crate) struct Pool {
-    /// Builds the command that starts one worker.
-    make: Box<dyn Fn() -> Command + Send + Sync>,
+    /// Builds the command that starts one worker, and the folder it owns.
+    make: Box<dyn Fn() -> std::io::Result<(Command, TempDir)> + Send + Sync>,
     idle: Mutex<Vec<Worker>>,
 }
 
@@ -83,8 +87,11 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool whose workers are started by `make`; none is started yet.
-    pub(crate) fn new(make: impl Fn() -> Command + Send + Sync + 'static) -> Pool {
+    /// A pool whose workers are started by `make` (the command, and the folder that lives as
+    /// long as the worker); none is started yet.
+    pub(crate) fn new(
+        make: impl Fn() -> std::io::Result<(Command, TempDir)> + Send + Sync + 'static,
+    ) -> Pool {
         Pool {
             make: Box::new(make),
             idle: Mutex::new(Vec::new()),
@@ -130,7 +137,8 @@ impl Pool {
     fn take(&self) -> Result<Worker, AskError> {
         loop {
             let Some(mut w) = lock(&self.idle).pop() else {
-                return Worker::spawn((self.make)());
+                let (cmd, dir) = (self.make)().map_err(AskError::Spawn)?;
+                return Worker::spawn(cmd, dir);
             };
             if w.ready() {
                 return Ok(w);
@@ -165,23 +173,15 @@ struct Worker {
     stderr: Arc<Mutex<Vec<u8>>>,
     /// Disconnected when stderr reached its end.
     stderr_done: mpsc::Receiver<()>,
+    /// The worker's own folder; dropped (removed) after `Drop` has reaped the worker.
+    _dir: TempDir,
 }
 
 impl Worker {
-    /// Starts `cmd` with piped stdio in its own process group, and its three threads.
-    fn spawn(mut cmd: Command) -> Result<Worker, AskError> {
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Its own process group, so a kill also stops what it started.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().map_err(AskError::Spawn)?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            unreachable!("stdio is piped above")
-        };
+    /// Starts `cmd` with piped stdio in its own process group, and its three threads; `dir`
+    /// is kept until the worker is gone.
+    fn spawn(mut cmd: Command, dir: TempDir) -> Result<Worker, AskError> {
+        let (child, mut stdin, stdout, stderr) = spawn_piped(&mut cmd).map_err(AskError::Spawn)?;
         let (requests, to_write) = mpsc::channel::<Vec<u8>>();
         thread::spawn(move || {
             // A worker that exited unread must fail the write with EPIPE, not kill costbench.
@@ -209,6 +209,7 @@ impl Worker {
             lines,
             stderr: tail,
             stderr_done,
+            _dir: dir,
         })
     }
 
@@ -366,7 +367,7 @@ mod tests {
         Pool::new(move || {
             let mut c = Command::new("sh");
             c.args(["-c", script]);
-            c
+            Ok((c, tempfile::tempdir()?))
         })
     }
 
@@ -438,6 +439,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("eof");
         let m = marker.display().to_string();
+        let folders = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&folders);
         let pool = Pool::new(move || {
             let mut c = Command::new("sh");
             c.args([
@@ -446,11 +449,16 @@ mod tests {
                 "sh",
                 &m,
             ]);
-            c
+            let own = tempfile::tempdir()?;
+            lock(&seen).push(own.path().to_owned());
+            Ok((c, own))
         });
         let pid = pool.ask(b"x", Duration::from_secs(10), text).unwrap();
+        let own = lock(&folders).clone();
+        assert!(own.len() == 1 && own[0].is_dir(), "{own:?}");
         pool.close();
         assert!(marker.exists(), "the worker did not see EOF and finish");
+        assert!(!own[0].exists(), "the worker's folder outlived it");
         #[cfg(target_os = "linux")]
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),

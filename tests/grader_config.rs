@@ -45,6 +45,10 @@ fn every_unknown_key_of_a_grader_is_reported_at_its_own_line() {
     "suite.yaml:4:5: graders[0]: command grader, field `program`:", "is not executable" ; "command not executable")]
 #[test_case("  - {type: command, program: nope.py}\n", &[],
     "suite.yaml:4:5: graders[0]: command grader, field `program`:", "nope.py" ; "command missing")]
+#[test_case("  - {type: command, program: g.sh, persistent: sometimes}\n", &[],
+    "suite.yaml:4:5: graders[0]:", "invalid type: string \"sometimes\", expected a boolean" ; "command persistent not a boolean")]
+#[test_case("  - type: command\n    program: g.sh\n    persistant: true\n", &[],
+    "suite.yaml:6:5: graders[0].persistant:", "unknown field `persistant`" ; "command persistent misspelt")]
 #[test_case("  - {type: json_schema, schema_file: schemas/missing.json}\n", &[],
     "suite.yaml:4:5: graders[0]: json_schema grader, field `schema_file`:", "missing.json" ; "schema file missing")]
 #[test_case("  - {type: regex, pattern: '(unclosed'}\n", &[],

@@ -6,7 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Provider, Reply, ScriptServer, Workspace, chat_response, providers_yaml, row};
+use common::{
+    Provider, Reply, ScriptServer, Workspace, chat_response, example_grader, has_python,
+    providers_yaml, row,
+};
 use serde_json::Value;
 
 /// The answer the loopback model gives to each task id.
@@ -38,22 +41,6 @@ fn suite(name: &str, graders: &str, tasks: &[(&str, &str)]) -> String {
 }
 
 const ADD_TEST: &str = r#"def check(candidate):\n    assert candidate(2, 3) == 5\n"#;
-
-/// The repo's example graders, absolute so the suite can live in a temp dir.
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("graders")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn has_python() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "pass"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// `(task, status, verdicts)` of every stored grade of `suite`, by task.
 fn grades(db: &Path, suite: &str) -> Vec<(String, String, Value)> {
@@ -120,7 +107,7 @@ fn local_grader_kinds_grade_a_real_run() {
             "cmd",
             &format!(
                 "  - {{type: command, program: '{}', expected_var: city}}\n",
-                example("exact_answer.py")
+                example_grader("exact_answer.py")
             ),
             &[("m1", ", city: paris"), ("m2", ", city: paris")],
         ),

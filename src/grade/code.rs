@@ -11,11 +11,12 @@
 //! wall-time limit. On Linux it also gets a network namespace of its own (`unshare`
 //! `CLONE_NEWNET`, as root, else inside an unprivileged user namespace), so it has no network
 //! at all, not even loopback; where neither is allowed (probed once, see
-//! [`network_isolation`]) costbench warns once and runs it with the network. In the same
-//! step it gets a mount namespace in which every mount is remounted read-only except a bind
-//! mount of its temp dir ([`file_isolation`]; where refused, a warning, and files are not
-//! guarded). Reading stays possible with the user's rights: run untrusted suites in a
-//! container if that matters.
+//! [`super::network_isolation`]) costbench warns once and runs it with the network. In the
+//! same step it gets a mount namespace in which every mount is remounted read-only except a
+//! bind mount of its temp dir ([`super::file_isolation`]; where refused, a warning, and files
+//! are not guarded); `process.rs` holds that isolation, which the `command` grader's
+//! programs get too. Reading stays possible with the user's rights: run untrusted suites in
+//! a container if that matters.
 //!
 //! Verdicts: exit 0 passes; a failing test, an exception, a syntax error, running out of memory
 //! or time is the candidate's fault and fails (rejected, with the last stderr line or "timed
@@ -181,18 +182,7 @@ impl CodeGrader {
         }
         #[cfg(unix)]
         self.limit(&mut cmd);
-        #[cfg(target_os = "linux")]
-        match (network_isolation(), file_isolation()) {
-            (Ok(()), Ok(())) => isolate(&mut cmd, Some(dir.path())),
-            (Ok(()), Err(why)) => {
-                warn_once(
-                    "cannot keep graded programs from writing outside their folder",
-                    why,
-                );
-                isolate(&mut cmd, None);
-            }
-            (Err(why), _) => warn_once("cannot cut graded programs off the network", why),
-        }
+        process::contain(&mut cmd, dir.path());
         let verdict = match process::run(cmd, Vec::new(), self.timeout) {
             Ok(done) if done.status.success() => Check::Pass(format!("check({entry}) passed")),
             Ok(done) => {
@@ -245,174 +235,6 @@ impl CodeGrader {
     }
 }
 
-/// Whether graded programs can get a network namespace of their own here: `Err` says why not
-/// (probed once, by starting `true` the way a graded program is started).
-#[cfg(target_os = "linux")]
-pub fn network_isolation() -> Result<(), &'static str> {
-    static PROBE: std::sync::OnceLock<Result<(), &'static str>> = std::sync::OnceLock::new();
-    *PROBE.get_or_init(|| probe(None))
-}
-
-/// Whether graded programs can also get a read-only view of every file system but their own
-/// folder here (a mount namespace): `Err` says why not (probed once, like the network).
-#[cfg(target_os = "linux")]
-pub fn file_isolation() -> Result<(), &'static str> {
-    static PROBE: std::sync::OnceLock<Result<(), &'static str>> = std::sync::OnceLock::new();
-    *PROBE.get_or_init(|| match tempfile::tempdir() {
-        Ok(dir) => probe(Some(dir.path())),
-        Err(_) => Err("no temporary directory to probe with"),
-    })
-}
-
-/// Starts `true` isolated as a graded program would be.
-#[cfg(target_os = "linux")]
-fn probe(dir: Option<&std::path::Path>) -> Result<(), &'static str> {
-    let mut cmd = Command::new("true");
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    isolate(&mut cmd, dir);
-    match cmd.status() {
-        Ok(s) if s.success() => Ok(()),
-        Ok(_) => Err("the probe program failed"),
-        Err(_) if dir.is_some() => Err("this system does not allow a read-only mount namespace"),
-        Err(_) => {
-            Err("this system allows neither a network namespace nor a user namespace to this user")
-        }
-    }
-}
-
-/// Every mount point, with the flags its remount must keep (a user namespace may not drop
-/// `nosuid`, `nodev`, `noexec` or the atime mode), read once from /proc/self/mountinfo.
-#[cfg(target_os = "linux")]
-fn mounts() -> Option<&'static [(std::ffi::CString, libc::c_ulong)]> {
-    static MOUNTS: std::sync::OnceLock<Option<Vec<(std::ffi::CString, libc::c_ulong)>>> =
-        std::sync::OnceLock::new();
-    MOUNTS
-        .get_or_init(|| {
-            let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-            let list: Vec<_> = text
-                .lines()
-                .filter_map(|line| {
-                    let mut f = line.split(' ');
-                    let point = unescape_octal(f.nth(4)?);
-                    let flags = f.next()?.split(',').fold(0, |acc, o| {
-                        acc | match o {
-                            "nosuid" => libc::MS_NOSUID,
-                            "nodev" => libc::MS_NODEV,
-                            "noexec" => libc::MS_NOEXEC,
-                            "noatime" => libc::MS_NOATIME,
-                            "nodiratime" => libc::MS_NODIRATIME,
-                            "relatime" => libc::MS_RELATIME,
-                            "strictatime" => libc::MS_STRICTATIME,
-                            _ => 0,
-                        }
-                    });
-                    Some((std::ffi::CString::new(point).ok()?, flags))
-                })
-                .collect();
-            (!list.is_empty()).then_some(list)
-        })
-        .as_deref()
-}
-
-/// A mountinfo path with its `\ooo` escapes (space, tab, newline, backslash) decoded.
-#[cfg(target_os = "linux")]
-fn unescape_octal(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let code = b.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match code {
-            Some(c) if b[i] == b'\\' => {
-                out.push(c);
-                i += 4;
-            }
-            _ => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-/// Moves the child, between fork and exec, into a network namespace with no interface up and,
-/// with `writable`, a mount namespace where every file system is read-only but that folder.
-#[cfg(target_os = "linux")]
-fn isolate(cmd: &mut Command, writable: Option<&std::path::Path>) {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::process::CommandExt;
-    // Prepared here: the child may not allocate between fork and exec.
-    let files = writable.map(|dir| {
-        (
-            std::ffi::CString::new(dir.as_os_str().as_bytes()).ok(),
-            mounts(),
-        )
-    });
-    let ns = libc::CLONE_NEWNET
-        | if files.is_some() {
-            libc::CLONE_NEWNS
-        } else {
-            0
-        };
-    // SAFETY: the closure only makes system calls (unshare, mount), which allocate nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fail = || Err(std::io::Error::last_os_error());
-            // Without CAP_SYS_ADMIN: a user namespace of its own grants it there.
-            if libc::unshare(ns) != 0 && libc::unshare(libc::CLONE_NEWUSER | ns) != 0 {
-                return fail();
-            }
-            let Some(files) = &files else {
-                return Ok(());
-            };
-            let (Some(dir), Some(mounts)) = files else {
-                return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
-            };
-            let none = std::ptr::null();
-            // Private first, so that nothing done here reaches the host's mounts.
-            let root = c"/".as_ptr();
-            if libc::mount(
-                none,
-                root,
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                none.cast(),
-            ) != 0
-            {
-                return fail();
-            }
-            // The program's own folder stays writable as a mount of its own...
-            let d = dir.as_ptr();
-            if libc::mount(d, d, none, libc::MS_BIND | libc::MS_REC, none.cast()) != 0 {
-                return fail();
-            }
-            // ...and every other mount becomes read-only.
-            for (point, keep) in mounts.iter() {
-                let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep;
-                if libc::mount(none, point.as_ptr(), none, flags, none.cast()) != 0 {
-                    return fail();
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn warn_once(what: &str, why: &str) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        eprintln!("warning: the code grader {what} here ({why}); they run without that guard");
-    });
-}
-
 /// The code in an output: the body of its first Markdown fence (```` ```python ````) when it
 /// has one, else the whole output.
 fn solution_code(output: &str) -> &str {
@@ -428,6 +250,8 @@ fn solution_code(output: &str) -> &str {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    #[cfg(target_os = "linux")]
+    use crate::grade::{file_isolation, network_isolation};
     use serde_json::json;
 
     const TEST: &str = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n";
@@ -577,8 +401,10 @@ mod tests {
         let verdict = grader("").check(&solution, &vars(test, "f"));
         match file_isolation() {
             Ok(()) => {
+                // Refused at the write outside, not earlier at its own `mine.txt`.
                 assert!(
-                    matches!(&verdict, Check::Fail(r) if r.contains("Read-only file system")),
+                    matches!(&verdict, Check::Fail(r)
+                        if r.contains("Read-only file system") && r.contains("escaped.txt")),
                     "{verdict:?}"
                 );
                 assert!(
@@ -593,13 +419,6 @@ mod tests {
                 assert!(target.exists());
             }
         }
-    }
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_octal(r"/mnt/a\040b\134c"), b"/mnt/a b\\c".to_vec());
-        assert_eq!(unescape_octal(r"/x\04"), b"/x\\04".to_vec());
-        assert!(mounts().is_some_and(|m| m.iter().any(|(p, _)| p.as_bytes() == b"/")));
     }
 
     #[test]

@@ -5,16 +5,32 @@
 //! non-zero exit, a timeout, or stdout that is not such an object is a grader error (the outcome
 //! is not judged), never a pass. The program is started directly with its arguments, never
 //! through a shell.
+//!
+//! Two ways to talk to it: one process per output (the default), or with `persistent: true`
+//! one process per worker asked over JSON Lines, one request line in and one reply line out,
+//! in order, until EOF (see `worker.rs`). Starting an interpreter usually costs more than the
+//! grading, so that mode is what makes a Python grader fast; its failures stay per outcome.
+//!
+//! Isolation, in both modes: each process (one per output, or one per worker) runs in a fresh
+//! empty temporary folder of its own, its working directory and `TMPDIR`, removed after it
+//! ends, and on Linux gets the `code` grader's isolation (`process::contain`): no network, not
+//! even loopback, and every file system read-only but that folder. Where the kernel refuses,
+//! costbench warns once and runs it without that guard. Reading stays possible with the
+//! user's rights (the program's own files, its interpreter, and anything else the user can
+//! read); the environment is passed on as it is.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 use super::process::{self, RunError, describe_status, last_line};
 use super::text::clip;
+use super::worker::{AskError, Pool};
 use super::{Check, GradeConfigError, Vars};
 
 /// Default wall-time limit per call, in seconds.
@@ -32,9 +48,15 @@ pub struct CommandSpec {
     /// The task variable sent as `expected` (null when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_var: Option<String>,
-    /// Wall-time limit per call in seconds; default 10.
+    /// Wall-time limit per call in seconds; default 10. In persistent mode, per request (a
+    /// worker's first request includes its start-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_s: Option<f64>,
+    /// Start the program once per worker and send it one JSON request per line (JSON Lines),
+    /// instead of once per output; default false. Not part of the config's fingerprint: it
+    /// changes how costbench talks to the program, not what decides (see [`super::fingerprint`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
 }
 
 /// Compiled `command` grader.
@@ -44,6 +66,8 @@ pub(crate) struct CommandGrader {
     args: Vec<String>,
     expected_var: Option<String>,
     timeout: Duration,
+    /// The workers of `persistent: true`, shared by clones of this grader.
+    workers: Option<Arc<Pool>>,
 }
 
 /// What the program must print.
@@ -111,11 +135,16 @@ impl CommandGrader {
         {
             return Err(err("expected_var", "must not be empty".into()));
         }
+        let workers = spec.persistent.then(|| {
+            let (program, args) = (program.clone(), spec.args.clone());
+            Arc::new(Pool::new(move || contained(&program, &args)))
+        });
         Ok(Self {
             program,
             args: spec.args.clone(),
             expected_var: spec.expected_var.clone(),
             timeout,
+            workers,
         })
     }
 
@@ -141,12 +170,25 @@ impl CommandGrader {
             "expected": expected,
             "provider": provider,
         });
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args);
-        if let Some(dir) = self.program.parent().filter(|d| !d.as_os_str().is_empty()) {
-            cmd.current_dir(dir);
+        if let Some(pool) = &self.workers {
+            return match pool.ask(input.to_string().as_bytes(), self.timeout, |r| {
+                self.verdict(r)
+            }) {
+                Ok(check) => check,
+                Err(AskError::Reply(why)) => Check::Error(why),
+                Err(e) => Check::Error(format!("command {} {e}", self.name())),
+            };
         }
-        let done = match process::run(cmd, input.to_string().into_bytes(), self.timeout) {
+        // `_dir` lives until the program has ended: it is the program's working directory.
+        let (cmd, _dir) = match contained(&self.program, &self.args) {
+            Ok(c) => c,
+            Err(e) => return Check::Error(format!("command {}: {e}", self.name())),
+        };
+        // Ended by a newline, as in persistent mode, so that a program reading lines (a shell
+        // `read`, say) serves both modes; a JSON parser takes it as trailing whitespace.
+        let mut stdin = input.to_string().into_bytes();
+        stdin.push(b'\n');
+        let done = match process::run(cmd, stdin, self.timeout) {
             Ok(done) => done,
             Err(RunError::Timeout(t)) => {
                 return Check::Error(format!(
@@ -170,20 +212,22 @@ impl CommandGrader {
                 describe_status(&done.status)
             ));
         }
-        let reply: Reply = match serde_json::from_slice(trim_ascii(&done.stdout)) {
-            Ok(r) => r,
-            Err(e) => {
-                return Check::Error(format!(
-                    "command {} printed no valid verdict ({e}): {}",
-                    self.name(),
-                    clip(&String::from_utf8_lossy(&done.stdout))
-                ));
-            }
-        };
+        self.verdict(&done.stdout).unwrap_or_else(Check::Error)
+    }
+
+    /// Reads what the program printed as a verdict; `Err` says why it is not one.
+    fn verdict(&self, stdout: &[u8]) -> Result<Check, String> {
+        let reply: Reply = serde_json::from_slice(stdout.trim_ascii()).map_err(|e| {
+            format!(
+                "command {} printed no valid verdict ({e}): {}",
+                self.name(),
+                clip(&String::from_utf8_lossy(stdout))
+            )
+        })?;
         if let Some(s) = reply.score
             && !(0.0..=1.0).contains(&s)
         {
-            return Check::Error(format!(
+            return Err(format!(
                 "command {} printed score {s}, outside 0..1",
                 self.name()
             ));
@@ -192,10 +236,17 @@ impl CommandGrader {
             .reason
             .map(|r| clip(&r))
             .unwrap_or_else(|| if reply.pass { "passed" } else { "failed" }.to_owned());
-        Check::Scored {
+        Ok(Check::Scored {
             passed: reply.pass,
             score: reply.score.unwrap_or(if reply.pass { 1.0 } else { 0.0 }),
             reason,
+        })
+    }
+
+    /// Stops the persistent workers (see [`Pool::close`]); a later output starts new ones.
+    pub(crate) fn stop_workers(&self) {
+        if let Some(pool) = &self.workers {
+            pool.close();
         }
     }
 
@@ -208,9 +259,26 @@ impl CommandGrader {
     }
 }
 
-/// `bytes` without leading and trailing ASCII whitespace.
-fn trim_ascii(bytes: &[u8]) -> &[u8] {
-    bytes.trim_ascii()
+/// The command that starts `program` with `args` isolated in a fresh folder, and that folder
+/// (its working directory and `TMPDIR`, the one place it may write), to keep until it ends.
+fn contained(program: &Path, args: &[String]) -> std::io::Result<(Command, TempDir)> {
+    let dir = tempfile::Builder::new()
+        .prefix("costbench-command-")
+        .tempdir()
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot create a temporary directory: {e}"),
+            )
+        })?;
+    let mut cmd = Command::new(program);
+    // A grader's own temporary files (Python's `tempfile`, `mktemp`) land in the one writable
+    // place instead of failing on a read-only /tmp.
+    cmd.args(args)
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path());
+    process::contain(&mut cmd, dir.path());
+    Ok((cmd, dir))
 }
 
 #[cfg(all(test, unix))]

@@ -21,6 +21,7 @@ pub mod schema;
 pub mod stored;
 pub mod template;
 pub mod text;
+mod worker;
 
 use std::path::Path;
 
@@ -36,6 +37,8 @@ pub use json::JsonSpec;
 pub use judge::{JudgeSpec, Judges};
 pub use label::LabelSpec;
 pub use number::{NumberSpec, NumberValue, Pick};
+#[cfg(target_os = "linux")]
+pub use process::{file_isolation, network_isolation};
 pub use regex::RegexSpec;
 pub use schema::JsonSchemaSpec;
 pub use template::template_variables;
@@ -316,6 +319,15 @@ impl CompiledGrader {
         match &self.inner {
             Inner::Judge(j) => Some(j),
             _ => None,
+        }
+    }
+
+    /// Stops the workers a persistent `command` grader started (their stdin is closed, then
+    /// what did not exit is killed, and all are reaped); the next output starts new ones.
+    /// Other kinds keep no process between outputs.
+    pub fn stop_workers(&self) {
+        if let Inner::Command(g) = &self.inner {
+            g.stop_workers();
         }
     }
 
@@ -610,9 +622,18 @@ pub fn take_weight(entry: &mut serde_json::Value) -> Result<Option<f64>, String>
 
 /// The fingerprint of one grader's config: the first 16 hex digits of the SHA-256 of its
 /// spec as canonical JSON (the files a spec names are not read into it).
+///
+/// A `command` grader's `persistent` is left out: it says how costbench talks to the program
+/// (one process per output, or one per worker over JSON Lines), not which program, arguments
+/// or expected value decide, so switching it for speed keeps stored grades comparable and the
+/// report does not show a second grader version. A program that gives different verdicts in
+/// the two modes is broken (graders/README.md asks each reply to depend on its request only).
 pub fn fingerprint(spec: &GraderSpec) -> String {
     use sha2::Digest;
-    let v = serde_json::to_value(spec).unwrap_or_default();
+    let mut v = serde_json::to_value(spec).unwrap_or_default();
+    if let (GraderSpec::Command(_), Some(map)) = (spec, v.as_object_mut()) {
+        map.remove("persistent");
+    }
     let h = sha2::Sha256::digest(crate::suite::canonical_json(&v).as_bytes());
     hex::encode(h)[..16].to_string()
 }
@@ -974,6 +995,28 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_eq!(a, fingerprint(&spec("{value: x, type: contains}")));
         assert_ne!(a, fingerprint(&spec("{type: contains, value: z}")));
+    }
+
+    #[test]
+    // `persistent` is transport, not judgement: the same program and arguments keep their
+    // fingerprint in both modes, while the arguments still count.
+    fn a_command_graders_mode_is_not_in_its_fingerprint() {
+        let one_shot = spec("{type: command, program: g.py, args: [--strict]}");
+        let persistent = spec("{type: command, program: g.py, args: [--strict], persistent: true}");
+        assert_ne!(one_shot, persistent);
+        assert_eq!(fingerprint(&one_shot), fingerprint(&persistent));
+        assert_ne!(
+            fingerprint(&one_shot),
+            fingerprint(&spec("{type: command, program: g.py}"))
+        );
+        let json = serde_json::to_value(&persistent).unwrap();
+        assert_eq!(json["persistent"], true, "kept in the stored spec");
+        assert!(
+            serde_json::to_value(&one_shot)
+                .unwrap()
+                .get("persistent")
+                .is_none()
+        );
     }
 
     proptest! {

@@ -45,6 +45,17 @@ pub struct GradeSummary {
     pub capped: u64,
 }
 
+/// Stops the graders' persistent workers when dropped.
+struct StopWorkers<'s, 'a>(&'s HashMap<String, SuiteGrading<'a>>);
+
+impl Drop for StopWorkers<'_, '_> {
+    fn drop(&mut self) {
+        for g in self.0.values().flat_map(|s| s.graders) {
+            g.stop_workers();
+        }
+    }
+}
+
 /// Grades a run's answers with each suite's graders; `regrade` replaces existing grades.
 pub fn grade_run(
     store: &mut Store,
@@ -53,6 +64,8 @@ pub fn grade_run(
     judges: &mut Judges,
     regrade: bool,
 ) -> Result<GradeSummary, StoreError> {
+    // Persistent `command` workers live for this pass only, however it ends.
+    let _stop = StopWorkers(suites);
     let mut sum = GradeSummary::default();
     for s in suites.values() {
         store.put_grader_set(&s.grader_set.0, &s.grader_set.1)?;

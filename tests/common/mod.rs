@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use assert_cmd::Command;
+use costbench::grade::{CompiledGrader, GradeInput, GradeOutcome, GraderSpec, Vars, grade_all};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -435,6 +436,64 @@ pub fn assert_close(v: &Value, expected: f64, tol: f64) {
         (x - expected).abs() <= tol,
         "expected {expected} ± {tol}, got {x}"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Grader programs
+// ------------------------------------------------------------------------------------------
+
+/// Whether a `python3` runs here (the example graders and the `code` grader need one).
+pub fn has_python() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "pass"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Writes an executable script `name` into `dir`: its `#!` line, then `body`.
+#[cfg(unix)]
+pub fn write_script(dir: &Path, name: &str, shebang: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("{shebang}\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
+}
+
+/// A `command` grader running `program` (relative to `dir`), with extra spec fields
+/// (`", persistent: true"`).
+pub fn command_grader(dir: &Path, program: &str, extra: &str) -> CompiledGrader {
+    let spec: GraderSpec =
+        serde_saphyr::from_str(&format!("{{type: command, program: '{program}'{extra}}}"))
+            .expect("grader spec");
+    spec.compile_in(dir).expect("grader compiles")
+}
+
+/// Grades `outputs` with `g` (in parallel on rayon, as a run does) and no task variables.
+pub fn grade_outputs(g: &CompiledGrader, outputs: &[String]) -> Vec<GradeOutcome> {
+    grade_with_vars(g, outputs, &Vars::new())
+}
+
+/// Grades `outputs` with `g` (in parallel on rayon), each with the task variables `vars`.
+pub fn grade_with_vars(g: &CompiledGrader, outputs: &[String], vars: &Vars) -> Vec<GradeOutcome> {
+    let items: Vec<GradeInput<'_>> = outputs
+        .iter()
+        .map(|o| GradeInput {
+            output: o,
+            vars,
+            provider: "p",
+        })
+        .collect();
+    grade_all(std::slice::from_ref(g), &items)
+}
+
+/// The absolute path of the repo's example grader `graders/<name>`, so a suite or grader can
+/// live in a temp dir.
+pub fn example_grader(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("graders")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 // ------------------------------------------------------------------------------------------

@@ -764,13 +764,7 @@ mod tests {
             Ok(st)
         );
         // Constant data: a point interval; one task: no interval; bad input: an error.
-        let flat: Vec<Outcome> = (0..20)
-            .map(|t| Outcome {
-                task: t,
-                accepted: true,
-                cost: 0.5,
-            })
-            .collect();
+        let flat = flat();
         let c = cost_per_accepted_studentized(&flat, 200, 0.95, 1).unwrap();
         assert_eq!((c.low, c.high), (Some(0.5), Some(0.5)));
         let single = cost_per_accepted_studentized(&flat[..1], 200, 0.95, 1).unwrap();
@@ -819,6 +813,17 @@ mod tests {
     }
 
     /// Two tasks: (cost 1, accepted) and (cost 3, rejected); R̂ = 4.
+    /// Twenty tasks, each accepted at a cost of 0.5.
+    fn flat() -> Vec<Outcome> {
+        (0..20)
+            .map(|t| Outcome {
+                task: t,
+                accepted: true,
+                cost: 0.5,
+            })
+            .collect()
+    }
+
     fn two_tasks() -> [Outcome; 2] {
         [
             Outcome {
@@ -844,13 +849,7 @@ mod tests {
         assert_eq!((ci.estimate, ci.low, ci.high), (Some(4.0), Some(0.0), None));
         assert!((800..1200).contains(&ci.zero_accept_resamples), "{ci:?}");
         // Constant costs: a point interval; free: [0, 0]; one task: no interval.
-        let flat: Vec<Outcome> = (0..20)
-            .map(|t| Outcome {
-                task: t,
-                accepted: true,
-                cost: 0.5,
-            })
-            .collect();
+        let flat = flat();
         let c = cost_per_accepted_studentized_log(&flat, 200, 0.95, 1).unwrap();
         assert_eq!((c.low, c.high), (Some(0.5), Some(0.5)));
         let free: Vec<Outcome> = flat.iter().map(|x| Outcome { cost: 0.0, ..*x }).collect();

@@ -8,7 +8,7 @@
 //! not decide is dropped for every provider (counted), so all candidates are compared on the
 //! same items.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::analysis::{RunAnalysis, RuntimeChecks, Verdict};
 use crate::store::plan::ProviderPlan;
@@ -113,18 +113,60 @@ pub fn classes(runs: &[&RunAnalysis], runtime: &[&RuntimeChecks]) -> Vec<ClassDa
     }
     let mut out = Vec::new();
     for (workload, members) in suites {
-        // (suite, task id, repeat) → provider → cell
-        let mut cells: BTreeMap<(String, String, u32), HashMap<String, Cell>> = BTreeMap::new();
+        // Every item of the class gets a dense slot, in (suite, task id, repeat) order as the
+        // resamples' seeds expect: suites by name, tasks by id (ranked once per suite), then
+        // repeats. A million outcomes are too many to key by strings.
+        let names: Vec<&str> = members.keys().map(String::as_str).collect();
+        let mut tasks: Vec<Vec<&str>> = vec![Vec::new(); names.len()];
+        let mut repeats = vec![0usize; names.len()];
+        for r in runs {
+            for (s, name) in names.iter().enumerate() {
+                if let Some(ids) = r.task_ids.get(*name) {
+                    tasks[s].extend(ids.iter().map(String::as_str));
+                }
+            }
+            for row in &r.rows {
+                if let Ok(s) = names.binary_search(&row.figures.suite.as_str()) {
+                    let most = row.outcomes.iter().map(|o| o.repeat as usize + 1).max();
+                    repeats[s] = repeats[s].max(most.unwrap_or(0));
+                }
+            }
+        }
+        for ids in &mut tasks {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        let mut base = vec![0usize; names.len() + 1];
+        for s in 0..names.len() {
+            base[s + 1] = base[s] + tasks[s].len() * repeats[s];
+        }
+        let np = plans.len();
+        // Slot-major: the cells of slot i are grid[i·np .. (i + 1)·np], one per provider.
+        let mut grid: Vec<Option<Cell>> = vec![None; base[names.len()] * np];
         for (r, checks) in runs.iter().zip(runtime) {
+            // This run's task positions → their rank among the suite's task ids.
+            let ranks: Vec<Vec<usize>> = names
+                .iter()
+                .enumerate()
+                .map(|(s, name)| {
+                    r.task_ids.get(*name).map_or(Vec::new(), |ids| {
+                        ids.iter()
+                            .map(|id| tasks[s].binary_search(&id.as_str()).unwrap_or(0))
+                            .collect()
+                    })
+                })
+                .collect();
             for row in &r.rows {
                 let f = &row.figures;
-                if !members.contains_key(&f.suite) {
+                let Ok(s) = names.binary_search(&f.suite.as_str()) else {
                     continue;
-                }
-                let ids = r.task_ids.get(&f.suite);
+                };
+                let Some(p) = plans.iter().position(|q| q.id == f.provider) else {
+                    continue;
+                };
                 let ok = checks.row(&f.suite, &f.provider);
                 for (i, o) in row.outcomes.iter().enumerate() {
-                    let Some(task) = ids.and_then(|v| v.get(o.task_idx as usize)) else {
+                    let Some(&t) = ranks[s].get(o.task_idx as usize) else {
                         continue;
                     };
                     let accepted = o.verdict == Verdict::Accepted;
@@ -140,72 +182,76 @@ pub fn classes(runs: &[&RunAnalysis], runtime: &[&RuntimeChecks]) -> Vec<ClassDa
                         },
                         latency: o.latency_ms.unwrap_or(0.0),
                     };
-                    cells
-                        .entry((f.suite.clone(), task.clone(), o.repeat))
-                        .or_default()
-                        .entry(f.provider.clone())
-                        .or_insert(cell);
+                    let slot = base[s] + t * repeats[s] + o.repeat as usize;
+                    grid[slot * np + p].get_or_insert(cell);
                 }
             }
         }
-        let total = cells.len();
-        let mut ids: Vec<&str> = Vec::new();
+        let measured: Vec<usize> = (0..base[names.len()])
+            .filter(|&i| grid[i * np..(i + 1) * np].iter().any(Option::is_some))
+            .collect();
+        let total = measured.len();
+        let mut ids: Vec<usize> = Vec::new();
         let mut excluded = Vec::new();
-        for p in &plans {
-            let n = cells.values().filter(|m| m.contains_key(&p.id)).count();
+        for (p, plan) in plans.iter().enumerate() {
+            let n = measured
+                .iter()
+                .filter(|&&i| grid[i * np + p].is_some())
+                .count();
             if n == total && total > 0 {
-                ids.push(&p.id);
+                ids.push(p);
             } else if n > 0 {
                 excluded.push((
-                    p.id.clone(),
+                    plan.id.clone(),
                     format!(
                         "measured on {n} of the class's {total} outcomes (every one is needed to compare it)"
                     ),
                 ));
             }
         }
-        let before = cells.len();
-        cells.retain(|_, m| {
-            ids.iter()
-                .all(|id| m.get(*id).is_some_and(|c| c.verdict.decided()))
-        });
-        let dropped_items = before - cells.len();
+        let items: Vec<usize> = measured
+            .into_iter()
+            .filter(|&i| {
+                ids.iter()
+                    .all(|&p| grid[i * np + p].is_some_and(|c| c.verdict.decided()))
+            })
+            .collect();
+        let dropped_items = total - items.len();
         let mut providers: Vec<ProviderData> = ids
             .iter()
-            .map(|id| {
-                let plan = plans.iter().find(|p| p.id == *id);
-                ProviderData {
-                    id: id.to_string(),
-                    tags: plan.map(|p| p.tags.clone()).unwrap_or_default(),
-                    cost: Vec::with_capacity(cells.len()),
-                    accepted: Vec::with_capacity(cells.len()),
-                    runtime_ok: Vec::with_capacity(cells.len()),
-                    latency_ms: Vec::with_capacity(cells.len()),
-                    unpriced_calls: 0,
-                    priced: false,
-                }
+            .map(|&p| ProviderData {
+                id: plans[p].id.clone(),
+                tags: plans[p].tags.clone(),
+                cost: Vec::with_capacity(items.len()),
+                accepted: Vec::with_capacity(items.len()),
+                runtime_ok: Vec::with_capacity(items.len()),
+                latency_ms: Vec::with_capacity(items.len()),
+                unpriced_calls: 0,
+                priced: false,
             })
             .collect();
         let mut cluster_start = Vec::new();
-        let mut rejection = Vec::with_capacity(cells.len());
-        let mut last: Option<(&str, &str)> = None;
-        for (i, ((suite, task, _), m)) in cells.iter().enumerate() {
-            if last != Some((suite.as_str(), task.as_str())) {
-                cluster_start.push(i);
-                last = Some((suite, task));
+        let mut rejection = Vec::with_capacity(items.len());
+        let mut last = None;
+        for (n, &i) in items.iter().enumerate() {
+            let s = base.partition_point(|&b| b <= i) - 1;
+            let task = (s, (i - base[s]) / repeats[s]);
+            if last != Some(task) {
+                cluster_start.push(n);
+                last = Some(task);
             }
-            rejection.push(members.get(suite).map_or(0.0, |m| m.1));
-            for p in &mut providers {
-                let c = m[&p.id];
-                p.cost.push(c.cost);
-                p.accepted.push(c.verdict == Verdict::Accepted);
-                p.runtime_ok.push(c.runtime_ok);
-                p.latency_ms.push(c.latency);
-                p.unpriced_calls += u64::from(c.unknown);
-                p.priced |= c.unknown == 0;
+            rejection.push(members[names[s]].1);
+            for (prov, &p) in providers.iter_mut().zip(&ids) {
+                let Some(c) = grid[i * np + p] else { continue };
+                prov.cost.push(c.cost);
+                prov.accepted.push(c.verdict == Verdict::Accepted);
+                prov.runtime_ok.push(c.runtime_ok);
+                prov.latency_ms.push(c.latency);
+                prov.unpriced_calls += u64::from(c.unknown);
+                prov.priced |= c.unknown == 0;
             }
         }
-        cluster_start.push(cells.len());
+        cluster_start.push(items.len());
         out.push(ClassData {
             workload,
             suite_threshold: members

@@ -21,8 +21,10 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::analysis::{self, Acceptance, AnalysisOptions, RunAnalysis, RuntimeChecks};
-use crate::stats::{self, Outcome, rng::Rng};
+use crate::analysis::{
+    self, Acceptance, AnalysisOptions, DELTA_ABOVE_TASKS, RunAnalysis, RuntimeChecks,
+};
+use crate::stats::{self, Outcome, limit::SumsLimit, rng::Rng};
 use data::{ClassData, Clustered, Sim, dot, items_per_cluster, simulate};
 use policy::{BATCH_TAG, ClassPolicy, Known, Policy};
 
@@ -227,6 +229,9 @@ pub struct ClassRoute {
     pub stable_share: Option<f64>,
     /// Resamples behind `stable_share`.
     pub resamples: usize,
+    /// How they were drawn: `task-bootstrap`, or `task-bootstrap-normal-limit` above
+    /// [`DELTA_ABOVE_TASKS`] tasks.
+    pub resample_method: &'static str,
     /// When no clear winner: the candidates that won resamples.
     pub contenders: Vec<Contender>,
     /// When no clear winner: more tasks that would let the leader win 90% of resamples.
@@ -782,31 +787,63 @@ struct Resampled {
     tokens: Vec<Vec<f64>>,
 }
 
-fn resample(ch: &Chooser<'_>, k: usize, b: usize, seed: u64, watch: &[usize]) -> Resampled {
+/// Resamples whole tasks `b` times and weighs every allowed candidate on each. With `normal`
+/// (above [`DELTA_ABOVE_TASKS`] tasks) the resampled sums are drawn from their joint normal
+/// limit ([`SumsLimit`]: same mean and covariance) instead of reweighing every task, which
+/// keeps a class of a few hundred thousand tasks to milliseconds.
+fn resample(
+    ch: &Chooser<'_>,
+    k: usize,
+    b: usize,
+    seed: u64,
+    watch: &[usize],
+    normal: bool,
+) -> Resampled {
+    // The sums a resample needs: items, each allowed candidate's accepted and cost, and each
+    // watched candidate's tokens.
+    let mut features: Vec<&[f64]> = vec![&ch.items];
+    for &c in &ch.allowed {
+        features.push(&ch.cands[c].clus.accepted);
+        features.push(&ch.cands[c].clus.cost);
+    }
+    for &c in watch {
+        features.push(&ch.cands[c].clus.tokens);
+    }
+    let limit = normal.then(|| SumsLimit::of(&features));
     let all = ch.cands.len();
     let rows: Vec<(Option<usize>, Vec<f64>, Vec<f64>)> = (0..b)
         .into_par_iter()
         .with_min_len(8)
         .map(|r| {
             let mut rng = Rng::stream(seed, r as u64);
-            let mut w = vec![0.0; k];
-            for _ in 0..k {
-                w[rng.index(k)] += 1.0;
-            }
-            let n = dot(&w, &ch.items);
+            let drawn = match &limit {
+                Some(l) => l.draw(&mut rng),
+                None => {
+                    let mut w = vec![0.0; k];
+                    for _ in 0..k {
+                        w[rng.index(k)] += 1.0;
+                    }
+                    features.iter().map(|f| dot(&w, f)).collect()
+                }
+            };
+            let n = drawn[0];
+            // A normal draw can stray past what counts can be; clamp it back.
             let sums: Vec<(usize, Weighed)> = ch
                 .allowed
                 .iter()
-                .map(|&c| (c, ch.weigh(&w, c, n)))
+                .enumerate()
+                .map(|(i, &c)| {
+                    let accepted = drawn[1 + 2 * i].clamp(0.0, n.max(0.0));
+                    let cost = drawn[2 + 2 * i].max(0.0);
+                    (c, Weighed { n, accepted, cost })
+                })
                 .collect();
             let mut cpa = vec![f64::INFINITY; all];
             for (c, s) in &sums {
                 cpa[*c] = s.per_accepted();
             }
-            let tokens = watch
-                .iter()
-                .map(|&c| dot(&w, &ch.cands[c].clus.tokens) / n)
-                .collect();
+            let first_watched = 1 + 2 * ch.allowed.len();
+            let tokens = drawn[first_watched..].iter().map(|t| t / n).collect();
             (ch.cheapest(&sums), cpa, tokens)
         })
         .collect();
@@ -926,7 +963,8 @@ fn choose(
 ) -> (Option<usize>, Option<Resampled>, Option<f64>, ClassVerdict) {
     let choice = ch.pick(&vec![1.0; k]);
     let watch: Vec<usize> = choice.into_iter().chain(also).collect();
-    let res = (k >= 2).then(|| resample(ch, k, policy.resamples, seed, &watch));
+    let normal = k > DELTA_ABOVE_TASKS;
+    let res = (k >= 2).then(|| resample(ch, k, policy.resamples, seed, &watch, normal));
     let stable_share = choice.zip(res.as_ref()).map(|(c, r)| {
         r.winners.iter().filter(|w| **w == Some(c)).count() as f64 / r.winners.len().max(1) as f64
     });
@@ -1157,6 +1195,11 @@ fn route_class(
         choice: choice.map(|c| figures(class, &cands[c], opts)),
         stable_share,
         resamples: res.as_ref().map_or(0, |r| r.winners.len()),
+        resample_method: if k > DELTA_ABOVE_TASKS {
+            "task-bootstrap-normal-limit"
+        } else {
+            "task-bootstrap"
+        },
         contenders,
         tasks_needed,
         tasks_needed_method,
@@ -1232,6 +1275,49 @@ mod tests {
             bootstrap: 200,
             seed: 1,
         }
+    }
+
+    #[test]
+    fn above_the_task_limit_the_normal_limit_wins_as_often_as_reweighing_tasks() {
+        let k = DELTA_ABOVE_TASKS + 1;
+        let mut rng = Rng::new(3);
+        let mut provider = |id: &str| data::ProviderData {
+            id: id.into(),
+            tags: BTreeMap::new(),
+            cost: (0..k).map(|_| (0.5 * rng.normal()).exp()).collect(),
+            accepted: (0..k).map(|_| rng.bernoulli(0.8)).collect(),
+            runtime_ok: vec![true; k],
+            latency_ms: vec![1.0; k],
+            unpriced_calls: 0,
+            priced: true,
+        };
+        let (a, mut b) = (provider("a"), provider("b"));
+        // b costs 0.4% more per accepted outcome than a in sample: a contested choice.
+        let cpa = |p: &data::ProviderData| {
+            p.cost.iter().sum::<f64>() / p.accepted.iter().filter(|x| **x).count() as f64
+        };
+        let scale = 1.004 * cpa(&a) / cpa(&b);
+        b.cost.iter_mut().for_each(|c| *c *= scale);
+        let class = ClassData {
+            workload: "w".into(),
+            suites: vec!["s".into()],
+            suite_threshold: None,
+            has_runtime: false,
+            cluster_start: (0..=k).collect(),
+            rejection: vec![0.0; k],
+            providers: vec![a, b],
+            excluded: Vec::new(),
+            dropped_items: 0,
+        };
+        let prep = prepare(&class, &ClassPolicy::default(), &opts(), 0);
+        let ch = prep.chooser(&class, &opts());
+        let share = |normal| {
+            let r = resample(&ch, k, 1000, 5, &[], normal);
+            r.winners.iter().filter(|w| **w == Some(0)).count() as f64 / 1000.0
+        };
+        let (boot, limit) = (share(false), share(true));
+        assert!(boot > 0.55 && boot < 0.9, "not contested: {boot}");
+        assert!((boot - limit).abs() < 0.07, "{boot} vs {limit}");
     }
 
     #[test]

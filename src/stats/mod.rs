@@ -22,6 +22,7 @@
 pub mod agreement;
 pub mod binomial;
 pub mod bootstrap;
+pub mod limit;
 pub mod multiple;
 pub mod noninferiority;
 pub mod paired;

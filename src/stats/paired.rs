@@ -419,6 +419,9 @@ pub fn paired_acceptance_p(
     Ok(bootstrap_p(pairs.iter().map(|(x, y)| x - y), 0.0))
 }
 
+/// The `method` of [`paired_cost_per_accepted_delta`].
+pub const DELTA_METHOD: &str = "paired-delta";
+
 /// Difference R_A − R_B and ratio R_A / R_B of cost per accepted outcome with the paired delta
 /// method (the fast path for many tasks, where a bootstrap of every task is the slow part).
 ///
@@ -495,7 +498,7 @@ pub fn paired_cost_per_accepted_delta(
         cost_per_accepted_b: rb.is_finite().then_some(rb),
         difference,
         ratio,
-        method: "paired-delta",
+        method: DELTA_METHOD,
         confidence,
         resamples: 0,
         zero_accept_resamples_a: 0,

@@ -954,6 +954,13 @@ struct Acc {
     /// [`Keep::Figures`]: the interval's sample (see [`cost_ci`]) in arrival order, which is
     /// task id then repeat order, and the answering calls' latencies and times to first token.
     sample: Vec<Outcome>,
+    /// [`Keep::Figures`]: the sample's task totals as they stream by. Past
+    /// [`DELTA_ABOVE_TASKS`] tasks the interval is the delta method, which needs only these, so
+    /// the sample is let go and a large row's figures take constant memory.
+    moments: stats::DeltaMoments,
+    /// The task being summed: (task, cost, accepted).
+    open_task: Option<(u32, f64, f64)>,
+    sample_dropped: bool,
     latencies: Vec<f32>,
     ttfts: Vec<f32>,
 }
@@ -986,7 +993,7 @@ impl Acc {
         match keep {
             Keep::Outcomes => a.outcomes.reserve_exact(planned),
             Keep::Figures => {
-                a.sample.reserve_exact(planned);
+                a.sample.reserve_exact(planned.min(DELTA_ABOVE_TASKS));
                 a.latencies.reserve_exact(planned);
             }
         }
@@ -1067,11 +1074,41 @@ impl Acc {
             Keep::Outcomes => self.outcomes.push(facts),
             Keep::Figures => {
                 if verdict.decided() {
-                    self.sample.push(sample_entry(&facts, self.rejection));
+                    self.stream(sample_entry(&facts, self.rejection));
                 }
                 self.latencies.extend(facts.latency_ms);
                 self.ttfts.extend(facts.ttft_ms);
             }
+        }
+    }
+
+    /// Adds a decided outcome to the sample and to its task's running totals.
+    fn stream(&mut self, e: Outcome) {
+        let accepted = f64::from(u8::from(e.accepted));
+        match &mut self.open_task {
+            Some((task, cost, acc)) if *task == e.task => {
+                *cost += e.cost;
+                *acc += accepted;
+            }
+            _ => {
+                self.close_task();
+                self.open_task = Some((e.task, e.cost, accepted));
+            }
+        }
+        self.moments.outcomes += 1;
+        self.moments.accepted += u64::from(e.accepted);
+        if !self.sample_dropped {
+            self.sample.push(e);
+            if self.moments.tasks() + 1 > DELTA_ABOVE_TASKS {
+                self.sample = Vec::new();
+                self.sample_dropped = true;
+            }
+        }
+    }
+
+    fn close_task(&mut self) {
+        if let Some((_, cost, accepted)) = self.open_task.take() {
+            self.moments.push_task(cost, accepted);
         }
     }
 
@@ -1092,6 +1129,7 @@ impl Acc {
                 (sample, latencies, ttfts)
             }
             Keep::Figures => {
+                self.close_task();
                 // Outcomes arrive in task id then repeat order, so a stable sort by task
                 // position gives the (task, repeat) order the outcomes' sort gives.
                 let mut sample = std::mem::take(&mut self.sample);
@@ -1116,7 +1154,13 @@ impl Acc {
                 .map(|t| t.usd() / accepted as f64)
         };
         let wilson = stats::wilson(accepted, decided, opts.confidence);
-        let ci = cost_ci(&sample, accepted, tokens.is_some(), opts);
+        let ci = cost_ci(accepted, tokens.is_some(), || {
+            if self.sample_dropped {
+                self.moments.ci(opts.confidence)
+            } else {
+                cost_per_accepted_ci(&sample, opts)
+            }
+        });
         drop(sample);
         let rate = wilson.map(|w| w.estimate);
         let spent = (self.spent.unknown == 0 || self.spent.unknown < self.calls)
@@ -1253,8 +1297,9 @@ pub fn paired_cost_ci(
 }
 
 /// The row's interval of cost per accepted outcome over its decided outcomes, each carrying its
-/// known token cost plus its rejection cost ([`sample_entry`], [`cost_per_accepted_ci`]).
-fn cost_ci(sample: &[Outcome], accepted: u64, known: bool, opts: &AnalysisOptions) -> CostCi {
+/// known token cost plus its rejection cost ([`sample_entry`], [`cost_per_accepted_ci`], or
+/// the same delta interval from streamed moments), when a cost is known and an outcome accepted.
+fn cost_ci(accepted: u64, known: bool, interval: impl FnOnce() -> stats::CostRatioCi) -> CostCi {
     let empty = CostCi {
         low: None,
         high: None,
@@ -1266,7 +1311,7 @@ fn cost_ci(sample: &[Outcome], accepted: u64, known: bool, opts: &AnalysisOption
     if !known || accepted == 0 {
         return empty;
     }
-    let r = cost_per_accepted_ci(sample, opts);
+    let r = interval();
     CostCi {
         low: r.low,
         high: r.high,
@@ -1441,6 +1486,54 @@ mod tests {
         assert_eq!(p.pairs[0].0.task_idx, 1);
         assert_eq!(p.pairs[1].1.verdict, Verdict::Rejected);
         assert_eq!((p.unpaired_left, p.unpaired_right), (1, 0));
+    }
+
+    #[test]
+    fn a_large_figures_only_row_lets_its_sample_go_and_keeps_the_delta_interval() {
+        let tasks = DELTA_ABOVE_TASKS as u32 + 500;
+        let mut ids: Vec<u32> = (0..tasks).collect();
+        ids.sort_by_key(|i| format!("t{i}"));
+        let records: Vec<OutcomeRecord> = ids
+            .iter()
+            .map(|&i| {
+                let n = i as usize;
+                let grade = if n.is_multiple_of(3) {
+                    GradeStatus::Rejected
+                } else {
+                    GradeStatus::Accepted
+                };
+                record(i, true, Some(grade), 1000 + (n * 7919 % 2003) as i128)
+            })
+            .collect();
+        let (s, p) = plans(u64::from(tasks));
+        let opts = AnalysisOptions::default();
+        let mut figures = Acc::new(Keep::Figures, s.rejection_cost_femto, tasks as usize);
+        let mut full = Acc::new(Keep::Outcomes, s.rejection_cost_femto, tasks as usize);
+        for r in &records {
+            figures.add(r);
+            full.add(r);
+        }
+        assert!(figures.sample_dropped && figures.sample.capacity() == 0);
+        let (mut figures, full) = (
+            figures.finish(&s, &p, &opts).figures,
+            full.finish(&s, &p, &opts).figures,
+        );
+        let (a, b) = (&figures.cost_per_accepted_ci, &full.cost_per_accepted_ci);
+        assert_eq!((a.method, b.method), ("delta-log", "delta-log"));
+        // Summed in task id order rather than task position order: equal up to rounding.
+        let close = |x: Option<f64>, y: Option<f64>| {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            (x - y).abs() <= 1e-12 * y
+        };
+        assert!(
+            close(a.low, b.low) && close(a.high, b.high),
+            "{a:?} vs {b:?}"
+        );
+        figures.cost_per_accepted_ci = full.cost_per_accepted_ci.clone();
+        assert_eq!(
+            serde_json::to_string(&figures).unwrap(),
+            serde_json::to_string(&full).unwrap()
+        );
     }
 
     #[test]

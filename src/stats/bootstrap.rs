@@ -571,47 +571,137 @@ fn summary(outcomes: &[Outcome], c: &Clusters, method: &'static str, conf: f64) 
 /// Var(R̂) ≈ Σ(cᵢ − R̂aᵢ)² / ((C−1)·C·ā²), SE(log R̂) = √Var(R̂)/R̂, and the interval is
 /// R̂·exp(∓z·SE). None bounds when nothing was accepted or C < 2; [0, 0] when every cost is 0.
 pub fn cost_per_accepted_delta_log(outcomes: &[Outcome], confidence: f64) -> CostRatioCi {
-    let mut out = CostRatioCi::none("delta-log", confidence, outcomes.len());
-    let Ok(z) = z_two_sided(confidence) else {
-        return out;
-    };
     if check_outcomes(outcomes).is_err() {
-        return out;
+        return CostRatioCi::none("delta-log", confidence, outcomes.len());
     }
     let c = Clusters::cost_per_accepted(outcomes);
-    out = summary(outcomes, &c, "delta-log", confidence);
-    let r = c.ratio();
-    let k = c.len();
-    if !r.is_finite() {
-        return out;
+    let mut m = DeltaMoments::default();
+    for (num, den) in c.num.iter().zip(&c.den) {
+        m.push_task(*num, *den);
     }
-    out.estimate = Some(r);
-    if r == 0.0 {
-        out.low = Some(0.0);
-        out.high = Some(0.0);
-        return out;
+    m.outcomes = outcomes.len();
+    m.accepted = outcomes.iter().filter(|o| o.accepted).count() as u64;
+    m.ci(confidence)
+}
+
+/// Running moments of task totals (cost cᵢ, accepted aᵢ) that give
+/// [`cost_per_accepted_delta_log`]'s interval without keeping the tasks: a row of any size is
+/// summarized in constant memory. Pushed in any order, it gives the same interval up to
+/// rounding.
+///
+/// Σ(cᵢ − R̂aᵢ)² = M_cc − 2R̂·M_ca + R̂²·M_aa with the centered co-moments M (Welford's
+/// updates, no cancellation), because c̄ − R̂ā = 0.
+#[derive(Debug, Clone, Default)]
+pub struct DeltaMoments {
+    tasks: u64,
+    mean_c: f64,
+    mean_a: f64,
+    m_cc: f64,
+    m_ca: f64,
+    m_aa: f64,
+    sum_c: f64,
+    sum_a: f64,
+    /// Outcomes behind the tasks (reported, not used by the interval).
+    pub outcomes: usize,
+    /// Accepted outcomes among them.
+    pub accepted: u64,
+}
+
+impl DeltaMoments {
+    /// Adds one task's totals.
+    pub fn push_task(&mut self, c: f64, a: f64) {
+        self.tasks += 1;
+        let k = self.tasks as f64;
+        let (dc, da) = (c - self.mean_c, a - self.mean_a);
+        self.mean_c += dc / k;
+        self.mean_a += da / k;
+        self.m_cc += dc * (c - self.mean_c);
+        self.m_aa += da * (a - self.mean_a);
+        self.m_ca += dc * (a - self.mean_a);
+        self.sum_c += c;
+        self.sum_a += a;
     }
-    if k < 2 {
-        return out;
+
+    /// Tasks pushed.
+    pub fn tasks(&self) -> usize {
+        self.tasks as usize
     }
-    let kf = k as f64;
-    let abar = c.den.iter().sum::<f64>() / kf;
-    let ss: f64 = c
-        .num
-        .iter()
-        .zip(&c.den)
-        .map(|(ci, ai)| (ci - r * ai).powi(2))
-        .sum();
-    let var_r = ss / ((kf - 1.0) * kf * abar * abar);
-    let se_log = var_r.sqrt() / r;
-    out.low = Some(r * (-z * se_log).exp());
-    out.high = Some(r * (z * se_log).exp());
-    out
+
+    /// The log-scale delta interval of Σc/Σa at `confidence`.
+    pub fn ci(&self, confidence: f64) -> CostRatioCi {
+        let mut out = CostRatioCi {
+            clusters: self.tasks(),
+            accepted: self.accepted,
+            total_cost: self.sum_c,
+            ..CostRatioCi::none("delta-log", confidence, self.outcomes)
+        };
+        let Ok(z) = z_two_sided(confidence) else {
+            return out;
+        };
+        let r = ratio(self.sum_c, self.sum_a);
+        if !r.is_finite() {
+            return out;
+        }
+        out.estimate = Some(r);
+        if r == 0.0 {
+            out.low = Some(0.0);
+            out.high = Some(0.0);
+            return out;
+        }
+        if self.tasks < 2 {
+            return out;
+        }
+        let kf = self.tasks as f64;
+        let ss = (self.m_cc - 2.0 * r * self.m_ca + r * r * self.m_aa).max(0.0);
+        let var_r = ss / ((kf - 1.0) * kf * self.mean_a * self.mean_a);
+        let se_log = var_r.sqrt() / r;
+        out.low = Some(r * (-z * se_log).exp());
+        out.high = Some(r * (z * se_log).exp());
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delta_moments_give_the_two_pass_interval_in_any_order() {
+        let outcomes: Vec<Outcome> = (0..3000u32)
+            .map(|i| Outcome {
+                task: i / 3,
+                accepted: i % 4 != 0,
+                cost: 1e-6 * f64::from(1 + (i * 7919) % 113),
+            })
+            .collect();
+        let c = Clusters::cost_per_accepted(&outcomes);
+        // The two-pass residual sum, as the formula reads.
+        let r = c.ratio();
+        let k = c.len() as f64;
+        let abar = c.den.iter().sum::<f64>() / k;
+        let ss: f64 = c
+            .num
+            .iter()
+            .zip(&c.den)
+            .map(|(n, d)| (n - r * d).powi(2))
+            .sum();
+        let se_log = (ss / ((k - 1.0) * k * abar * abar)).sqrt() / r;
+        let z = z_two_sided(0.95).unwrap();
+        let ci = cost_per_accepted_delta_log(&outcomes, 0.95);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+        assert!(close(ci.low.unwrap(), r * (-z * se_log).exp()), "{ci:?}");
+        assert!(close(ci.high.unwrap(), r * (z * se_log).exp()), "{ci:?}");
+        assert_eq!((ci.clusters, ci.outcomes, ci.accepted), (1000, 3000, 2250));
+        // Reversed task order: the same interval up to rounding.
+        let mut m = DeltaMoments::default();
+        for (n, d) in c.num.iter().zip(&c.den).rev() {
+            m.push_task(*n, *d);
+        }
+        let rev = m.ci(0.95);
+        assert!(
+            close(rev.low.unwrap(), ci.low.unwrap()) && close(rev.high.unwrap(), ci.high.unwrap())
+        );
+    }
     use crate::stats::rng::Rng;
     use proptest::prelude::*;
 

@@ -39,8 +39,8 @@ pub use binomial::{
     clopper_pearson, jeffreys, wilson,
 };
 pub use bootstrap::{
-    CostRatioCi, cost_per_accepted_bca, cost_per_accepted_delta_log, cost_per_accepted_studentized,
-    cost_per_accepted_studentized_log, try_cost_per_accepted_bca,
+    CostRatioCi, DeltaMoments, cost_per_accepted_bca, cost_per_accepted_delta_log,
+    cost_per_accepted_studentized, cost_per_accepted_studentized_log, try_cost_per_accepted_bca,
 };
 pub use multiple::{Adjusted, benjamini_hochberg, benjamini_yekutieli, holm};
 pub use noninferiority::{NonInferiority, Verdict, noninferiority, noninferiority_paired};

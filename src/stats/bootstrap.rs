@@ -622,6 +622,32 @@ impl DeltaMoments {
         self.sum_a += a;
     }
 
+    /// Adds the tasks summed in `other` (Chan, Golub & LeVeque's pairwise update of the
+    /// co-moments), as if they had been pushed here.
+    pub fn merge(&mut self, other: &DeltaMoments) {
+        if other.tasks == 0 {
+            return;
+        }
+        if self.tasks == 0 {
+            *self = other.clone();
+            return;
+        }
+        let (na, nb) = (self.tasks as f64, other.tasks as f64);
+        let n = na + nb;
+        let (dc, da) = (other.mean_c - self.mean_c, other.mean_a - self.mean_a);
+        let w = na * nb / n;
+        self.m_cc += other.m_cc + dc * dc * w;
+        self.m_aa += other.m_aa + da * da * w;
+        self.m_ca += other.m_ca + dc * da * w;
+        self.mean_c += dc * nb / n;
+        self.mean_a += da * nb / n;
+        self.sum_c += other.sum_c;
+        self.sum_a += other.sum_a;
+        self.tasks += other.tasks;
+        self.outcomes += other.outcomes;
+        self.accepted += other.accepted;
+    }
+
     /// Tasks pushed.
     pub fn tasks(&self) -> usize {
         self.tasks as usize

@@ -409,7 +409,7 @@ impl Store {
             }
             let Some(r) = row else { break };
             if !same {
-                current = Some(new_outcome(r, &mut positions).map_err(|e| self.err(e))?);
+                current = Some(new_outcome(r, part, &mut positions).map_err(|e| self.err(e))?);
             }
             let mut attempt = read_attempt(r).map_err(|e| self.err(e))?;
             if let (Some(reprice), Some(c)) = (reprice, current.as_ref()) {
@@ -435,8 +435,9 @@ fn part_queries<'a>(
             filter.push_str(&format!(" AND task_id {op} ?{}", args.len()));
         }
     }
+    // Suite and provider are the part's, not read again for every row.
     let attempts = format!(
-        "SELECT suite, provider, task_id, repeat, delivery, error_kind, error_message,
+        "SELECT task_id, repeat, delivery, error_kind, error_message,
             answered, http_status, usage_known, input_tokens, cached_tokens,
             cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
             cost_femto, cost_big, spent_femto, spent_big, cost_max_femto,
@@ -445,8 +446,8 @@ fn part_queries<'a>(
          ORDER BY suite, provider, task_id, repeat, try"
     );
     let grades = format!(
-        "SELECT suite, provider, task_id, repeat, status, accepted, judge_cost,
-            judge_unknown, grader_set FROM grades
+        "SELECT task_id, repeat, status, accepted, judge_cost, judge_unknown, grader_set
+         FROM grades
          WHERE {filter} ORDER BY suite, provider, task_id, repeat"
     );
     ([attempts, grades], args)
@@ -454,8 +455,6 @@ fn part_queries<'a>(
 
 /// A stored grade and the outcome it belongs to.
 struct GradeKey {
-    suite: String,
-    provider: String,
     task_id: String,
     repeat: u32,
     status: GradeStatus,
@@ -464,34 +463,22 @@ struct GradeKey {
 }
 
 impl GradeKey {
-    /// How this grade's outcome orders against `rec` (SQLite's BINARY order is byte order).
+    /// How this grade's outcome orders against `rec`, of the same part (SQLite's BINARY order
+    /// is byte order).
     fn key(&self, rec: &OutcomeRecord) -> std::cmp::Ordering {
-        (
-            self.suite.as_str(),
-            self.provider.as_str(),
-            self.task_id.as_str(),
-            self.repeat,
-        )
-            .cmp(&(
-                rec.suite.as_str(),
-                rec.provider.as_str(),
-                rec.task_id.as_str(),
-                rec.repeat,
-            ))
+        (self.task_id.as_str(), self.repeat).cmp(&(rec.task_id.as_str(), rec.repeat))
     }
 }
 
 fn read_grade(r: Option<&rusqlite::Row<'_>>) -> rusqlite::Result<Option<GradeKey>> {
     let Some(r) = r else { return Ok(None) };
-    let status: Option<String> = r.get(4)?;
+    let status: Option<String> = r.get(2)?;
     Ok(Some(GradeKey {
-        suite: r.get(0)?,
-        provider: r.get(1)?,
-        task_id: r.get(2)?,
-        repeat: r.get::<_, i64>(3)? as u32,
-        status: GradeStatus::from_columns(status.as_deref(), r.get(5)?),
-        judge_cost: judge_tally(r.get(6)?, r.get(7)?),
-        grader_set: r.get(8)?,
+        task_id: r.get(0)?,
+        repeat: r.get::<_, i64>(1)? as u32,
+        status: GradeStatus::from_columns(status.as_deref(), r.get(3)?),
+        judge_cost: judge_tally(r.get(4)?, r.get(5)?),
+        grader_set: r.get(6)?,
     }))
 }
 
@@ -524,13 +511,11 @@ fn judge_tally(known: Option<String>, unknown: Option<i64>) -> Option<Tally> {
     })
 }
 
-/// Whether an attempt row belongs to the outcome being folded, compared without allocating.
+/// Whether an attempt row belongs to the outcome being folded (of the same part), compared
+/// without allocating.
 fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
-    let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
-    text(2) == Some(c.task_id.as_str())
-        && r.get::<_, i64>(3).ok() == Some(i64::from(c.repeat))
-        && text(1) == Some(c.provider.as_str())
-        && text(0) == Some(c.suite.as_str())
+    r.get_ref(0).ok().and_then(|v| v.as_str().ok()) == Some(c.task_id.as_str())
+        && r.get::<_, i64>(1).ok() == Some(i64::from(c.repeat))
 }
 
 /// Task positions by task id. Attempts arrive sorted by task id within each suite and
@@ -663,16 +648,15 @@ impl<'a> Positions<'a> {
 /// A new outcome from its first attempt row; its figures are filled by [`finish`].
 fn new_outcome(
     r: &rusqlite::Row<'_>,
+    part: &OutcomePart,
     positions: &mut Positions<'_>,
 ) -> rusqlite::Result<OutcomeRecord> {
-    let suite: String = r.get(0)?;
-    let provider: String = r.get(1)?;
-    let task_id: String = r.get(2)?;
-    let task_idx = positions.of(&suite, &provider, &task_id);
+    let task_id: String = r.get(0)?;
+    let task_idx = positions.of(&part.suite, &part.provider, &task_id);
     Ok(OutcomeRecord {
-        provider,
-        repeat: r.get::<_, i64>(3)? as u32,
-        suite,
+        provider: part.provider.clone(),
+        repeat: r.get::<_, i64>(1)? as u32,
+        suite: part.suite.clone(),
         task_id,
         task_idx,
         grade: None,
@@ -708,41 +692,41 @@ impl AttemptFacts {
     }
 }
 
-/// One attempt row.
+/// One attempt row, as [`part_queries`] selects it.
 fn read_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptFacts> {
     let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
-    let kind = text(5)?.as_deref().and_then(ErrorKind::parse);
-    let answered: bool = r.get(7)?;
+    let kind = text(3)?.as_deref().and_then(ErrorKind::parse);
+    let answered: bool = r.get(5)?;
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-    let usage = if r.get::<_, bool>(9)? {
+    let usage = if r.get::<_, bool>(7)? {
         Some(Usage {
-            input: n(10)?,
-            cached_input: n(11)?,
-            cache_write: n(12)?,
-            cache_write_1h: n(13)?,
-            output: n(14)?,
-            reasoning: n(15)?,
+            input: n(8)?,
+            cached_input: n(9)?,
+            cache_write: n(10)?,
+            cache_write_1h: n(11)?,
+            output: n(12)?,
+            reasoning: n(13)?,
         })
     } else {
         None
     };
-    let cost = money_from_columns(r.get(16)?, text(17)?.as_deref());
-    let delivery = match text(4)?.as_deref().and_then(Delivery::parse) {
+    let cost = money_from_columns(r.get(14)?, text(15)?.as_deref());
+    let delivery = match text(2)?.as_deref().and_then(Delivery::parse) {
         Some(d) => d,
-        None => legacy_delivery(kind, r.get(8)?, answered, cost),
+        None => legacy_delivery(kind, r.get(6)?, answered, cost),
     };
     Ok(AttemptFacts {
         delivery,
         kind,
-        message: if answered { None } else { text(6)? },
+        message: if answered { None } else { text(4)? },
         answered,
         usage,
         cost,
-        cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
-        est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
-        spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
-        latency_ms: r.get(22)?,
-        ttft_ms: r.get(23)?,
+        cost_max: text(18)?.and_then(|t| t.parse().ok()).map(Money),
+        est_prompt_tokens: r.get::<_, Option<i64>>(19)?.map(|v| v.max(0) as u64),
+        spent: money_from_columns(r.get(16)?, text(17)?.as_deref()),
+        latency_ms: r.get(20)?,
+        ttft_ms: r.get(21)?,
     })
 }
 

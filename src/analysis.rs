@@ -22,7 +22,7 @@ use crate::grade::confusion::{self, GraderDetails};
 use crate::labels::agreement::{Agreement, GradedCounts, agreement};
 use crate::providers::{Money, Price, Tally, Usage, bound};
 use crate::stats::{self, Outcome};
-use crate::store::outcomes::{AttemptCost, Reprice};
+use crate::store::outcomes::{AttemptCost, OutcomeIndex, OutcomePart, Reprice};
 use crate::store::plan::{ProviderPlan, SuitePlan};
 use crate::store::{ErrorKind, GradeStatus, OutcomeRecord, RunInfo, Store, StoreError};
 
@@ -202,24 +202,52 @@ impl RunAnalysis {
         options: AnalysisOptions,
         prices: &HashMap<String, Price>,
     ) -> Result<(RunAnalysis, RunAnalysis), StoreError> {
+        Self::before_after_split(store, run, options, prices, Split::auto())
+    }
+
+    /// [`RunAnalysis::load_before_after`], its run read in parts as `split` says.
+    fn before_after_split(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+        prices: &HashMap<String, Price>,
+        split: Split,
+    ) -> Result<(RunAnalysis, RunAnalysis), StoreError> {
         let run_after = with_prices(run.clone(), prices);
         let reprice = repricer(&run_after, prices);
         let (rates, rates_after) = (prompt_rates(&run), prompt_rates(&run_after));
         let rate = |p: &str| rates.get(p).copied();
         let rate_after = |p: &str| rates_after.get(p).copied();
-        let mut before = Grouped::new(Keep::Outcomes, options);
-        let mut after = Grouped::new(Keep::Outcomes, options);
-        store.for_each_outcome_repriced(run.id, &rate, &rate_after, &reprice, |mut o, r| {
-            before.add(&run, &o);
-            o.cost = r.cost;
-            o.spent = r.spent;
-            after.add(&run_after, &o);
-        })?;
+        let mut both = load_rows(
+            store,
+            &[&run, &run_after],
+            Keep::Outcomes,
+            &options,
+            split,
+            |conn, index, part, accs| {
+                let [before, after] = accs else {
+                    unreachable!("two analyses")
+                };
+                conn.for_each_outcome_repriced(
+                    index,
+                    part,
+                    &rate,
+                    &rate_after,
+                    &reprice,
+                    |mut o, r| {
+                        before.add(&o);
+                        o.cost = r.cost;
+                        o.spent = r.spent;
+                        after.add(&o);
+                    },
+                )
+            },
+        )?;
+        let mut rows_after = both.pop().unwrap_or_default();
+        let mut rows = both.pop().unwrap_or_default();
         let task_ids = store.task_ids(run.id)?;
         let labelled = store.labelled_outcomes(run.id)?;
         let graders = grader_details(store, &run)?;
-        let mut rows = before.rows(&run);
-        let mut rows_after = after.rows(&run_after);
         fill_grader_sets(store, &mut rows)?;
         fill_grader_sets(store, &mut rows_after)?;
         Ok((
@@ -249,11 +277,32 @@ impl RunAnalysis {
         reprice: Option<&Reprice<'_>>,
         keep: Keep,
     ) -> Result<RunAnalysis, StoreError> {
+        Self::load_split(store, run, options, reprice, keep, Split::auto())
+    }
+
+    /// [`RunAnalysis::load_with`], its run read in parts as `split` says.
+    fn load_split(
+        store: &Store,
+        run: RunInfo,
+        options: AnalysisOptions,
+        reprice: Option<&Reprice<'_>>,
+        keep: Keep,
+        split: Split,
+    ) -> Result<RunAnalysis, StoreError> {
         let rates = prompt_rates(&run);
         let rate = |p: &str| rates.get(p).copied();
-        let mut rows = Grouped::new(keep, options);
-        store.for_each_outcome(run.id, &rate, reprice, |o| rows.add(&run, &o))?;
-        let mut rows = rows.rows(&run);
+        let mut rows = load_rows(
+            store,
+            &[&run],
+            keep,
+            &options,
+            split,
+            |conn, index, part, accs| {
+                conn.for_each_outcome(index, part, &rate, reprice, |o| accs[0].add(&o))
+            },
+        )?
+        .pop()
+        .unwrap_or_default();
         fill_grader_sets(store, &mut rows)?;
         // Read again rather than kept from the scan (which reads them to place each task):
         // holding them while the rows are finished raised a million-outcome report's peak
@@ -420,93 +469,210 @@ enum Keep {
     Figures,
 }
 
-/// Rows of a run while the store streams its outcomes, grouped by suite and provider.
-struct Grouped {
-    keep: Keep,
-    options: AnalysisOptions,
-    done: BTreeMap<(String, String), Acc>,
-    /// Rows already finished ([`Keep::Figures`]): the store streams each row's outcomes
-    /// together, so a row whose group has ended gets no more.
-    finished: HashMap<(String, String), RowAnalysis>,
-    /// The group being filled: outcomes arrive grouped, so the row is looked up once a group.
-    current: Option<((String, String), Acc)>,
+/// Outcomes a part of a row aims at (see [`load_rows`]): small enough that the workers end a
+/// million-outcome run within a part of each other, large enough that a part's own queries
+/// cost nothing beside its rows.
+const PART_OUTCOMES: u64 = 1 << 15;
+
+/// Most connections a run is read on at once.
+const MAX_WORKERS: usize = 8;
+
+/// How [`load_rows`] cuts a run into parts, and how many workers read them.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    workers: usize,
+    part_outcomes: u64,
 }
 
-impl Grouped {
-    fn new(keep: Keep, options: AnalysisOptions) -> Grouped {
-        Grouped {
-            keep,
-            options,
-            done: BTreeMap::new(),
-            finished: HashMap::new(),
-            current: None,
+impl Split {
+    /// A worker per core, parts of [`PART_OUTCOMES`].
+    fn auto() -> Split {
+        Split {
+            workers: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS),
+            part_outcomes: PART_OUTCOMES,
         }
     }
+}
 
-    fn add(&mut self, run: &RunInfo, o: &OutcomeRecord) {
-        let same = self
-            .current
-            .as_ref()
-            .is_some_and(|((s, p), _)| *s == o.suite && *p == o.provider);
-        if !same {
-            if let Some((k, a)) = self.current.take() {
-                self.put_aside(run, k, a);
-            }
-            let k = (o.suite.clone(), o.provider.clone());
-            let a = self.done.remove(&k).unwrap_or_else(|| {
-                let suite = run.plan.suite(&o.suite);
-                let rejection = suite.map_or(Money::ZERO, |s| s.rejection_cost_femto);
-                // Sized from the plan once: doubling as outcomes arrive would leave up to half
-                // of the largest vector of a big run allocated and unused.
-                let planned = suite.map_or(0, |s| s.tasks.saturating_mul(u64::from(s.repeats)));
-                Acc::new(
-                    self.keep,
-                    rejection,
-                    planned.min(MAX_RESERVED_OUTCOMES) as usize,
-                )
-            });
-            self.current = Some((k, a));
-        }
-        if let Some((_, a)) = self.current.as_mut() {
-            a.add(o);
-        }
-    }
+/// A row of the plan: its suite and provider (by position), and whether an earlier row has
+/// the same pair (it gets the outcomes; this one stays empty).
+#[derive(Clone, Copy)]
+struct PlanRow {
+    suite: usize,
+    provider: usize,
+    repeated: bool,
+}
 
-    /// Keeps a row whose group has ended: finished at once when only figures are kept.
-    fn put_aside(&mut self, run: &RunInfo, k: (String, String), a: Acc) {
-        if self.keep == Keep::Figures {
-            let s = run.plan.suites.iter().find(|s| s.name == k.0);
-            let p = run.plan.providers.iter().find(|p| p.id == k.1);
-            // A row outside the plan is not reported (as in `rows`).
-            if let (Some(s), Some(p)) = (s, p) {
-                let row = a.finish(s, p, &self.options);
-                self.finished.insert(k, row);
+/// A row put together from parts that end in any order: they are folded in task id order,
+/// the order of one scan of the row, so that every figure and interval is that scan's.
+#[derive(Default)]
+struct RowMerge {
+    /// The parts folded so far (the first part's accumulators, one per analysis).
+    acc: Option<Vec<Acc>>,
+    /// How many parts the row has, and the next to fold.
+    parts: usize,
+    next: usize,
+    /// Parts that ended before one ahead of them.
+    early: Vec<(usize, Vec<Acc>)>,
+    /// The finished rows, one per analysis.
+    done: Option<Vec<RowAnalysis>>,
+}
+
+impl RowMerge {
+    /// Takes part `k`; the whole row once its last part is in.
+    fn put(&mut self, k: usize, accs: Vec<Acc>) -> Option<Vec<Acc>> {
+        self.early.push((k, accs));
+        while let Some(i) = self.early.iter().position(|(k, _)| *k == self.next) {
+            let (_, accs) = self.early.swap_remove(i);
+            match self.acc.as_mut() {
+                None => self.acc = Some(accs),
+                Some(acc) => acc.iter_mut().zip(accs).for_each(|(a, b)| a.merge(b)),
             }
+            self.next += 1;
+        }
+        if self.next == self.parts {
+            self.acc.take()
         } else {
-            self.done.insert(k, a);
+            None
         }
     }
+}
 
-    /// Every row of the plan, in plan order (rows without outcomes are empty).
-    fn rows(mut self, run: &RunInfo) -> Vec<RowAnalysis> {
-        if let Some((k, a)) = self.current.take() {
-            self.put_aside(run, k, a);
+/// Every row of the plan for each of `runs` (the run as stored, and as repriced: the same
+/// outcomes, suites and providers), in plan order; rows without outcomes are empty.
+///
+/// The run is read in parts (a suite × provider, cut by task id ranges when it is big) on
+/// `split.workers` threads, each with its own read-only connection (the calling thread uses
+/// `store`'s), which take the parts in plan order; `scan` folds a part into one accumulator
+/// per analysis. Reading was most of a big report's time, on one core. A row is finished as
+/// soon as its last part is in, so only the rows being read are held, as before.
+fn load_rows(
+    store: &Store,
+    runs: &[&RunInfo],
+    keep: Keep,
+    options: &AnalysisOptions,
+    split: Split,
+    scan: impl Fn(&Store, &OutcomeIndex, &OutcomePart, &mut [Acc]) -> Result<(), StoreError> + Sync,
+) -> Result<Vec<Vec<RowAnalysis>>, StoreError> {
+    let plan = &runs[0].plan;
+    let index = store.outcome_index(runs[0].id)?;
+    let mut rows: Vec<PlanRow> = Vec::new();
+    for (si, s) in plan.suites.iter().enumerate() {
+        for (pi, p) in plan.providers.iter().enumerate() {
+            let repeated = rows.iter().any(|r| {
+                plan.suites[r.suite].name == s.name && plan.providers[r.provider].id == p.id
+            });
+            rows.push(PlanRow {
+                suite: si,
+                provider: pi,
+                repeated,
+            });
         }
-        let mut rows = Vec::new();
-        for s in &run.plan.suites {
-            for p in &run.plan.providers {
-                let k = (s.name.clone(), p.id.clone());
-                match self.finished.remove(&k) {
-                    Some(row) => rows.push(row),
-                    None => {
-                        let a = self.done.remove(&k).unwrap_or_default();
-                        rows.push(a.finish(s, p, &self.options));
-                    }
-                }
-            }
-        }
-        rows
     }
+    let planned = |r: &PlanRow| {
+        let s = &plan.suites[r.suite];
+        s.tasks.saturating_mul(u64::from(s.repeats))
+    };
+    // (row, its k-th part, of how many, the part)
+    let mut parts: Vec<(usize, usize, usize, OutcomePart)> = Vec::new();
+    let mut merges: Vec<std::sync::Mutex<RowMerge>> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let n = planned(r).div_ceil(split.part_outcomes).max(1);
+        let cut = match r.repeated {
+            true => Vec::new(),
+            false => index.split(
+                &plan.suites[r.suite].name,
+                &plan.providers[r.provider].id,
+                usize::try_from(n).unwrap_or(usize::MAX),
+            ),
+        };
+        let n = cut.len();
+        parts.extend(cut.into_iter().enumerate().map(|(k, part)| (i, k, n, part)));
+        merges.push(std::sync::Mutex::new(RowMerge {
+            parts: n,
+            ..RowMerge::default()
+        }));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |conn: &Store| -> Result<(), StoreError> {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((r, k, n, part)) = parts.get(i) else {
+                return Ok(());
+            };
+            let row = rows[*r];
+            let suite = &plan.suites[row.suite];
+            // Sized from the plan once: the first part ends up holding the whole row, and
+            // doubling as outcomes arrive would leave up to half of a big row unused.
+            let whole = planned(&row).min(MAX_RESERVED_OUTCOMES);
+            let room = if *k == 0 { whole } else { whole / *n as u64 };
+            let mut accs: Vec<Acc> = runs
+                .iter()
+                .map(|_| Acc::new(keep, suite.rejection_cost_femto, room as usize))
+                .collect();
+            if let Err(e) = scan(conn, &index, part, &mut accs) {
+                // The other workers stop after their part.
+                next.store(parts.len(), std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+            let lock = || merges[*r].lock().unwrap_or_else(|e| e.into_inner());
+            let Some(accs) = lock().put(*k, accs) else {
+                continue;
+            };
+            let finished = accs
+                .into_iter()
+                .zip(runs)
+                .map(|(a, run)| {
+                    let (s, p) = (
+                        &run.plan.suites[row.suite],
+                        &run.plan.providers[row.provider],
+                    );
+                    a.finish(s, p, options)
+                })
+                .collect();
+            lock().done = Some(finished);
+        }
+    };
+    let workers = split.workers.clamp(1, parts.len().max(1));
+    let path = store.path();
+    std::thread::scope(|threads| {
+        let helpers: Vec<_> = (1..workers)
+            .map(|_| {
+                threads.spawn(|| {
+                    let r = Store::open_to_read(path).and_then(|conn| work(&conn));
+                    if r.is_err() {
+                        next.store(parts.len(), std::sync::atomic::Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mine = work(store);
+        let theirs: Vec<_> = helpers
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        mine.and(theirs.into_iter().collect::<Result<(), _>>())
+    })?;
+    let mut out: Vec<Vec<RowAnalysis>> = runs.iter().map(|_| Vec::new()).collect();
+    for (r, merge) in rows.iter().zip(merges) {
+        let merge = merge.into_inner().unwrap_or_else(|e| e.into_inner());
+        let finished = merge.done.unwrap_or_else(|| {
+            // A repeated pair: empty, as every row without outcomes.
+            runs.iter()
+                .map(|run| {
+                    let (s, p) = (&run.plan.suites[r.suite], &run.plan.providers[r.provider]);
+                    Acc::default().finish(s, p, options)
+                })
+                .collect()
+        });
+        for (rows, row) in out.iter_mut().zip(finished) {
+            rows.push(row);
+        }
+    }
+    Ok(out)
 }
 
 /// Puts each row's grader sets as stored beside their fingerprints.
@@ -1112,6 +1278,109 @@ impl Acc {
         }
     }
 
+    /// Adds the outcomes of `later`, a part of the same row whose outcomes all come after
+    /// these: the result is the accumulator that added them all in that order (first messages
+    /// and grader sets first seen stay the earlier part's; samples and outcomes are appended).
+    fn merge(&mut self, mut later: Acc) {
+        // Parts are cut between tasks: each part's last task is whole.
+        self.close_task();
+        later.close_task();
+        // Every field named, so that a new one cannot be left out of the merge.
+        let Acc {
+            calls,
+            called_outcomes,
+            failed_calls,
+            usage,
+            cost,
+            spent,
+            attempted,
+            accepted,
+            unanswered,
+            grader_errors,
+            decided,
+            failures,
+            unanswered_by_kind,
+            human_labelled,
+            graded,
+            judge,
+            judged,
+            sets,
+            keep: _,
+            rejection: _,
+            outcomes,
+            sample,
+            moments,
+            open_task: _,
+            sample_dropped,
+            latencies,
+            ttfts,
+        } = later;
+        self.calls += calls;
+        self.called_outcomes += called_outcomes;
+        self.failed_calls += failed_calls;
+        let Usage {
+            input,
+            cached_input,
+            cache_write,
+            cache_write_1h,
+            output,
+            reasoning,
+        } = usage;
+        self.usage.input += input;
+        self.usage.cached_input += cached_input;
+        self.usage.cache_write += cache_write;
+        self.usage.cache_write_1h += cache_write_1h;
+        self.usage.output += output;
+        self.usage.reasoning += reasoning;
+        self.cost.merge(&cost);
+        self.spent.merge(&spent);
+        self.attempted += attempted;
+        self.accepted += accepted;
+        self.unanswered += unanswered;
+        self.grader_errors += grader_errors;
+        self.decided += decided;
+        for (mine, theirs) in [
+            (&mut self.failures, failures),
+            (&mut self.unanswered_by_kind, unanswered_by_kind),
+        ] {
+            for (kind, f) in theirs {
+                mine.entry(kind)
+                    .or_insert(FailureKind {
+                        count: 0,
+                        first_message: f.first_message,
+                    })
+                    .count += f.count;
+            }
+        }
+        self.human_labelled += human_labelled;
+        let GradedCounts {
+            accepted,
+            rejected,
+            unanswered,
+        } = graded;
+        self.graded.accepted += accepted;
+        self.graded.rejected += rejected;
+        self.graded.unanswered += unanswered;
+        self.judge.merge(&judge);
+        self.judged |= judged;
+        for (set, n) in sets {
+            match self.sets.iter_mut().find(|(f, _)| *f == set) {
+                Some((_, m)) => *m += n,
+                None => self.sets.push((set, n)),
+            }
+        }
+        self.outcomes.extend(outcomes);
+        self.moments.merge(&moments);
+        self.sample_dropped |= sample_dropped || self.moments.tasks() > DELTA_ABOVE_TASKS;
+        if self.sample_dropped {
+            self.sample = Vec::new();
+        } else {
+            self.sample.extend(sample);
+        }
+        self.latencies.extend(latencies);
+        self.ttfts.extend(ttfts);
+    }
+
     fn finish(mut self, s: &SuitePlan, p: &ProviderPlan, opts: &AnalysisOptions) -> RowAnalysis {
         let rejection = s.rejection_cost_femto;
         let (sample, latencies, ttfts) = match self.keep {
@@ -1514,6 +1783,17 @@ mod tests {
             full.add(r);
         }
         assert!(figures.sample_dropped && figures.sample.capacity() == 0);
+        // Read in two parts, each under the limit, merged: the sample goes at the merge.
+        let mut parts = records.chunks(records.len() / 2 + 1).map(|part| {
+            let mut a = Acc::new(Keep::Figures, s.rejection_cost_femto, part.len());
+            part.iter().for_each(|r| a.add(r));
+            assert!(!a.sample_dropped);
+            a
+        });
+        let (mut merged, second) = (parts.next().unwrap(), parts.next().unwrap());
+        merged.merge(second);
+        assert!(merged.sample_dropped && merged.sample.is_empty());
+        let merged = merged.finish(&s, &p, &opts).figures.cost_per_accepted_ci;
         let (mut figures, full) = (
             figures.finish(&s, &p, &opts).figures,
             full.finish(&s, &p, &opts).figures,
@@ -1596,5 +1876,281 @@ mod tests {
             serde_json::to_string(&full.figures).unwrap(),
             serde_json::to_string(&figures.figures).unwrap()
         );
+    }
+
+    /// A run of two suites (one with two repeats) and three providers, with retries, failures
+    /// of several kinds, unknown costs, grades of every status with judges and two grader
+    /// sets, human labels, an attempt of a task missing from the task list and one of a
+    /// provider outside the plan. Returns the store and the run.
+    fn stored_run(dir: &std::path::Path) -> (Store, RunInfo) {
+        use crate::providers::Rate;
+        use crate::store::labels::{LabelRow, OutcomeKey};
+        use crate::store::{AttemptRow, Delivery, GradeRow, Ungraded, WriteOp, Writer};
+        let db = dir.join("r.db");
+        let mut store = Store::open(&db).unwrap();
+        let (mut a, p) = plans(12);
+        a.name = "a".into();
+        a.repeats = 2;
+        a.max_tokens = Some(16);
+        let mut b = a.clone();
+        b.name = "b".into();
+        b.repeats = 1;
+        b.tasks = 7;
+        let rate = |s: &str| Rate::parse_per_million(s).unwrap();
+        let providers: Vec<ProviderPlan> = ["p", "q", "r"]
+            .iter()
+            .map(|id| ProviderPlan {
+                id: id.to_string(),
+                price: Some(Price::new(rate("0.4"), rate("1.6"))),
+                ..p.clone()
+            })
+            .collect();
+        let plan = crate::store::RunPlan {
+            suites: vec![a, b],
+            providers,
+        };
+        // Ids in byte order are not in position order ("t10" before "t2").
+        let tasks: Vec<(&str, usize, String)> = (0..12)
+            .map(|i| ("a", i, format!("t{i}")))
+            .chain((0..7).map(|i| ("b", i, format!("u{i}"))))
+            .collect();
+        let run_id = store
+            .create_run(
+                "k",
+                "rw",
+                &plan,
+                tasks.iter().map(|(s, i, id)| (*s, *i, id.as_str(), "{}")),
+            )
+            .unwrap();
+        let writer = Writer::start(&db, dir.join("spill")).unwrap();
+        let tx = writer.sender();
+        let mut slots: Vec<(String, String, String, u32)> = Vec::new();
+        for provider in ["p", "q", "r", "outside"] {
+            let ids = tasks
+                .iter()
+                .map(|(s, _, id)| (*s, id.clone()))
+                .chain([("a", "missing".to_string()), ("a", "zz".to_string())]);
+            for (n, (suite, id)) in ids.enumerate() {
+                for repeat in 0..if suite == "a" { 2 } else { 1 } {
+                    let n =
+                        n * 3 + repeat as usize + provider.len() + provider.as_bytes()[0] as usize;
+                    if n % 9 == 4 {
+                        continue; // not attempted yet
+                    }
+                    let row = |try_no: u32| AttemptRow {
+                        run_id,
+                        suite: suite.into(),
+                        provider: provider.into(),
+                        task_id: id.clone(),
+                        repeat,
+                        try_no,
+                        is_final: true,
+                        latency_ms: 10.0 + (n % 17) as f64,
+                        ..AttemptRow::default()
+                    };
+                    let mut try_no = 0;
+                    if n % 4 == 1 {
+                        // Each part's first message of a kind differs.
+                        tx.blocking_send(WriteOp::Attempt(Box::new(AttemptRow {
+                            delivery: Delivery::Refused,
+                            http_status: Some(503),
+                            error_kind: Some(ErrorKind::ServerError),
+                            error_message: Some(format!("HTTP 503 at {n}")),
+                            cost: Some(Money::ZERO),
+                            spent: Some(Money::ZERO),
+                            ..row(try_no)
+                        })))
+                        .unwrap();
+                        try_no += 1;
+                    }
+                    if n % 7 == 3 {
+                        // Sent and timed out: an unknown cost, bounded.
+                        tx.blocking_send(WriteOp::Attempt(Box::new(AttemptRow {
+                            delivery: Delivery::SentUnknown,
+                            error_kind: Some(ErrorKind::Timeout),
+                            error_message: Some(format!("timed out at {n}")),
+                            cost_max: Some(Money(40_000_000_000 + n as i128)),
+                            est_prompt_tokens: Some(100),
+                            ..row(try_no)
+                        })))
+                        .unwrap();
+                        try_no += 1;
+                    }
+                    let last = if n % 6 == 5 {
+                        AttemptRow {
+                            delivery: Delivery::Refused,
+                            http_status: Some(429),
+                            error_kind: Some(ErrorKind::RateLimited),
+                            error_message: Some(format!("HTTP 429 at {n}")),
+                            cost: Some(Money::ZERO),
+                            spent: Some(Money::ZERO),
+                            ..row(try_no)
+                        }
+                    } else {
+                        let usage = Usage {
+                            input: 20 + n as u64,
+                            output: 3 + (n % 5) as u64,
+                            ..Usage::default()
+                        };
+                        let cost = (n % 11 != 2).then(|| Money(1_000_000_000 * (1 + n as i128)));
+                        slots.push((suite.into(), provider.into(), id.clone(), repeat));
+                        AttemptRow {
+                            delivery: Delivery::Answered,
+                            http_status: Some(200),
+                            answered: true,
+                            usage: Some(usage),
+                            cost,
+                            spent: cost,
+                            ttft_ms: n.is_multiple_of(3).then_some(2.0 + (n % 5) as f64),
+                            output: Some("x".into()),
+                            ..row(try_no)
+                        }
+                    };
+                    tx.blocking_send(WriteOp::Attempt(Box::new(last))).unwrap();
+                }
+            }
+        }
+        drop(tx);
+        writer.finish().unwrap();
+        let statuses = [
+            GradeStatus::Accepted,
+            GradeStatus::Rejected,
+            GradeStatus::Accepted,
+            GradeStatus::Error,
+        ];
+        let ungraded: Vec<Ungraded> = slots
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 10 != 9)
+            .map(|(n, (suite, provider, task_id, repeat))| Ungraded {
+                attempt_id: n as i64,
+                suite: suite.clone(),
+                provider: provider.clone(),
+                task_id: task_id.clone(),
+                repeat: *repeat,
+                output: String::new(),
+                vars: String::new(),
+            })
+            .collect();
+        let grades: Vec<(&Ungraded, GradeRow)> = ungraded
+            .iter()
+            .map(|u| {
+                let n = u.attempt_id as usize;
+                let status = statuses[n * 7 % statuses.len()];
+                let row = GradeRow {
+                    attempt_id: u.attempt_id,
+                    status,
+                    error: None,
+                    verdicts: "[]".into(),
+                    judge_cost: n
+                        .is_multiple_of(4)
+                        .then(|| (Money(300 + n as i128), u64::from(n.is_multiple_of(8)))),
+                    grader_set: Some(if n.is_multiple_of(9) { "g2" } else { "g1" }.into()),
+                };
+                (u, row)
+            })
+            .collect();
+        store.put_grades(run_id, &grades).unwrap();
+        let labels: Vec<LabelRow> = slots
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| n % 5 == 2)
+            .flat_map(|(n, (suite, provider, task_id, repeat))| {
+                let key = OutcomeKey {
+                    suite: suite.clone(),
+                    provider: provider.clone(),
+                    task_id: task_id.clone(),
+                    repeat: *repeat,
+                };
+                ["ann", "bo"].map(|rater| LabelRow {
+                    key: key.clone(),
+                    rater: rater.into(),
+                    accepted: n % 3 != 0 || rater == "ann",
+                    note: None,
+                })
+            })
+            .collect();
+        store.put_labels(run_id, &labels, "test").unwrap();
+        let run = store.run(Some(run_id)).unwrap();
+        (store, run)
+    }
+
+    /// Rows as the JSON report prints them, with their outcomes and graded counts.
+    fn printed(rows: &[RowAnalysis]) -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                format!(
+                    "{} {:?} {:?}",
+                    serde_json::to_string(&r.figures).unwrap(),
+                    r.graded,
+                    r.outcomes
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_read_in_parallel_parts_has_the_figures_of_one_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, run) = stored_run(dir.path());
+        let opts = AnalysisOptions {
+            bootstrap: 200,
+            ..AnalysisOptions::default()
+        };
+        // One part a row on one connection, as one scan in order read it; and parts of two
+        // outcomes (several a row) on three.
+        let one = Split {
+            workers: 1,
+            part_outcomes: u64::MAX,
+        };
+        let many = Split {
+            workers: 3,
+            part_outcomes: 2,
+        };
+        let index = store.outcome_index(run.id).unwrap();
+        assert_eq!(index.split("a", "p", 12).len(), 12);
+        let prices: HashMap<String, Price> = ["p", "r"]
+            .iter()
+            .map(|p| {
+                let rate = |s: &str| crate::providers::Rate::parse_per_million(s).unwrap();
+                (p.to_string(), Price::new(rate("0.8"), rate("3.2")))
+            })
+            .collect();
+        let repriced = with_prices(run.clone(), &prices);
+        let reprice = repricer(&repriced, &prices);
+        for keep in [Keep::Outcomes, Keep::Figures] {
+            for (run, reprice) in [(&run, None), (&repriced, Some(&reprice as &Reprice<'_>))] {
+                let load = |split| {
+                    RunAnalysis::load_split(&store, run.clone(), opts, reprice, keep, split)
+                        .unwrap()
+                };
+                let (a, b) = (load(one), load(many));
+                assert_eq!(a.rows.len(), 6);
+                assert_eq!(printed(&a.rows), printed(&b.rows));
+                assert_eq!(format!("{:?}", a.agreement), format!("{:?}", b.agreement));
+            }
+        }
+        let a = RunAnalysis::before_after_split(&store, run.clone(), opts, &prices, one).unwrap();
+        let b = RunAnalysis::before_after_split(&store, run.clone(), opts, &prices, many).unwrap();
+        assert_eq!(printed(&a.0.rows), printed(&b.0.rows));
+        assert_eq!(printed(&a.1.rows), printed(&b.1.rows));
+        // What the run holds takes part: failures with messages, unknown costs, human labels,
+        // judges, two grader sets, outcomes of a task missing from the task list (position 0).
+        let figures = |s: &str, p: &str| &a.0.row(s, p).unwrap().figures;
+        let p = figures("a", "p");
+        assert!(p.failures.len() >= 3 && p.unpriced_calls > 0, "{p:?}");
+        assert!(p.human_labelled > 0 && p.graders.len() == 2 && p.cost_usd.judge.is_some());
+        assert!(p.cost_per_accepted_ci.low.is_some() && p.ttft_ms.p50.is_some());
+        assert!(
+            a.0.row("a", "q")
+                .unwrap()
+                .outcomes
+                .iter()
+                .filter(|o| o.task_idx == 0)
+                .count()
+                > 2
+        );
+        assert!(a.0.agreement.is_some());
+        assert_ne!(printed(&a.0.rows), printed(&a.1.rows));
     }
 }

@@ -390,6 +390,11 @@ impl Store {
         Ok(version as usize)
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, e: rusqlite::Error) -> StoreError {
         sql(&self.path, e)
     }

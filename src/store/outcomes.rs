@@ -142,8 +142,12 @@ pub struct AttemptCost {
     pub est_prompt_tokens: Option<u64>,
 }
 
-/// Re-prices one attempt of (suite, provider) in place (see `costbench reprice`).
-pub type Reprice<'a> = dyn Fn(&str, &str, &mut AttemptCost) + 'a;
+/// Re-prices one attempt of (suite, provider) in place (see `costbench reprice`); `Sync`, as
+/// the parts of a run are read on several threads.
+pub type Reprice<'a> = dyn Fn(&str, &str, &mut AttemptCost) + Sync + 'a;
+
+/// A provider's dearest prompt-token rate, by provider id (see [`Store::for_each_outcome`]).
+pub type PromptRate<'a> = dyn Fn(&str) -> Option<crate::providers::Rate> + Sync + 'a;
 
 /// One stored attempt, before folding.
 struct AttemptFacts {
@@ -224,26 +228,85 @@ fn fold(
     }
 }
 
+/// One part of a run's outcomes, which a scan reads on its own (on its own connection, in
+/// parallel with the others): a suite and provider, and a range of task ids in byte order
+/// (`from <= task_id < to`; `None` leaves that end open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomePart {
+    /// Suite name.
+    pub suite: String,
+    /// Provider id.
+    pub provider: String,
+    /// The first task id of the part (inclusive).
+    pub from: Option<String>,
+    /// The task id after the part (exclusive).
+    pub to: Option<String>,
+}
+
+/// What every part of a run's outcome scan reads alike, read once for all of them: the task
+/// positions and the human votes. Shared by reference between the parts' threads.
+pub struct OutcomeIndex {
+    run_id: i64,
+    tasks: HashMap<String, PackedIds>,
+    /// Sorted as the outcomes are (suite, provider, task id, repeat).
+    humans: Vec<super::labels::HumanVotes>,
+}
+
+impl OutcomeIndex {
+    /// `suite` × `provider` cut into at most `n` parts of about as many tasks each (one part
+    /// when the run lists no task of the suite), in task id order; together they cover every
+    /// attempt of the pair, those of tasks missing from the task list included.
+    pub fn split(&self, suite: &str, provider: &str, n: usize) -> Vec<OutcomePart> {
+        let ids = self.tasks.get(suite);
+        let len = ids.map_or(0, PackedIds::len);
+        let n = n.clamp(1, len.max(1));
+        // Part k starts at the (k · len / n)-th id; the first starts open, so ids before the
+        // first listed one are read too, as the last part reads those after the last.
+        let bound = |k: usize| {
+            ids.filter(|_| k > 0 && k < n)
+                .map(|ids| ids.id(k * len / n).to_string())
+        };
+        (0..n)
+            .map(|k| OutcomePart {
+                suite: suite.to_string(),
+                provider: provider.to_string(),
+                from: bound(k),
+                to: bound(k + 1),
+            })
+            .collect()
+    }
+}
+
 impl Store {
-    /// Calls `f` with every attempted outcome of a run, its attempts folded, in the order of
-    /// suite, provider, task id and repeat.
+    /// Reads what every part of a run's outcome scan shares (see [`Store::for_each_outcome`]).
+    pub fn outcome_index(&self, run_id: i64) -> Result<OutcomeIndex, StoreError> {
+        Ok(OutcomeIndex {
+            run_id,
+            tasks: Positions::load(self, run_id)?,
+            humans: self.human_votes(run_id)?,
+        })
+    }
+
+    /// Calls `f` with every attempted outcome of one part of a run, its attempts folded, in
+    /// the order of task id and repeat.
     ///
     /// Attempts stream along the attempts index and grades along their primary key, both in
-    /// that order, and are merged here; task positions come from one read of the task list.
-    /// Joining them in SQL instead cost two B-tree searches per attempt, most of a report's
-    /// time on a million outcomes. Only one outcome's attempts are held at a time.
+    /// that order, and are merged here; task positions come from `index`, read once for every
+    /// part. Joining them in SQL instead cost two B-tree searches per attempt, most of a
+    /// report's time on a million outcomes. Only one outcome's attempts are held at a time.
     ///
     /// `prompt_rate` gives each provider's dearest prompt-token rate, with which unknown-cost
     /// bounds take the prompt size an answer reported; `reprice`, when given, replaces each
     /// attempt's cost first (the stored rows are not changed).
     pub fn for_each_outcome(
         &self,
-        run_id: i64,
-        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        index: &OutcomeIndex,
+        part: &OutcomePart,
+        prompt_rate: &PromptRate<'_>,
         reprice: Option<&Reprice<'_>>,
         mut f: impl FnMut(OutcomeRecord),
     ) -> Result<(), StoreError> {
-        self.scan_outcomes(run_id, prompt_rate, reprice, None, |rec, _| f(rec))
+        self.scan_outcomes(index, part, prompt_rate, reprice, None, |rec, _| f(rec))
     }
 
     /// As [`Store::for_each_outcome`], with every outcome folded twice in one read: `f` gets
@@ -252,14 +315,16 @@ impl Store {
     /// most of the time of `costbench reprice`.
     pub fn for_each_outcome_repriced(
         &self,
-        run_id: i64,
-        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
-        prompt_rate_after: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        index: &OutcomeIndex,
+        part: &OutcomePart,
+        prompt_rate: &PromptRate<'_>,
+        prompt_rate_after: &PromptRate<'_>,
         reprice: &Reprice<'_>,
         mut f: impl FnMut(OutcomeRecord, Repriced),
     ) -> Result<(), StoreError> {
         self.scan_outcomes(
-            run_id,
+            index,
+            part,
             prompt_rate,
             None,
             Some((prompt_rate_after, reprice)),
@@ -273,40 +338,36 @@ impl Store {
 
     fn scan_outcomes(
         &self,
-        run_id: i64,
-        prompt_rate: &dyn Fn(&str) -> Option<crate::providers::Rate>,
+        index: &OutcomeIndex,
+        part: &OutcomePart,
+        prompt_rate: &PromptRate<'_>,
         reprice: Option<&Reprice<'_>>,
         twice: Option<Twice<'_>>,
         mut f: impl FnMut(OutcomeRecord, Option<Repriced>),
     ) -> Result<(), StoreError> {
-        let mut positions = Positions::load(self, run_id)?;
-        let mut attempts_st = self
-            .conn
-            .prepare(
-                "SELECT suite, provider, task_id, repeat, delivery, error_kind, error_message,
-                    answered, http_status, usage_known, input_tokens, cached_tokens,
-                    cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
-                    cost_femto, cost_big, spent_femto, spent_big, cost_max_femto,
-                    est_prompt_tokens, latency_ms, ttft_ms
-                 FROM attempts WHERE run_id = ?1
-                 ORDER BY suite, provider, task_id, repeat, try",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut grades_st = self
-            .conn
-            .prepare(
-                "SELECT suite, provider, task_id, repeat, status, accepted, judge_cost,
-                    judge_unknown, grader_set FROM grades
-                 WHERE run_id = ?1 ORDER BY suite, provider, task_id, repeat",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = attempts_st.query([run_id]).map_err(|e| self.err(e))?;
-        let mut grades = grades_st.query([run_id]).map_err(|e| self.err(e))?;
+        let mut positions = Positions::new(&index.tasks);
+        let ([attempts_q, grades_q], args) = part_queries(&index.run_id, part);
+        let mut attempts_st = self.conn.prepare(&attempts_q).map_err(|e| self.err(e))?;
+        let mut grades_st = self.conn.prepare(&grades_q).map_err(|e| self.err(e))?;
+        let mut rows = attempts_st.query(&*args).map_err(|e| self.err(e))?;
+        let mut grades = grades_st.query(&*args).map_err(|e| self.err(e))?;
         let mut next_grade =
             read_grade(grades.next().map_err(|e| self.err(e))?).map_err(|e| self.err(e))?;
-        // Human labels are few and sorted as the outcomes: a cursor walks them alongside.
-        let humans = self.human_votes(run_id)?;
-        let mut next_human = 0;
+        // Human labels are few and sorted as the outcomes: a cursor walks them alongside,
+        // from the first of the part.
+        let humans = &index.humans;
+        let first = (
+            part.suite.as_str(),
+            part.provider.as_str(),
+            part.from.as_deref().unwrap_or(""),
+        );
+        let mut next_human = humans.partition_point(|h| {
+            (
+                h.key.suite.as_str(),
+                h.key.provider.as_str(),
+                h.key.task_id.as_str(),
+            ) < first
+        });
 
         let mut current: Option<OutcomeRecord> = None;
         let mut attempts: Vec<AttemptFacts> = Vec::new();
@@ -348,7 +409,7 @@ impl Store {
             }
             let Some(r) = row else { break };
             if !same {
-                current = Some(new_outcome(r, &mut positions).map_err(|e| self.err(e))?);
+                current = Some(new_outcome(r, part, &mut positions).map_err(|e| self.err(e))?);
             }
             let mut attempt = read_attempt(r).map_err(|e| self.err(e))?;
             if let (Some(reprice), Some(c)) = (reprice, current.as_ref()) {
@@ -360,10 +421,40 @@ impl Store {
     }
 }
 
+/// The queries of a part's attempts and grades, in the scan's order, and their arguments:
+/// each reads the part's own range of its index, in order, without a sort.
+fn part_queries<'a>(
+    run_id: &'a i64,
+    part: &'a OutcomePart,
+) -> ([String; 2], Vec<&'a dyn rusqlite::ToSql>) {
+    let mut filter = String::from("run_id = ?1 AND suite = ?2 AND provider = ?3");
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![run_id, &part.suite, &part.provider];
+    for (op, id) in [(">=", &part.from), ("<", &part.to)] {
+        if let Some(id) = id {
+            args.push(id);
+            filter.push_str(&format!(" AND task_id {op} ?{}", args.len()));
+        }
+    }
+    // Suite and provider are the part's, not read again for every row.
+    let attempts = format!(
+        "SELECT task_id, repeat, delivery, error_kind, error_message,
+            answered, http_status, usage_known, input_tokens, cached_tokens,
+            cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens,
+            cost_femto, cost_big, spent_femto, spent_big, cost_max_femto,
+            est_prompt_tokens, latency_ms, ttft_ms
+         FROM attempts WHERE {filter}
+         ORDER BY suite, provider, task_id, repeat, try"
+    );
+    let grades = format!(
+        "SELECT task_id, repeat, status, accepted, judge_cost, judge_unknown, grader_set
+         FROM grades
+         WHERE {filter} ORDER BY suite, provider, task_id, repeat"
+    );
+    ([attempts, grades], args)
+}
+
 /// A stored grade and the outcome it belongs to.
 struct GradeKey {
-    suite: String,
-    provider: String,
     task_id: String,
     repeat: u32,
     status: GradeStatus,
@@ -372,34 +463,22 @@ struct GradeKey {
 }
 
 impl GradeKey {
-    /// How this grade's outcome orders against `rec` (SQLite's BINARY order is byte order).
+    /// How this grade's outcome orders against `rec`, of the same part (SQLite's BINARY order
+    /// is byte order).
     fn key(&self, rec: &OutcomeRecord) -> std::cmp::Ordering {
-        (
-            self.suite.as_str(),
-            self.provider.as_str(),
-            self.task_id.as_str(),
-            self.repeat,
-        )
-            .cmp(&(
-                rec.suite.as_str(),
-                rec.provider.as_str(),
-                rec.task_id.as_str(),
-                rec.repeat,
-            ))
+        (self.task_id.as_str(), self.repeat).cmp(&(rec.task_id.as_str(), rec.repeat))
     }
 }
 
 fn read_grade(r: Option<&rusqlite::Row<'_>>) -> rusqlite::Result<Option<GradeKey>> {
     let Some(r) = r else { return Ok(None) };
-    let status: Option<String> = r.get(4)?;
+    let status: Option<String> = r.get(2)?;
     Ok(Some(GradeKey {
-        suite: r.get(0)?,
-        provider: r.get(1)?,
-        task_id: r.get(2)?,
-        repeat: r.get::<_, i64>(3)? as u32,
-        status: GradeStatus::from_columns(status.as_deref(), r.get(5)?),
-        judge_cost: judge_tally(r.get(6)?, r.get(7)?),
-        grader_set: r.get(8)?,
+        task_id: r.get(0)?,
+        repeat: r.get::<_, i64>(1)? as u32,
+        status: GradeStatus::from_columns(status.as_deref(), r.get(3)?),
+        judge_cost: judge_tally(r.get(4)?, r.get(5)?),
+        grader_set: r.get(6)?,
     }))
 }
 
@@ -432,13 +511,11 @@ fn judge_tally(known: Option<String>, unknown: Option<i64>) -> Option<Tally> {
     })
 }
 
-/// Whether an attempt row belongs to the outcome being folded, compared without allocating.
+/// Whether an attempt row belongs to the outcome being folded (of the same part), compared
+/// without allocating.
 fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
-    let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
-    text(2) == Some(c.task_id.as_str())
-        && r.get::<_, i64>(3).ok() == Some(i64::from(c.repeat))
-        && text(1) == Some(c.provider.as_str())
-        && text(0) == Some(c.suite.as_str())
+    r.get_ref(0).ok().and_then(|v| v.as_str().ok()) == Some(c.task_id.as_str())
+        && r.get::<_, i64>(1).ok() == Some(i64::from(c.repeat))
 }
 
 /// Task positions by task id. Attempts arrive sorted by task id within each suite and
@@ -446,9 +523,10 @@ fn same_outcome(r: &rusqlite::Row<'_>, c: &OutcomeRecord) -> bool {
 ///
 /// The ids of a suite are packed in one string (read in id order from the tasks' primary key,
 /// so nothing is sorted or held twice): at 100,000 tasks 1.8 MB, where a `String` per id and
-/// the map of id lists they were read into took over 6 MB of the report's peak.
-struct Positions {
-    by_suite: HashMap<String, PackedIds>,
+/// the map of id lists they were read into took over 6 MB of the report's peak. The packed ids
+/// are read once for a run and shared by the parts of its scan, each with its own cursor.
+struct Positions<'a> {
+    by_suite: &'a HashMap<String, PackedIds>,
     /// The suite and provider the cursor walks, and where it is.
     cursor: Option<(String, String, usize)>,
 }
@@ -481,8 +559,16 @@ impl PackedIds {
     }
 }
 
-impl Positions {
-    fn load(store: &Store, run_id: i64) -> Result<Positions, StoreError> {
+impl<'a> Positions<'a> {
+    fn new(by_suite: &'a HashMap<String, PackedIds>) -> Positions<'a> {
+        Positions {
+            by_suite,
+            cursor: None,
+        }
+    }
+
+    /// The task ids of every suite of a run, packed.
+    fn load(store: &Store, run_id: i64) -> Result<HashMap<String, PackedIds>, StoreError> {
         // SQLite's BINARY order, that of the primary key, is byte order: the order in which
         // attempts arrive and `of` compares.
         let mut st = store
@@ -516,10 +602,7 @@ impl Positions {
         if let Some((s, ids)) = current {
             by_suite.insert(s, ids.shrunk());
         }
-        Ok(Positions {
-            by_suite,
-            cursor: None,
-        })
+        Ok(by_suite)
     }
 
     /// The position of `task_id` in `suite` (0 when the task list lacks it).
@@ -565,16 +648,15 @@ impl Positions {
 /// A new outcome from its first attempt row; its figures are filled by [`finish`].
 fn new_outcome(
     r: &rusqlite::Row<'_>,
-    positions: &mut Positions,
+    part: &OutcomePart,
+    positions: &mut Positions<'_>,
 ) -> rusqlite::Result<OutcomeRecord> {
-    let suite: String = r.get(0)?;
-    let provider: String = r.get(1)?;
-    let task_id: String = r.get(2)?;
-    let task_idx = positions.of(&suite, &provider, &task_id);
+    let task_id: String = r.get(0)?;
+    let task_idx = positions.of(&part.suite, &part.provider, &task_id);
     Ok(OutcomeRecord {
-        provider,
-        repeat: r.get::<_, i64>(3)? as u32,
-        suite,
+        provider: part.provider.clone(),
+        repeat: r.get::<_, i64>(1)? as u32,
+        suite: part.suite.clone(),
         task_id,
         task_idx,
         grade: None,
@@ -610,49 +692,46 @@ impl AttemptFacts {
     }
 }
 
-/// One attempt row.
+/// One attempt row, as [`part_queries`] selects it.
 fn read_attempt(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttemptFacts> {
     let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
-    let kind = text(5)?.as_deref().and_then(ErrorKind::parse);
-    let answered: bool = r.get(7)?;
+    let kind = text(3)?.as_deref().and_then(ErrorKind::parse);
+    let answered: bool = r.get(5)?;
     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
-    let usage = if r.get::<_, bool>(9)? {
+    let usage = if r.get::<_, bool>(7)? {
         Some(Usage {
-            input: n(10)?,
-            cached_input: n(11)?,
-            cache_write: n(12)?,
-            cache_write_1h: n(13)?,
-            output: n(14)?,
-            reasoning: n(15)?,
+            input: n(8)?,
+            cached_input: n(9)?,
+            cache_write: n(10)?,
+            cache_write_1h: n(11)?,
+            output: n(12)?,
+            reasoning: n(13)?,
         })
     } else {
         None
     };
-    let cost = money_from_columns(r.get(16)?, text(17)?.as_deref());
-    let delivery = match text(4)?.as_deref().and_then(Delivery::parse) {
+    let cost = money_from_columns(r.get(14)?, text(15)?.as_deref());
+    let delivery = match text(2)?.as_deref().and_then(Delivery::parse) {
         Some(d) => d,
-        None => legacy_delivery(kind, r.get(8)?, answered, cost),
+        None => legacy_delivery(kind, r.get(6)?, answered, cost),
     };
     Ok(AttemptFacts {
         delivery,
         kind,
-        message: if answered { None } else { text(6)? },
+        message: if answered { None } else { text(4)? },
         answered,
         usage,
         cost,
-        cost_max: text(20)?.and_then(|t| t.parse().ok()).map(Money),
-        est_prompt_tokens: r.get::<_, Option<i64>>(21)?.map(|v| v.max(0) as u64),
-        spent: money_from_columns(r.get(18)?, text(19)?.as_deref()),
-        latency_ms: r.get(22)?,
-        ttft_ms: r.get(23)?,
+        cost_max: text(18)?.and_then(|t| t.parse().ok()).map(Money),
+        est_prompt_tokens: r.get::<_, Option<i64>>(19)?.map(|v| v.max(0) as u64),
+        spent: money_from_columns(r.get(16)?, text(17)?.as_deref()),
+        latency_ms: r.get(20)?,
+        ttft_ms: r.get(21)?,
     })
 }
 
 /// The second pricing of [`Store::for_each_outcome_repriced`]: prompt rates and the re-pricing.
-type Twice<'a> = (
-    &'a dyn Fn(&str) -> Option<crate::providers::Rate>,
-    &'a Reprice<'a>,
-);
+type Twice<'a> = (&'a PromptRate<'a>, &'a Reprice<'a>);
 
 /// An outcome's token cost and spend under other prices.
 #[derive(Debug, Clone, Copy, Default)]
@@ -878,6 +957,50 @@ impl Store {
 mod tests {
     use super::*;
 
+    // A part reads its range of the attempts index and of the grades' primary key in the
+    // scan's order: a sort would read and hold the whole part first.
+    #[test]
+    fn a_part_reads_its_range_of_both_indexes_without_a_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let id = |s: &str| Some(s.to_string());
+        for (from, to) in [
+            (None, None),
+            (id("t1"), None),
+            (None, id("t5")),
+            (id("t1"), id("t5")),
+        ] {
+            let part = OutcomePart {
+                suite: "s".into(),
+                provider: "p".into(),
+                from,
+                to,
+            };
+            let (queries, args) = part_queries(&1, &part);
+            for q in queries {
+                let mut st = store
+                    .conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
+                    .unwrap();
+                let plan: Vec<String> = st
+                    .query_map(&*args, |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let plan = plan.join("; ");
+                assert!(plan.contains("USING INDEX"), "{plan}");
+                assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+                let range = [
+                    (part.from.is_some(), "task_id>?"),
+                    (part.to.is_some(), "task_id<?"),
+                ];
+                for (bounded, term) in range {
+                    assert_eq!(plan.contains(term), bounded, "{plan}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn task_positions_are_found_in_byte_order_and_a_missing_id_is_position_zero() {
         let dir = tempfile::tempdir().unwrap();
@@ -893,7 +1016,8 @@ mod tests {
             .map(|(i, id)| ("s", i, *id, "{}"))
             .chain([("other", 5, "t1", "{}")]);
         let run = store.create_run("k", "off", &plan, tasks).unwrap();
-        let mut p = Positions::load(&store, run).unwrap();
+        let ids_by_suite = Positions::load(&store, run).unwrap();
+        let mut p = Positions::new(&ids_by_suite);
         let position = |id: &str| ids.iter().position(|x| *x == id).unwrap() as u32;
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();

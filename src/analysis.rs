@@ -1809,6 +1809,10 @@ mod tests {
             close(a.low, b.low) && close(a.high, b.high),
             "{a:?} vs {b:?}"
         );
+        assert!(
+            close(merged.low, b.low) && close(merged.high, b.high),
+            "{merged:?}"
+        );
         figures.cost_per_accepted_ci = full.cost_per_accepted_ci.clone();
         assert_eq!(
             serde_json::to_string(&figures).unwrap(),

@@ -1258,14 +1258,14 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let run = store.run(a.run)?;
     let prices = reprice::prices_for(&run, &entries, &a.prices)?;
     let (before, after) = RunAnalysis::load_before_after(&store, run, opts, &prices)?;
-    let routed =
-        |an: &RunAnalysis| route_plan(&route_input(&store, &[an])?, a.policy.as_deref(), &opts);
-    let r = reprice::repriced(
-        &before,
-        &after,
-        &a.prices,
-        (&routed(&before)?, &routed(&after)?),
+    // The store is read on this thread; the two routes are then drawn side by side.
+    let inputs = (
+        route_input(&store, &[&before])?,
+        route_input(&store, &[&after])?,
     );
+    let routed = |input: &RouteInput| route_plan(input, a.policy.as_deref(), &opts);
+    let (plan_before, plan_after) = rayon::join(|| routed(&inputs.0), || routed(&inputs.1));
+    let r = reprice::repriced(&before, &after, &a.prices, (&plan_before?, &plan_after?));
     emit(
         &export::reprice::render(&r, a.report.format, a.report.width),
         a.out.as_deref(),

@@ -179,6 +179,7 @@ fn a_cascade_escalates_on_the_runtime_check_and_pays_every_step() {
     assert!(reason("dear").is_none());
     assert_eq!(c["verdict"], "chosen", "{c:#}");
     assert!(c["stable_share"].as_f64().unwrap() >= 0.9);
+    assert_eq!(c["resample_method"], "task-bootstrap");
     // Monthly at 100,000 requests: the cascade's mean request cost vs dear's.
     let m = &c["monthly"];
     close(

@@ -785,7 +785,14 @@ struct Resampled {
     per_accepted: Vec<Vec<f64>>,
     /// Per resample, mean token cost per request of each candidate asked for.
     tokens: Vec<Vec<f64>>,
+    /// How they were drawn ([`ClassRoute::resample_method`]).
+    method: &'static str,
 }
+
+/// Resamples that reweigh every task.
+const TASK_BOOTSTRAP: &str = "task-bootstrap";
+/// Resamples drawn from the sums' normal limit.
+const NORMAL_LIMIT: &str = "task-bootstrap-normal-limit";
 
 /// Resamples whole tasks `b` times and weighs every allowed candidate on each. With `normal`
 /// (above [`DELTA_ABOVE_TASKS`] tasks) the resampled sums are drawn from their joint normal
@@ -851,6 +858,7 @@ fn resample(
         winners: Vec::with_capacity(b),
         per_accepted: Vec::with_capacity(b),
         tokens: Vec::with_capacity(b),
+        method: if normal { NORMAL_LIMIT } else { TASK_BOOTSTRAP },
     };
     for (w, c, t) in rows {
         out.winners.push(w);
@@ -1195,11 +1203,7 @@ fn route_class(
         choice: choice.map(|c| figures(class, &cands[c], opts)),
         stable_share,
         resamples: res.as_ref().map_or(0, |r| r.winners.len()),
-        resample_method: if k > DELTA_ABOVE_TASKS {
-            "task-bootstrap-normal-limit"
-        } else {
-            "task-bootstrap"
-        },
+        resample_method: res.as_ref().map_or(TASK_BOOTSTRAP, |r| r.method),
         contenders,
         tasks_needed,
         tasks_needed_method,
@@ -1313,6 +1317,7 @@ mod tests {
         let ch = prep.chooser(&class, &opts());
         let share = |normal| {
             let r = resample(&ch, k, 1000, 5, &[], normal);
+            assert_eq!(r.method, if normal { NORMAL_LIMIT } else { TASK_BOOTSTRAP });
             r.winners.iter().filter(|w| **w == Some(0)).count() as f64 / 1000.0
         };
         let (boot, limit) = (share(false), share(true));

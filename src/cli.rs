@@ -1258,10 +1258,12 @@ fn cmd_reprice(db: &Path, a: &RepriceArgs) -> Result<i32> {
     let run = store.run(a.run)?;
     let prices = reprice::prices_for(&run, &entries, &a.prices)?;
     let (before, after) = RunAnalysis::load_before_after(&store, run, opts, &prices)?;
-    // The store is read on this thread; the two routes are then drawn side by side.
+    // The runtime checks are the stored grades', the same before and after: read once. The
+    // store is read on this thread; the two routes are then drawn side by side.
+    let checks = before.runtime_checks(&store)?;
     let inputs = (
-        route_input(&store, &[&before])?,
-        route_input(&store, &[&after])?,
+        RouteInput::from_runs(&[&before], &[&checks]),
+        RouteInput::from_runs(&[&after], &[&checks]),
     );
     let routed = |input: &RouteInput| route_plan(input, a.policy.as_deref(), &opts);
     let (plan_before, plan_after) = rayon::join(|| routed(&inputs.0), || routed(&inputs.1));

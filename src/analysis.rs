@@ -1600,6 +1600,22 @@ fn percentile(sorted: &[f32], q: f64) -> Option<f64> {
     Some(f64::from(sorted[rank.min(sorted.len()) - 1]))
 }
 
+/// An outcome with a verdict and nothing else (no cost, no latency), for tests.
+#[cfg(test)]
+pub(crate) fn test_facts(task_idx: u32, repeat: u32, verdict: Verdict) -> OutcomeFacts {
+    OutcomeFacts {
+        task_idx,
+        repeat,
+        verdict,
+        known_cost: Money::ZERO,
+        unknown_max: Money::ZERO,
+        unknown_calls: 0,
+        unbounded: false,
+        latency_ms: None,
+        ttft_ms: None,
+    }
+}
+
 /// A row made from outcomes, for other modules' tests.
 #[cfg(test)]
 pub(crate) fn test_row(suite: &str, provider: &str, outcomes: &[OutcomeFacts]) -> RowAnalysis {
@@ -1660,20 +1676,6 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), Some(95.0));
         assert_eq!(percentile(&[7.0], 0.95), Some(7.0));
         assert_eq!(percentile(&[], 0.5), None);
-    }
-
-    fn facts(task_idx: u32, repeat: u32, verdict: Verdict) -> OutcomeFacts {
-        OutcomeFacts {
-            task_idx,
-            repeat,
-            verdict,
-            known_cost: Money::ZERO,
-            unknown_max: Money::ZERO,
-            unknown_calls: 0,
-            unbounded: false,
-            latency_ms: None,
-            ttft_ms: None,
-        }
     }
 
     fn record(
@@ -1741,13 +1743,13 @@ mod tests {
     #[test]
     fn pairing_matches_task_and_repeat_and_counts_the_rest() {
         let l = vec![
-            facts(0, 0, Verdict::Accepted),
-            facts(1, 0, Verdict::Rejected),
-            facts(2, 0, Verdict::Accepted),
+            test_facts(0, 0, Verdict::Accepted),
+            test_facts(1, 0, Verdict::Rejected),
+            test_facts(2, 0, Verdict::Accepted),
         ];
         let r = vec![
-            facts(1, 0, Verdict::Accepted),
-            facts(2, 0, Verdict::Rejected),
+            test_facts(1, 0, Verdict::Accepted),
+            test_facts(2, 0, Verdict::Rejected),
         ];
         let key = |o: &OutcomeFacts| (o.task_idx, o.repeat);
         let p = pair_sorted(&l, &r, key, key);

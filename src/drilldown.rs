@@ -414,19 +414,7 @@ mod tests {
 
     #[test]
     fn select_keeps_the_samples_a_full_sort_would_keep() {
-        use crate::analysis::{OutcomeFacts, test_row};
-        use crate::providers::Money;
-        let facts = |task_idx, repeat, verdict| OutcomeFacts {
-            task_idx,
-            repeat,
-            verdict,
-            known_cost: Money::ZERO,
-            unknown_max: Money::ZERO,
-            unknown_calls: 0,
-            unbounded: false,
-            latency_ms: None,
-            ttft_ms: None,
-        };
+        use crate::analysis::{OutcomeFacts, test_facts as facts, test_row};
         let verdicts = [
             Accepted,
             Rejected,
